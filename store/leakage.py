@@ -1,0 +1,79 @@
+"""Leakage guard: keep a task's training data free of texts that another task evaluates on.
+
+mr, sst2 and sst5 share Rotten Tomatoes sentences (SST's copy is tokenised: "it 's", "does n't"), and subj shares
+snippets with mr. Texts are compared after lower-casing and keeping only letters and digits, so tokenisation and
+punctuation do not hide an overlap. A pair example matches only when both of its texts match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from store.tasks import EVAL_SPLITS, Task
+
+_NOT_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalise_text(text: str | None) -> str:
+    """Lower-cased letters and digits only: ``"It 's  GOOD!"`` → ``"itsgood"``."""
+    return "" if text is None else _NOT_ALNUM.sub("", text.lower())
+
+
+def _keys(table: pa.Table) -> list[str]:
+    texts = table.column("text").to_pylist()
+    pairs = table.column("text_pair").to_pylist()
+    return [normalise_text(t) + "\x1f" + normalise_text(p) for t, p in zip(texts, pairs, strict=True)]
+
+
+@dataclass(frozen=True)
+class LeakageReport:
+    """How many training rows of ``task`` were dropped, in total and per other task."""
+
+    task: str
+    split: str
+    n_before: int
+    n_dropped: int
+    dropped_by_task: dict[str, int]
+
+
+def evaluation_keys(tasks: Iterable[Task], splits: Sequence[str] = EVAL_SPLITS) -> dict[str, set[str]]:
+    """Normalised text keys of each task's evaluation splits."""
+    keys = {}
+    for task in tasks:
+        present = [s for s in splits if s in task.splits]
+        keys[task.name] = {k for s in present for k in _keys(task.split(s))}
+    return keys
+
+
+def drop_leaked(
+    task: Task, others: Iterable[Task], *, split: str = "train", eval_splits: Sequence[str] = EVAL_SPLITS
+) -> tuple[Task, LeakageReport]:
+    """Drop from ``task``'s ``split`` every example whose normalised text (or pair) occurs in the evaluation
+    splits of any task in ``others``; return the cleaned task and a report of what was dropped."""
+    if split not in task.splits:
+        return task, LeakageReport(task.name, split, 0, 0, {})
+    rows = task.split(split)
+    keys = _keys(rows)
+    dropped_by_task = {}
+    leaked = [False] * len(keys)
+    for name, evaluation in evaluation_keys([o for o in others if o is not task], eval_splits).items():
+        hits = [k in evaluation for k in keys]
+        dropped_by_task[name] = sum(hits)
+        leaked = [a or b for a, b in zip(leaked, hits, strict=True)]
+    n_dropped = sum(leaked)
+    report = LeakageReport(task.name, split, len(keys), n_dropped, dropped_by_task)
+    if n_dropped == 0:
+        return task, report
+    if n_dropped == len(keys):
+        raise ValueError(
+            f"Task {task.name!r}: every {split} example also occurs in another task's evaluation data "
+            f"({dropped_by_task}); nothing would be left to train on."
+        )
+    drop_ids = pa.array([eid for eid, bad in zip(rows.column("example_id").to_pylist(), leaked, strict=True) if bad])
+    keep = pc.invert(pc.is_in(task.table.column("example_id"), value_set=drop_ids))
+    return replace(task, table=task.table.filter(keep)), report
