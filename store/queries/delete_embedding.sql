@@ -1,0 +1,1 @@
+DELETE FROM embeddings WHERE cache_key = $cache_key;
