@@ -1,0 +1,13 @@
+"""Prefect flows, deployments and the ``transferscope`` CLI: thin orchestration over `transfer`, `selection` and
+`store`. Importing this package sets Prefect's local-mode defaults (before Prefect itself is imported)."""
+
+import os
+
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from flows.embed import embed_tasks  # noqa: E402
+
+__all__ = ["embed_tasks"]

@@ -52,11 +52,12 @@ def write_parquet(table: pa.Table, target: str | os.PathLike[str]) -> str:
 
 
 def read_verified(path: str | os.PathLike[str], checksum: str) -> pa.Table | None:
-    """The Parquet table at ``path`` if it exists and matches ``checksum``; else None."""
+    """The Parquet table at ``path`` if it exists and matches ``checksum``; else None. A file that fails its
+    checksum is renamed to ``*.corrupt`` so that no reader (the SQL views included) picks it up again."""
     path = Path(path)
-    if not path.exists() or file_checksum(path) != checksum:
+    if not path.exists():
         return None
-    try:
-        return pq.read_table(path)
-    except (OSError, pa.ArrowException):
+    if file_checksum(path) != checksum:
+        os.replace(path, path.with_name(path.name + ".corrupt"))
         return None
+    return pq.read_table(path)

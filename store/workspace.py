@@ -39,9 +39,14 @@ WORKSPACE_ENV = "TRANSFERSCOPE_WORKSPACE"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 # Artefact views: name -> (glob relative to the root, SELECT over `files`). Created once a matching file exists.
+# Each keeps only files that a catalog row references (current task versions, cached embeddings), so an orphan
+# left by a crash between file and row is never read.
 ARTEFACT_VIEWS = {
-    "task_examples": ("tasks/*/*.parquet", "SELECT * FROM files"),
-    "embedding_vectors": ("embeddings/*.parquet", "SELECT * FROM files"),
+    "task_examples": (
+        "tasks/*/*.parquet",
+        "SELECT f.* FROM files f SEMI JOIN tasks t ON f.task = t.name AND f.content_hash = t.content_hash",
+    ),
+    "embedding_vectors": ("embeddings/*.parquet", "SELECT f.* FROM files f SEMI JOIN embeddings e USING (cache_key)"),
 }
 
 

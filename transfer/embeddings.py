@@ -67,6 +67,9 @@ class TextEncoder:
         _check_positive_int("max_length", max_length)
         _check_positive_int("batch_size", batch_size)
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         self.model_name = str(model or DEFAULT_MODEL)
         self.model_path = resolve_model_path(model)

@@ -1,0 +1,158 @@
+"""The ``transferscope`` command line: tasks, embeddings, SQL and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from store.workspace import WORKSPACE_ENV, Workspace
+
+app = typer.Typer(help="TransferScope: which source tasks to fine-tune on first, and which training data to keep.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+tasks_app = typer.Typer(help="Register and list tasks (datasets).", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
+console = Console(width=None if os.isatty(1) else 160)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    workspace: Annotated[
+        str | None,
+        typer.Option(help=f"Workspace directory (default ${WORKSPACE_ENV} or ./transferscope-workspace)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")] = "auto",
+) -> None:
+    ctx.obj = {"workspace": workspace, "device": device}
+
+
+def print_frame(frame: pd.DataFrame, title: str | None = None) -> None:
+    """A DataFrame as a rich table (floats to 4 significant digits)."""
+    table = Table(title=title, show_lines=False)
+    for column in frame.columns:
+        table.add_column(str(column))
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+
+
+@tasks_app.command("add")
+def tasks_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Task name.")],
+    path: Annotated[str, typer.Argument(help="Task directory, a jsonl/csv/parquet file, or hf:DATASET.")],
+    kind: Annotated[str | None, typer.Option(help="'classification' or 'regression' (default: meta.json/inferred).")]
+    = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column (default: text, text_a, sentence...).")] = None,
+    text_pair_column: Annotated[str | None, typer.Option(help="Second text column for pair tasks.")] = None,
+    label_column: Annotated[str, typer.Option(help="Label column.")] = "label",
+    split: Annotated[str, typer.Option(help="Split of a single file without a split column.")] = "train",
+    split_column: Annotated[str | None, typer.Option(help="Column holding train/validation/test.")] = None,
+    labels: Annotated[str | None, typer.Option(help="Declared class names, comma-separated, in index order.")]
+    = None,
+    license: Annotated[str | None, typer.Option(help="Licence to record with the task.")] = None,
+) -> None:
+    """Validate a task and store it in the workspace (nothing is written if validation fails)."""
+    from store.catalog import put_task
+    from store.tasks import TaskValidationError, load_hf_task, load_task_dir, load_task_file
+
+    options: dict[str, Any] = {"kind": kind, "text_column": text_column, "text_pair_column": text_pair_column,
+                               "label_column": label_column}
+    try:
+        if path.startswith("hf:"):
+            task = load_hf_task(path[3:], name, **options)
+        elif Path(path).is_dir():
+            task = load_task_dir(path, name, label_names=labels.split(",") if labels else None, license=license,
+                                 **options)
+        else:
+            task = load_task_file(path, name, split=split, split_column=split_column,
+                                  label_names=labels.split(",") if labels else None, license=license, **options)
+    except (TaskValidationError, ImportError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    changed = put_task(Workspace(ctx.obj["workspace"]), task)
+    state = "stored" if changed else "unchanged (same content already stored)"
+    console.print(f"task [bold]{task.name}[/bold]: {task.kind}, {task.input}, {task.counts()} — {state}")
+    for warning in task.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+@tasks_app.command("list")
+def tasks_list(ctx: typer.Context) -> None:
+    """List the stored tasks."""
+    from store.catalog import list_tasks
+
+    frame = list_tasks(Workspace(ctx.obj["workspace"]))
+    frame["content_hash"] = frame["content_hash"].str[:12]
+    print_frame(frame.drop(columns=["source_uri", "license"]), title="tasks")
+
+
+@app.command()
+def embed(
+    ctx: typer.Context,
+    tasks: Annotated[list[str] | None, typer.Argument(help="Tasks to embed (default: all stored tasks).")] = None,
+    split: Annotated[list[str] | None, typer.Option(help="Split(s) to embed (default: all).")] = None,
+    model: Annotated[str, typer.Option(help="Hugging Face encoder name or local path.")] = "all-MiniLM-L6-v2",
+    pooling: Annotated[str, typer.Option(help="mean, cls or pooler.")] = "mean",
+    max_length: Annotated[int, typer.Option(help="Tokens per input.")] = 128,
+    precision: Annotated[str, typer.Option(help="exact (fp32) or fast (int8 ONNX on CPU, bf16/fp16 on GPU).")]
+    = "exact",
+    batch_size: Annotated[int, typer.Option(help="Inputs per forward pass.")] = 64,
+    normalize: Annotated[bool, typer.Option(help="L2-normalise embeddings.")] = True,
+) -> None:
+    """Embed stored tasks (cached by content: unchanged inputs are not recomputed)."""
+    from flows.embed import embed_tasks
+
+    results = embed_tasks(tasks=tasks or None, splits=split or None, model=model, pooling=pooling,
+                          max_length=max_length, normalize=normalize, precision=precision,
+                          device=ctx.obj["device"], batch_size=batch_size, workspace=ctx.obj["workspace"])
+    print_frame(pd.DataFrame(results).drop(columns=["cache_key", "run_id"]), title="embeddings")
+
+
+@app.command()
+def sql(
+    ctx: typer.Context,
+    statement: Annotated[str, typer.Argument(help="A SQL query over the workspace views.")],
+    output: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Query the workspace with SQL (read-only views over the last committed state; never blocks a writer).
+
+    Views: every catalog table (tasks, runs, embeddings, ...), task_examples and embedding_vectors. Outside tools
+    (DBeaver, a notebook) open <workspace>/views.duckdb for the same views."""
+    import duckdb
+
+    try:
+        frame = Workspace(ctx.obj["workspace"]).sql(statement)
+    except duckdb.Error as err:
+        console.print(f"[red]SQL error:[/red] {err}")
+        raise typer.Exit(2) from None
+    if output == "csv":
+        typer.echo(frame.to_csv(index=False), nl=False)
+    elif output == "json":
+        typer.echo(json.dumps(json.loads(frame.to_json(orient="records")), indent=1))
+    else:
+        print_frame(frame)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    data: Annotated[str | None, typer.Option(help="Folder of task directories (default: ../shared/data/tasks).")]
+    = None,
+) -> None:
+    """Run the pipeline end to end on real tasks and print what was stored."""
+    from flows.demo import run_demo
+
+    workspace = ctx.obj["workspace"] or os.environ.get(WORKSPACE_ENV) or "transferscope-workspace"
+    run_demo(workspace=workspace, data=data, device=ctx.obj["device"], console=console, show=print_frame)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,115 @@
+"""Flow ``embed_tasks``: embed every (task, split) of the workspace with one encoder, cached by content.
+
+One Prefect task per (task, split). Each looks the embedding up in the store's content-keyed cache first (model
+fingerprint, pooling, max_length, normalisation, precision, split content hash), so a second run computes nothing
+and a changed task or model recomputes only what changed. Only small summaries pass through Prefect; the vectors
+go straight to Parquet.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+from tqdm.auto import tqdm
+
+from store.catalog import EmbeddingKey, find_embeddings, finish_run, get_task, put_embeddings, start_run
+from store.workspace import Workspace
+from transfer.embeddings import TextEncoder
+
+
+@functools.lru_cache(maxsize=2)
+def load_encoder(
+    model: str, pooling: str, max_length: int, normalize: bool, device: str, precision: str, batch_size: int
+) -> TextEncoder:
+    """One encoder per configuration and process (model loading costs about a second)."""
+    return TextEncoder(
+        model,
+        pooling=pooling,  # type: ignore[arg-type]
+        max_length=max_length,
+        normalize=normalize,
+        device=device,
+        precision=precision,  # type: ignore[arg-type]
+        batch_size=batch_size,
+    )
+
+
+def embedding_key(encoder: TextEncoder, task_name: str, split: str, split_hash: str) -> EmbeddingKey:
+    params = encoder.cache_params()
+    return EmbeddingKey(model=encoder.model_name, task=task_name, split=split, content_hash=split_hash, **params)
+
+
+@task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE, task_run_name="embed-{task_name}-{split}")
+def embed_split(workspace: str, task_name: str, split: str, encoder_config: dict[str, Any], run_id: str) -> dict:
+    """Embed one split of one stored task unless the cache already holds it; return a summary row."""
+    logger = get_run_logger()
+    ws = Workspace(workspace)
+    stored = get_task(ws, task_name)
+    encoder = load_encoder(**encoder_config)
+    key = embedding_key(encoder, task_name, split, stored.split_hash(split))
+    summary = {"task": task_name, "split": split, "cache_key": key.cache_key, "dim": encoder.dim}
+    cached = find_embeddings(ws, key)
+    if cached is not None:
+        logger.info("%s/%s: cached (%d vectors)", task_name, split, len(cached[0]))
+        return {**summary, "n": len(cached[0]), "cached": True, "seconds": 0.0}
+    rows = stored.split(split)
+    texts = rows.column("text").to_pylist()
+    pairs = rows.column("text_pair").to_pylist() if stored.input == "pair" else None
+    start = time.perf_counter()
+    with tqdm(total=len(texts), desc=f"{task_name}/{split}", unit="text", disable=not sys.stderr.isatty()) as bar:
+        vectors = encoder.encode(texts, pairs, progress=bar.update)
+    seconds = time.perf_counter() - start
+    put_embeddings(ws, key, rows.column("example_id").to_pylist(), vectors, run_id=run_id, seconds=seconds)
+    logger.info("%s/%s: embedded %d texts in %.1f s (%.0f texts/s)", task_name, split, len(texts), seconds,
+                len(texts) / max(seconds, 1e-9))
+    return {**summary, "n": len(texts), "cached": False, "seconds": seconds}
+
+
+@flow(name="embed_tasks", task_runner=ThreadPoolTaskRunner(max_workers=1))
+def embed_tasks(
+    tasks: list[str] | None = None,
+    splits: list[str] | None = None,
+    model: str = "all-MiniLM-L6-v2",
+    pooling: str = "mean",
+    max_length: int = 128,
+    normalize: bool = True,
+    precision: str = "exact",
+    device: str = "auto",
+    batch_size: int = 64,
+    workspace: str | None = None,
+) -> list[dict]:
+    """Embed ``tasks`` (default: every stored task), ``splits`` (default: every split each task has).
+
+    Returns one summary per (task, split): n, dim, seconds, and whether it came from the cache. The encoder runs
+    one split at a time (two torch jobs on two cores thrash); a Dask task runner spreads splits over workers.
+    """
+    ws = Workspace(workspace)
+    names = tasks or ws.read("list_tasks")["name"].tolist()
+    if not names:
+        raise ValueError(f"Workspace '{ws.root}' holds no tasks; add some with `transferscope tasks add NAME PATH`.")
+    encoder_config = {"model": model, "pooling": pooling, "max_length": max_length, "normalize": normalize,
+                      "device": device, "precision": precision, "batch_size": batch_size}
+    plan = []
+    for name in names:
+        stored = get_task(ws, name)
+        wanted = splits or list(stored.splits)
+        missing = [s for s in wanted if s not in stored.splits]
+        if splits and len(missing) == len(wanted):
+            raise ValueError(f"Task {name!r} has none of the splits {wanted}; it has {list(stored.splits)}.")
+        plan += [(name, s) for s in wanted if s in stored.splits]
+    run_id, _ = start_run(ws, "embed_tasks", {"tasks": names, "splits": splits, **encoder_config}, device=device)
+    started = time.perf_counter()
+    try:
+        futures = [embed_split.submit(str(ws.root), name, split, encoder_config, run_id) for name, split in plan]
+        results = [f.result() for f in futures]
+    except BaseException as err:
+        finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finish_run(ws, run_id, status="completed", timings={"total_s": time.perf_counter() - started,
+                                                         "embed_s": sum(r["seconds"] for r in results)})
+    return [{**r, "run_id": run_id} for r in results]

@@ -1,0 +1,227 @@
+"""Catalog operations: stored tasks, the embedding cache and run records.
+
+Every artefact is written to its final name atomically first, then its catalog row (with the file's checksum) is
+committed in one short transaction. A row whose file is missing or fails its checksum is treated as absent (with a
+warning) and recomputed, never silently used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import uuid
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from store.artifacts import read_verified, write_parquet
+from store.tasks import Task
+from store.workspace import Workspace
+
+VERSIONED_PACKAGES = ("transferscope", "torch", "transformers", "numpy", "duckdb", "pyarrow", "prefect")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(params: dict[str, Any]) -> str:
+    """SHA-256 (first 16 hex digits) of a parameter dict's canonical JSON: equal configs, equal hashes."""
+    return hashlib.sha256(canonical_json(params).encode()).hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+# -------------------------------------------------------------------------------------------------- tasks
+
+
+def put_task(ws: Workspace, task: Task) -> bool:
+    """Store a validated task (its table as Parquet, its row in ``tasks``). Returns True if it was new or changed,
+    False if the same content was already stored."""
+    content_hash = task.content_hash
+    relative = f"tasks/{task.name}/{content_hash}.parquet"
+    current = ws.read("get_task", {"name": task.name})
+    if len(current) and current.at[0, "content_hash"] == content_hash and ws.path(relative).exists():
+        return False
+    metadata_bytes = {b"transferscope.task": json.dumps(task.metadata()).encode()}
+    table = task.table.append_column("task", pa.array([task.name] * task.table.num_rows, pa.string()))
+    table = table.append_column("content_hash", pa.array([content_hash] * table.num_rows, pa.string()))
+    checksum = write_parquet(table.replace_schema_metadata(metadata_bytes), ws.path(relative))
+    counts = task.counts()
+    ws.execute(
+        "upsert_task",
+        {
+            "name": task.name,
+            "kind": task.kind,
+            "input": task.input,
+            "label_names": list(task.label_names),
+            "content_hash": content_hash,
+            "source_uri": task.source_uri,
+            "license": task.license,
+            "n_train": counts.get("train", 0),
+            "n_validation": counts.get("validation", 0),
+            "n_test": counts.get("test", 0),
+            "warnings": list(task.warnings),
+            "derived_splits_json": canonical_json(dict(task.derived_splits)),
+            "path": relative,
+            "checksum": checksum,
+        },
+    )
+    return True
+
+
+def get_task(ws: Workspace, name: str) -> Task:
+    """The stored task ``name``; a clear error if it is unknown or its file fails its checksum."""
+    rows = ws.read("get_task", {"name": name})
+    if not len(rows):
+        known = ws.read("list_tasks")["name"].tolist()
+        raise KeyError(f"No task {name!r} in workspace '{ws.root}'. Known tasks: {known}. Add it with "
+                       f"`transferscope tasks add {name} PATH`.")
+    row = rows.iloc[0]
+    table = read_verified(ws.path(row["path"]), row["checksum"])
+    if table is None:
+        raise RuntimeError(
+            f"Task {name!r}: stored file '{ws.path(row['path'])}' is missing or fails its checksum; "
+            f"re-add the task with `transferscope tasks add {name} {row['source_uri']}`."
+        )
+    return Task(
+        name=name,
+        kind=row["kind"],
+        input=row["input"],
+        table=table.select(["example_id", "split", "text", "text_pair", "label"]).replace_schema_metadata(None),
+        label_names=tuple(row["label_names"]),
+        source_uri=row["source_uri"],
+        license=row["license"],
+        warnings=tuple(row["warnings"]),
+        derived_splits=json.loads(row["derived_splits_json"]),
+    )
+
+
+def list_tasks(ws: Workspace) -> pd.DataFrame:
+    return ws.read("list_tasks")
+
+
+# ---------------------------------------------------------------------------------------------- embeddings
+
+
+@dataclass(frozen=True)
+class EmbeddingKey:
+    """Everything that changes an embedding matrix (DECISIONS: model, pooling, length, normalisation, precision,
+    task content, split)."""
+
+    model: str
+    model_fp: str
+    pooling: str
+    max_length: int
+    normalize: bool
+    precision: str
+    task: str
+    split: str
+    content_hash: str
+
+    @property
+    def cache_key(self) -> str:
+        fields = {k: v for k, v in self.__dict__.items() if k != "model"}  # the name is a label, not content
+        return config_hash(fields)
+
+
+def find_embeddings(ws: Workspace, key: EmbeddingKey) -> tuple[list[str], np.ndarray] | None:
+    """Cached (example_ids, float32 [n, d]) for ``key``, or None. A corrupted file is dropped with a warning."""
+    rows = ws.read("find_embedding", {"cache_key": key.cache_key})
+    if not len(rows):
+        return None
+    path = ws.path(rows.at[0, "path"])
+    table = read_verified(path, rows.at[0, "checksum"])
+    if table is None:
+        warnings.warn(
+            f"Cached embeddings '{path}' ({key.task}/{key.split}) are missing or fail their checksum; recomputing.",
+            stacklevel=2,
+        )
+        ws.execute("delete_embedding", {"cache_key": key.cache_key})
+        return None
+    vectors = table.column("embedding").combine_chunks()
+    dim = vectors.type.list_size
+    matrix = vectors.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+    return table.column("example_id").to_pylist(), matrix.astype(np.float32, copy=False)
+
+
+def put_embeddings(
+    ws: Workspace,
+    key: EmbeddingKey,
+    example_ids: list[str],
+    vectors: np.ndarray,
+    *,
+    run_id: str | None = None,
+    seconds: float | None = None,
+) -> str:
+    """Store embeddings (Parquet, atomically) and their catalog row; returns the workspace-relative path."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != len(example_ids):
+        raise ValueError(
+            f"The 'vectors' parameter must be [n, d] with n = len(example_ids) = {len(example_ids)}. "
+            f"Got shape {vectors.shape}."
+        )
+    n, dim = vectors.shape
+    relative = f"embeddings/{key.cache_key}.parquet"
+    flat = pa.array(vectors.reshape(-1), pa.float32())
+    table = pa.table(
+        {
+            "cache_key": pa.array([key.cache_key] * n, pa.string()),
+            "task": pa.array([key.task] * n, pa.string()),
+            "split": pa.array([key.split] * n, pa.string()),
+            "model": pa.array([key.model] * n, pa.string()),
+            "example_id": pa.array(example_ids, pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+        }
+    )
+    checksum = write_parquet(table, ws.path(relative))
+    ws.execute(
+        "insert_embedding",
+        {**key.__dict__, "cache_key": key.cache_key, "path": relative, "n": n, "dim": dim, "checksum": checksum,
+         "run_id": run_id, "seconds": seconds},
+    )
+    return relative
+
+
+# -------------------------------------------------------------------------------------------------- runs
+
+
+def start_run(ws: Workspace, flow: str, params: dict[str, Any], *, device: str | None = None) -> tuple[str, str]:
+    """Record a run as started; returns (run_id, config_hash)."""
+    run_id = uuid.uuid4().hex
+    digest = config_hash(params)
+    ws.execute(
+        "start_run",
+        {
+            "run_id": run_id,
+            "flow": flow,
+            "params_json": canonical_json(params),
+            "config_hash": digest,
+            "versions_json": canonical_json(library_versions()),
+            "device": device,
+        },
+    )
+    return run_id, digest
+
+
+def finish_run(
+    ws: Workspace, run_id: str, *, status: str, timings: dict[str, float] | None = None, error: str | None = None
+) -> None:
+    ws.execute(
+        "finish_run",
+        {"run_id": run_id, "status": status, "timings_json": canonical_json(timings or {}), "error": error},
+    )

@@ -1,0 +1,228 @@
+"""Workspace store: migrations, atomic writes, checksums, the embedding cache, views/SQL and concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import time
+import warnings
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from store.artifacts import file_checksum, replace_atomically, write_parquet
+from store.catalog import (
+    EmbeddingKey,
+    config_hash,
+    find_embeddings,
+    finish_run,
+    get_task,
+    list_tasks,
+    put_embeddings,
+    put_task,
+    start_run,
+)
+from store.tasks import task_from_table
+from store.workspace import SCHEMA_DIR, Workspace, WorkspaceLockedError
+
+
+def small_task(name="toy", extra=""):
+    frame = pd.DataFrame({"text": ["good film", "bad film", "great plot" + extra, "awful"],
+                          "label": ["pos", "neg", "pos", "neg"], "split": ["train", "train", "train", "test"]})
+    return task_from_table(frame, name)
+
+
+def key_for(task, split="train", **over):
+    fields = dict(model="m", model_fp="fp", pooling="mean", max_length=128, normalize=True, precision="exact",
+                  task=task.name, split=split, content_hash=task.split_hash(split))
+    return EmbeddingKey(**{**fields, **over})
+
+
+def test_migrations_apply_once_in_order(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    assert ws.applied_migrations == ["001_core.sql"]
+    assert Workspace(tmp_path / "ws").applied_migrations == []
+    schema = tmp_path / "schema"
+    shutil.copytree(SCHEMA_DIR, schema)
+    (schema / "002_extra.sql").write_text("CREATE TABLE extra (x INTEGER);")
+    (schema / "notes.sql").write_text("this is not a migration and is ignored")
+    ws2 = Workspace(tmp_path / "ws", schema_dir=schema)
+    assert ws2.applied_migrations == ["002_extra.sql"]
+    assert ws2.sql("SELECT version, name FROM schema_migrations ORDER BY version").values.tolist() == [
+        [1, "001_core.sql"], [2, "002_extra.sql"]]
+    (schema / "002_extra.sql").write_text("CREATE TABLE extra (y INTEGER);")
+    with pytest.raises(RuntimeError, match="changed after it was applied"):
+        Workspace(tmp_path / "ws", schema_dir=schema)
+
+
+def test_failed_migration_leaves_nothing(tmp_path):
+    schema = tmp_path / "schema"
+    shutil.copytree(SCHEMA_DIR, schema)
+    (schema / "002_bad.sql").write_text("CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table;")
+    with pytest.raises(duckdb.Error):
+        Workspace(tmp_path / "ws", schema_dir=schema)
+    ws = Workspace(tmp_path / "ws")
+    assert "half" not in ws.table_names()
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), replace_atomically(target) as tmp:
+        tmp.write_text("new, half written")
+        raise RuntimeError("crash")
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_task_roundtrip_and_change_detection(workspace):
+    task = small_task()
+    assert put_task(workspace, task) is True
+    assert put_task(workspace, task) is False
+    loaded = get_task(workspace, "toy")
+    assert loaded.content_hash == task.content_hash and loaded.label_names == ("neg", "pos")
+    assert put_task(workspace, small_task(extra="!")) is True
+    assert list_tasks(workspace).shape[0] == 1
+    with pytest.raises(KeyError, match="No task 'nope'.*Known tasks: \\['toy'\\]"):
+        get_task(workspace, "nope")
+
+
+def test_embedding_cache_hit_miss_and_corruption(workspace):
+    task = small_task()
+    put_task(workspace, task)
+    key = key_for(task)
+    assert find_embeddings(workspace, key) is None
+    vectors = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    ids = task.split("train").column("example_id").to_pylist()
+    relative = put_embeddings(workspace, key, ids, vectors)
+    got_ids, got = find_embeddings(workspace, key)
+    assert got_ids == ids and np.array_equal(got, vectors)
+    # any change in what decides the numbers is a different key: a miss
+    assert find_embeddings(workspace, key_for(task, max_length=64)) is None
+    assert find_embeddings(workspace, key_for(task, precision="fast:onnxruntime-int8")) is None
+    assert find_embeddings(workspace, key_for(small_task(extra="?"))) is None
+    # a truncated file is detected, reported and dropped from the catalog
+    path = workspace.path(relative)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="fail their checksum; recomputing"):
+        assert find_embeddings(workspace, key) is None
+    assert workspace.sql("SELECT count(*) AS n FROM embeddings").n[0] == 0
+
+
+def test_put_embeddings_rejects_bad_shapes(workspace):
+    task = small_task()
+    with pytest.raises(ValueError, match="'vectors' parameter must be \\[n, d\\]"):
+        put_embeddings(workspace, key_for(task), ["a", "b"], np.zeros((3, 4)))
+
+
+def test_views_and_sql_see_committed_state(workspace):
+    task = small_task()
+    put_task(workspace, task)
+    key = key_for(task)
+    put_embeddings(workspace, key, task.split("train").column("example_id").to_pylist(), np.eye(3, 4))
+    frame = workspace.sql("SELECT v.example_id, x.text, len(v.embedding) AS d FROM embedding_vectors v "
+                          "JOIN task_examples x USING (example_id) ORDER BY x.text")
+    assert frame["text"].tolist() == ["bad film", "good film", "great plot"] and set(frame.d) == {4}
+    assert workspace.sql("SELECT name FROM tasks WHERE kind = $kind", {"kind": "classification"}).name.tolist() == [
+        "toy"]
+    # an outside client holding the views database open (another process) never blocks a writer
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    reader = context.Process(target=_hold_views, args=(str(workspace.views_path), 4.0, ready))
+    reader.start()
+    assert ready.wait(60)
+    put_task(workspace, small_task("second"))
+    assert workspace.sql("SELECT count(*) AS n FROM tasks").n[0] == 2
+    reader.join(60)
+    assert reader.exitcode == 0
+    outside = duckdb.connect(str(workspace.views_path), read_only=True)
+    assert outside.execute("SELECT count(*) FROM tasks").fetchone()[0] == 2
+    outside.close()
+
+
+def _hold_views(path: str, seconds: float, ready) -> None:
+    con = duckdb.connect(path, read_only=True)
+    assert con.execute("SELECT count(*) FROM embedding_vectors").fetchone()[0] == 3
+    ready.set()
+    time.sleep(seconds)
+    con.close()
+
+
+def test_runs_record_config_hash_and_versions(workspace):
+    run_id, digest = start_run(workspace, "flow_x", {"b": 1, "a": [1, 2]})
+    assert digest == config_hash({"a": [1, 2], "b": 1})
+    finish_run(workspace, run_id, status="completed", timings={"total_s": 1.5})
+    row = workspace.sql("SELECT * FROM runs").iloc[0]
+    assert row.status == "completed" and row.config_hash == digest and '"torch"' in row.versions_json
+
+
+def test_checksum_is_content_based(tmp_path):
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    import pyarrow as pa
+
+    table = pa.table({"x": [1, 2, 3]})
+    assert write_parquet(table, a) == write_parquet(table, b) == file_checksum(a)
+
+
+def _writer(root: str, worker: int, count: int) -> None:
+    ws = Workspace(root)
+    for i in range(count):
+        run_id, _ = start_run(ws, f"writer{worker}", {"i": i})
+        finish_run(ws, run_id, status="completed")
+
+
+def test_concurrent_writer_processes_lose_nothing(tmp_path):
+    root = str(tmp_path / "ws")
+    Workspace(root)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(root, w, 15)) for w in range(3)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(120)
+        assert p.exitcode == 0
+    frame = Workspace(root).sql("SELECT flow, count(*) AS n, count_if(status = 'completed') AS done FROM runs "
+                                "GROUP BY flow ORDER BY flow")
+    assert frame.n.tolist() == [15, 15, 15] and frame.done.tolist() == [15, 15, 15]
+
+
+def _hold_lock(root: str, seconds: float, ready) -> None:
+    ws = Workspace(root)
+    with ws.transaction():
+        ready.set()
+        time.sleep(seconds)
+
+
+def _start_holder(root: str, seconds: float):
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    holder = context.Process(target=_hold_lock, args=(root, seconds, ready))
+    holder.start()
+    assert ready.wait(60)
+    return holder
+
+
+def test_second_writer_waits_then_gives_a_clear_error(tmp_path):
+    root = str(tmp_path / "ws")
+    patient, impatient = Workspace(root, lock_timeout=30), Workspace(root, lock_timeout=0.5)
+    holder = _start_holder(root, 2.0)
+    started = time.monotonic()
+    start_run(patient, "waited", {})  # blocks until the holder commits, then writes
+    assert time.monotonic() - started > 0.5
+    holder.join(60)
+    holder = _start_holder(root, 3.0)
+    with pytest.raises(WorkspaceLockedError, match="stayed locked by another TransferScope process for 0 s"):
+        start_run(impatient, "blocked", {})
+    holder.join(60)
+    start_run(impatient, "after", {})
+    assert patient.sql("SELECT flow FROM runs ORDER BY flow").flow.tolist() == ["after", "waited"]
+
+
+def test_lock_timeout_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="'lock_timeout' parameter must be a positive number. Got 0"):
+        Workspace(tmp_path, lock_timeout=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Workspace(tmp_path)
