@@ -14,8 +14,11 @@ from rich.table import Table
 
 from store.workspace import WORKSPACE_ENV, Workspace
 
-app = typer.Typer(help="TransferScope: which source tasks to fine-tune on first, and which training data to keep.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="TransferScope: which source tasks to fine-tune on first, and which training data to keep.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 tasks_app = typer.Typer(help="Register and list tasks (datasets).", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
 console = Console(width=None if os.isatty(1) else 160)
@@ -48,32 +51,44 @@ def tasks_add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Task name.")],
     path: Annotated[str, typer.Argument(help="Task directory, a jsonl/csv/parquet file, or hf:DATASET.")],
-    kind: Annotated[str | None, typer.Option(help="'classification' or 'regression' (default: meta.json/inferred).")]
-    = None,
+    kind: Annotated[
+        str | None, typer.Option(help="'classification' or 'regression' (default: meta.json/inferred).")
+    ] = None,
     text_column: Annotated[str | None, typer.Option(help="Text column (default: text, text_a, sentence...).")] = None,
     text_pair_column: Annotated[str | None, typer.Option(help="Second text column for pair tasks.")] = None,
     label_column: Annotated[str, typer.Option(help="Label column.")] = "label",
     split: Annotated[str, typer.Option(help="Split of a single file without a split column.")] = "train",
     split_column: Annotated[str | None, typer.Option(help="Column holding train/validation/test.")] = None,
-    labels: Annotated[str | None, typer.Option(help="Declared class names, comma-separated, in index order.")]
-    = None,
+    labels: Annotated[str | None, typer.Option(help="Declared class names, comma-separated, in index order.")] = None,
     license: Annotated[str | None, typer.Option(help="Licence to record with the task.")] = None,
 ) -> None:
     """Validate a task and store it in the workspace (nothing is written if validation fails)."""
     from store.catalog import put_task
     from store.tasks import TaskValidationError, load_hf_task, load_task_dir, load_task_file
 
-    options: dict[str, Any] = {"kind": kind, "text_column": text_column, "text_pair_column": text_pair_column,
-                               "label_column": label_column}
+    options: dict[str, Any] = {
+        "kind": kind,
+        "text_column": text_column,
+        "text_pair_column": text_pair_column,
+        "label_column": label_column,
+    }
     try:
         if path.startswith("hf:"):
             task = load_hf_task(path[3:], name, **options)
         elif Path(path).is_dir():
-            task = load_task_dir(path, name, label_names=labels.split(",") if labels else None, license=license,
-                                 **options)
+            task = load_task_dir(
+                path, name, label_names=labels.split(",") if labels else None, license=license, **options
+            )
         else:
-            task = load_task_file(path, name, split=split, split_column=split_column,
-                                  label_names=labels.split(",") if labels else None, license=license, **options)
+            task = load_task_file(
+                path,
+                name,
+                split=split,
+                split_column=split_column,
+                label_names=labels.split(",") if labels else None,
+                license=license,
+                **options,
+            )
     except (TaskValidationError, ImportError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
@@ -102,17 +117,27 @@ def embed(
     model: Annotated[str, typer.Option(help="Hugging Face encoder name or local path.")] = "all-MiniLM-L6-v2",
     pooling: Annotated[str, typer.Option(help="mean, cls or pooler.")] = "mean",
     max_length: Annotated[int, typer.Option(help="Tokens per input.")] = 128,
-    precision: Annotated[str, typer.Option(help="exact (fp32) or fast (int8 ONNX on CPU, bf16/fp16 on GPU).")]
-    = "exact",
+    precision: Annotated[
+        str, typer.Option(help="exact (fp32) or fast (int8 ONNX on CPU, bf16/fp16 on GPU).")
+    ] = "exact",
     batch_size: Annotated[int, typer.Option(help="Inputs per forward pass.")] = 64,
     normalize: Annotated[bool, typer.Option(help="L2-normalise embeddings.")] = True,
 ) -> None:
     """Embed stored tasks (cached by content: unchanged inputs are not recomputed)."""
     from flows.embed import embed_tasks
 
-    results = embed_tasks(tasks=tasks or None, splits=split or None, model=model, pooling=pooling,
-                          max_length=max_length, normalize=normalize, precision=precision,
-                          device=ctx.obj["device"], batch_size=batch_size, workspace=ctx.obj["workspace"])
+    results = embed_tasks(
+        tasks=tasks or None,
+        splits=split or None,
+        model=model,
+        pooling=pooling,
+        max_length=max_length,
+        normalize=normalize,
+        precision=precision,
+        device=ctx.obj["device"],
+        batch_size=batch_size,
+        workspace=ctx.obj["workspace"],
+    )
     print_frame(pd.DataFrame(results).drop(columns=["cache_key", "run_id"]), title="embeddings")
 
 
@@ -144,8 +169,9 @@ def sql(
 @app.command()
 def demo(
     ctx: typer.Context,
-    data: Annotated[str | None, typer.Option(help="Folder of task directories (default: ../shared/data/tasks).")]
-    = None,
+    data: Annotated[
+        str | None, typer.Option(help="Folder of task directories (default: ../shared/data/tasks).")
+    ] = None,
 ) -> None:
     """Run the pipeline end to end on real tasks and print what was stored."""
     from flows.demo import run_demo

@@ -21,8 +21,11 @@ from store.tasks import Task, load_hf_task, load_task_dir
 from store.workspace import Workspace
 
 DEMO_TASKS = ("tweeteval_emotion", "sst2", "trec", "poem_sentiment", "rte")
-HF_DEMO_TASKS = {"tweeteval_emotion": ("tweet_eval", "emotion"), "tweeteval_irony": ("tweet_eval", "irony"),
-                 "tweeteval_hate": ("tweet_eval", "hate")}
+HF_DEMO_TASKS = {
+    "tweeteval_emotion": ("tweet_eval", "emotion"),
+    "tweeteval_irony": ("tweet_eval", "irony"),
+    "tweeteval_hate": ("tweet_eval", "hate"),
+}
 NEAREST_SQL = """
 WITH q AS (SELECT v.embedding FROM embedding_vectors v JOIN task_examples x USING (example_id) WHERE x.text = $query
            LIMIT 1)
@@ -52,9 +55,7 @@ def demo_tasks(data: str | None) -> list[Task]:
         ) from None
 
 
-def run_demo(
-    *, workspace: str, data: str | None, device: str, console: Console, show: Callable[..., Any]
-) -> None:
+def run_demo(*, workspace: str, data: str | None, device: str, console: Console, show: Callable[..., Any]) -> None:
     from flows.embed import embed_tasks
 
     started = time.perf_counter()
@@ -68,13 +69,23 @@ def run_demo(
     results = embed_tasks(tasks=[t.name for t in tasks], device=device, workspace=str(ws.root))
     total = sum(r["n"] for r in results)
     computed = [r for r in results if not r["cached"]]
-    console.print(f"{total} texts in {len(results)} splits; {len(computed)} splits computed, "
-                  f"{len(results) - len(computed)} from the cache")
+    console.print(
+        f"{total} texts in {len(results)} splits; {len(computed)} splits computed, "
+        f"{len(results) - len(computed)} from the cache"
+    )
     console.rule("3. What the store holds (SQL over the workspace views)")
-    show(ws.sql("SELECT task, split, n, dim, precision, round(seconds, 1) AS seconds FROM embeddings "
-                "ORDER BY task, split"), title="embeddings")
-    show(ws.sql(NEAREST_SQL, {"query": tasks[0].split(tasks[0].splits[0]).column("text")[0].as_py()}),
-         title=f"nearest stored texts to the first {tasks[0].name} example, by cosine, in SQL")
-    console.print(f"Workspace: {ws.root}  (SQL: `transferscope sql \"SELECT * FROM tasks\"`, or open "
-                  f"{ws.views_path} in any DuckDB client)")
+    show(
+        ws.sql(
+            "SELECT task, split, n, dim, precision, round(seconds, 1) AS seconds FROM embeddings ORDER BY task, split"
+        ),
+        title="embeddings",
+    )
+    show(
+        ws.sql(NEAREST_SQL, {"query": tasks[0].split(tasks[0].splits[0]).column("text")[0].as_py()}),
+        title=f"nearest stored texts to the first {tasks[0].name} example, by cosine, in SQL",
+    )
+    console.print(
+        f'Workspace: {ws.root}  (SQL: `transferscope sql "SELECT * FROM tasks"`, or open '
+        f"{ws.views_path} in any DuckDB client)"
+    )
     console.print(f"Demo finished in {time.perf_counter() - started:.0f} s.")

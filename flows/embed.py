@@ -65,12 +65,18 @@ def embed_split(workspace: str, task_name: str, split: str, encoder_config: dict
         vectors = encoder.encode(texts, pairs, progress=bar.update)
     seconds = time.perf_counter() - start
     put_embeddings(ws, key, rows.column("example_id").to_pylist(), vectors, run_id=run_id, seconds=seconds)
-    logger.info("%s/%s: embedded %d texts in %.1f s (%.0f texts/s)", task_name, split, len(texts), seconds,
-                len(texts) / max(seconds, 1e-9))
+    logger.info(
+        "%s/%s: embedded %d texts in %.1f s (%.0f texts/s)",
+        task_name,
+        split,
+        len(texts),
+        seconds,
+        len(texts) / max(seconds, 1e-9),
+    )
     return {**summary, "n": len(texts), "cached": False, "seconds": seconds}
 
 
-@flow(name="embed_tasks", task_runner=ThreadPoolTaskRunner(max_workers=1))
+@flow(name="embed_tasks", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
 def embed_tasks(
     tasks: list[str] | None = None,
     splits: list[str] | None = None,
@@ -92,8 +98,15 @@ def embed_tasks(
     names = tasks or ws.read("list_tasks")["name"].tolist()
     if not names:
         raise ValueError(f"Workspace '{ws.root}' holds no tasks; add some with `transferscope tasks add NAME PATH`.")
-    encoder_config = {"model": model, "pooling": pooling, "max_length": max_length, "normalize": normalize,
-                      "device": device, "precision": precision, "batch_size": batch_size}
+    encoder_config = {
+        "model": model,
+        "pooling": pooling,
+        "max_length": max_length,
+        "normalize": normalize,
+        "device": device,
+        "precision": precision,
+        "batch_size": batch_size,
+    }
     plan = []
     for name in names:
         stored = get_task(ws, name)
@@ -110,6 +123,10 @@ def embed_tasks(
     except BaseException as err:
         finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
         raise
-    finish_run(ws, run_id, status="completed", timings={"total_s": time.perf_counter() - started,
-                                                         "embed_s": sum(r["seconds"] for r in results)})
+    finish_run(
+        ws,
+        run_id,
+        status="completed",
+        timings={"total_s": time.perf_counter() - started, "embed_s": sum(r["seconds"] for r in results)},
+    )
     return [{**r, "run_id": run_id} for r in results]

@@ -89,8 +89,10 @@ def get_task(ws: Workspace, name: str) -> Task:
     rows = ws.read("get_task", {"name": name})
     if not len(rows):
         known = ws.read("list_tasks")["name"].tolist()
-        raise KeyError(f"No task {name!r} in workspace '{ws.root}'. Known tasks: {known}. Add it with "
-                       f"`transferscope tasks add {name} PATH`.")
+        raise KeyError(
+            f"No task {name!r} in workspace '{ws.root}'. Known tasks: {known}. Add it with "
+            f"`transferscope tasks add {name} PATH`."
+        )
     row = rows.iloc[0]
     table = read_verified(ws.path(row["path"]), row["checksum"])
     if table is None:
@@ -191,8 +193,16 @@ def put_embeddings(
     checksum = write_parquet(table, ws.path(relative))
     ws.execute(
         "insert_embedding",
-        {**key.__dict__, "cache_key": key.cache_key, "path": relative, "n": n, "dim": dim, "checksum": checksum,
-         "run_id": run_id, "seconds": seconds},
+        {
+            **key.__dict__,
+            "cache_key": key.cache_key,
+            "path": relative,
+            "n": n,
+            "dim": dim,
+            "checksum": checksum,
+            "run_id": run_id,
+            "seconds": seconds,
+        },
     )
     return relative
 
@@ -219,7 +229,12 @@ def start_run(ws: Workspace, flow: str, params: dict[str, Any], *, device: str |
 
 
 def finish_run(
-    ws: Workspace, run_id: str, *, status: str, timings: dict[str, float] | None = None, error: str | None = None
+    ws: Workspace,
+    run_id: str,
+    *,
+    status: str,
+    timings: dict[str, float] | None = None,
+    error: str | None = None,
 ) -> None:
     ws.execute(
         "finish_run",

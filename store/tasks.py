@@ -172,8 +172,7 @@ def _read_records(task: str, path: Path) -> list[tuple[dict[str, Any], int]]:
                 ) from None
             if not isinstance(record, dict):
                 raise TaskValidationError(
-                    f"Task {task!r}, file '{path}', line {number}: expected a JSON object, got "
-                    f"{type(record).__name__}."
+                    f"Task {task!r}, file '{path}', line {number}: expected a JSON object, got {type(record).__name__}."
                 )
             records.append((record, number))
         return records
@@ -292,9 +291,7 @@ def _regression_value(task: str, split: str, row: _RawRow) -> float:
     return value
 
 
-def _class_index(
-    task: str, split: str, row: _RawRow, index: Mapping[str, int], declared: bool, n_names: int
-) -> int:
+def _class_index(task: str, split: str, row: _RawRow, index: Mapping[str, int], declared: bool, n_names: int) -> int:
     key = _label_key(row.label)
     if key in index:
         return index[key]
@@ -531,7 +528,12 @@ def load_task_file(
         for s, recs in grouped.items()
     }
     return build_task(
-        name, rows_by_split, kind=kind, label_names=label_names, source_uri=str(path.resolve()), license=license
+        name,
+        rows_by_split,
+        kind=kind,
+        label_names=label_names,
+        source_uri=str(path.resolve()),
+        license=license,
     )
 
 
@@ -584,12 +586,22 @@ def task_from_table(
     grouped = _group_by_split(name, "", records, split, use_split_column, "row")
     rows_by_split = {
         s: _rows_from_records(
-            name, "", recs, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column
+            name,
+            "",
+            recs,
+            text_column=text_column,
+            text_pair_column=text_pair_column,
+            label_column=label_column,
         )
         for s, recs in grouped.items()
     }
     return build_task(
-        name, rows_by_split, kind=kind, label_names=label_names, source_uri=source_uri or "memory", license=license
+        name,
+        rows_by_split,
+        kind=kind,
+        label_names=label_names,
+        source_uri=source_uri or "memory",
+        license=license,
     )
 
 
@@ -654,7 +666,9 @@ def load_task(source: str | Path | pd.DataFrame | pa.Table, name: str | None = N
         return load_task_file(path, name, **options)
     if isinstance(source, str) and not source.startswith((".", "/", "~")) and source.count("/") <= 1:
         return load_hf_task(source, name, **options)
-    raise TaskValidationError(f"The 'source' parameter must be a task directory, a file or a dataset name. Got {source!r}.")
+    raise TaskValidationError(
+        f"The 'source' parameter must be a task directory, a file or a dataset name. Got {source!r}."
+    )
 
 
 # ---------------------------------------------------------------------------------------- split carving

@@ -46,7 +46,10 @@ ARTEFACT_VIEWS = {
         "tasks/*/*.parquet",
         "SELECT f.* FROM files f SEMI JOIN tasks t ON f.task = t.name AND f.content_hash = t.content_hash",
     ),
-    "embedding_vectors": ("embeddings/*.parquet", "SELECT f.* FROM files f SEMI JOIN embeddings e USING (cache_key)"),
+    "embedding_vectors": (
+        "embeddings/*.parquet",
+        "SELECT f.* FROM files f SEMI JOIN embeddings e USING (cache_key)",
+    ),
 }
 
 
@@ -200,7 +203,8 @@ class Workspace:
                     try:
                         con.execute(path.read_text(encoding="utf-8"))
                         con.execute(
-                            "INSERT INTO schema_migrations VALUES (?, ?, ?, now())", [version, path.name, checksum]
+                            "INSERT INTO schema_migrations VALUES (?, ?, ?, now())",
+                            [version, path.name, checksum],
                         )
                         con.commit()
                     except BaseException:
@@ -275,8 +279,10 @@ class Workspace:
         try:
             con = duckdb.connect(str(self.views_path))
         except duckdb.IOException as err:
-            warnings.warn(f"Views database '{self.views_path}' is held open elsewhere ({err}); new views wait.",
-                          stacklevel=2)
+            warnings.warn(
+                f"Views database '{self.views_path}' is held open elsewhere ({err}); new views wait.",
+                stacklevel=2,
+            )
             return
         try:
             self.attach_views(con)

@@ -29,14 +29,28 @@ from store.workspace import SCHEMA_DIR, Workspace, WorkspaceLockedError
 
 
 def small_task(name="toy", extra=""):
-    frame = pd.DataFrame({"text": ["good film", "bad film", "great plot" + extra, "awful"],
-                          "label": ["pos", "neg", "pos", "neg"], "split": ["train", "train", "train", "test"]})
+    frame = pd.DataFrame(
+        {
+            "text": ["good film", "bad film", "great plot" + extra, "awful"],
+            "label": ["pos", "neg", "pos", "neg"],
+            "split": ["train", "train", "train", "test"],
+        }
+    )
     return task_from_table(frame, name)
 
 
 def key_for(task, split="train", **over):
-    fields = dict(model="m", model_fp="fp", pooling="mean", max_length=128, normalize=True, precision="exact",
-                  task=task.name, split=split, content_hash=task.split_hash(split))
+    fields = dict(
+        model="m",
+        model_fp="fp",
+        pooling="mean",
+        max_length=128,
+        normalize=True,
+        precision="exact",
+        task=task.name,
+        split=split,
+        content_hash=task.split_hash(split),
+    )
     return EmbeddingKey(**{**fields, **over})
 
 
@@ -51,7 +65,9 @@ def test_migrations_apply_once_in_order(tmp_path):
     ws2 = Workspace(tmp_path / "ws", schema_dir=schema)
     assert ws2.applied_migrations == ["002_extra.sql"]
     assert ws2.sql("SELECT version, name FROM schema_migrations ORDER BY version").values.tolist() == [
-        [1, "001_core.sql"], [2, "002_extra.sql"]]
+        [1, "001_core.sql"],
+        [2, "002_extra.sql"],
+    ]
     (schema / "002_extra.sql").write_text("CREATE TABLE extra (y INTEGER);")
     with pytest.raises(RuntimeError, match="changed after it was applied"):
         Workspace(tmp_path / "ws", schema_dir=schema)
@@ -122,11 +138,14 @@ def test_views_and_sql_see_committed_state(workspace):
     put_task(workspace, task)
     key = key_for(task)
     put_embeddings(workspace, key, task.split("train").column("example_id").to_pylist(), np.eye(3, 4))
-    frame = workspace.sql("SELECT v.example_id, x.text, len(v.embedding) AS d FROM embedding_vectors v "
-                          "JOIN task_examples x USING (example_id) ORDER BY x.text")
+    frame = workspace.sql(
+        "SELECT v.example_id, x.text, len(v.embedding) AS d FROM embedding_vectors v "
+        "JOIN task_examples x USING (example_id) ORDER BY x.text"
+    )
     assert frame["text"].tolist() == ["bad film", "good film", "great plot"] and set(frame.d) == {4}
     assert workspace.sql("SELECT name FROM tasks WHERE kind = $kind", {"kind": "classification"}).name.tolist() == [
-        "toy"]
+        "toy"
+    ]
     # an outside client holding the views database open (another process) never blocks a writer
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
@@ -183,8 +202,9 @@ def test_concurrent_writer_processes_lose_nothing(tmp_path):
     for p in workers:
         p.join(120)
         assert p.exitcode == 0
-    frame = Workspace(root).sql("SELECT flow, count(*) AS n, count_if(status = 'completed') AS done FROM runs "
-                                "GROUP BY flow ORDER BY flow")
+    frame = Workspace(root).sql(
+        "SELECT flow, count(*) AS n, count_if(status = 'completed') AS done FROM runs GROUP BY flow ORDER BY flow"
+    )
     assert frame.n.tolist() == [15, 15, 15] and frame.done.tolist() == [15, 15, 15]
 
 

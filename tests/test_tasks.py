@@ -70,8 +70,12 @@ def test_exact_duplicates_keep_distinct_stable_ids(shared_tasks):
     assert ids.is_unique
     duplicated_rows = train.duplicated(["text", "label"]).sum()
     assert duplicated_rows >= 1000  # mpqa: 1,651 exact duplicate rows in train (DECISIONS.md)
-    assert quiet_load(shared_tasks / "mpqa").split("train").column("example_id").equals(mpqa.split("train").column(
-        "example_id"))
+    assert (
+        quiet_load(shared_tasks / "mpqa")
+        .split("train")
+        .column("example_id")
+        .equals(mpqa.split("train").column("example_id"))
+    )
     assert any("78 texts in train occur with conflicting labels" in w for w in mpqa.warnings)
 
 
@@ -79,7 +83,9 @@ def test_duplicates_across_splits_get_distinct_ids(shared_tasks):
     sms = quiet_load(shared_tasks / "sms_spam")
     table = sms.table.to_pandas()
     assert table["example_id"].is_unique
-    shared_texts = set(sms.split("train").column("text").to_pylist()) & set(sms.split("test").column("text").to_pylist())
+    shared_texts = set(sms.split("train").column("text").to_pylist()) & set(
+        sms.split("test").column("text").to_pylist()
+    )
     assert shared_texts
 
 
@@ -91,8 +97,10 @@ def test_content_hash_changes_with_content(tmp_path):
     for name, label in (("a", "x"), ("b", "y")):
         folder = tmp_path / name
         folder.mkdir()
-        write_jsonl(folder / "train.jsonl", [{"text": "one", "label": "x"}, {"text": "two", "label": label},
-                                             {"text": "three", "label": "y"}])
+        write_jsonl(
+            folder / "train.jsonl",
+            [{"text": "one", "label": "x"}, {"text": "two", "label": label}, {"text": "three", "label": "y"}],
+        )
     a, b = load_task_dir(tmp_path / "a", "t"), load_task_dir(tmp_path / "b", "t")
     assert a.content_hash != b.content_hash
     assert a.content_hash == load_task_dir(tmp_path / "a", "t").content_hash
@@ -103,16 +111,22 @@ def test_content_hash_changes_with_content(tmp_path):
 
 def test_single_file_with_split_column_and_csv(tmp_path):
     path = tmp_path / "data.csv"
-    path.write_text("sentence,score,part\nhello there,pos,train\nbad day,neg,train\nok then,pos,test\n",
-                    encoding="utf-8")
+    path.write_text(
+        "sentence,score,part\nhello there,pos,train\nbad day,neg,train\nok then,pos,test\n", encoding="utf-8"
+    )
     task = load_task_file(path, "csvtask", text_column="sentence", label_column="score", split_column="part")
     assert task.counts() == {"train": 2, "test": 1}
     assert task.label_names == ("neg", "pos")
 
 
 def test_parquet_dir_and_dataframe_agree(tmp_path):
-    frame = pd.DataFrame({"text": ["a b", "c d", "e f", "g h"], "label": ["p", "n", "p", "n"],
-                          "split": ["train", "train", "test", "test"]})
+    frame = pd.DataFrame(
+        {
+            "text": ["a b", "c d", "e f", "g h"],
+            "label": ["p", "n", "p", "n"],
+            "split": ["train", "train", "test", "test"],
+        }
+    )
     folder = tmp_path / "pq"
     folder.mkdir()
     for split in ("train", "test"):
@@ -147,11 +161,17 @@ def test_hf_loader_without_datasets_package_is_a_clear_error():
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ([{"text": "a", "label": "x"}, {"sentence": "b", "label": "y"}], r"line 2: missing text field 'text'"),
+        (
+            [{"text": "a", "label": "x"}, {"sentence": "b", "label": "y"}],
+            r"line 2: missing text field 'text'",
+        ),
         ([{"text": "a", "label": "x"}, {"text": "b"}], r"line 2: missing label field 'label'"),
         ([{"text": "a", "label": "x"}, {"text": "b", "label": "x"}], r"single class \('x'\)"),
         ([{"text": "a", "label": "x"}, {"text": "", "label": "y"}], r"line 2: text is ''"),
-        ([{"text_a": "a", "text_b": "b", "label": "x"}, {"text_a": "c", "label": "y"}], r"line 2: mixed pair/single"),
+        (
+            [{"text_a": "a", "text_b": "b", "label": "x"}, {"text_a": "c", "label": "y"}],
+            r"line 2: mixed pair/single",
+        ),
         ([{"label": "x", "body": "a"}], r"missing text column"),
     ],
 )
@@ -237,7 +257,9 @@ def test_normalise_text_ignores_tokenisation():
     assert normalise_text("it 's not   GOOD , is n't it ?") == normalise_text("It's not good, isn't it?")
 
 
-@pytest.mark.parametrize(("train", "other", "dropped"), [("mr", "sst2", 1698), ("mr", "sst5", 2039), ("subj", "mr", 678)])
+@pytest.mark.parametrize(
+    ("train", "other", "dropped"), [("mr", "sst2", 1698), ("mr", "sst5", 2039), ("subj", "mr", 678)]
+)
 def test_leakage_counts_match_measured(shared_tasks, train, other, dropped):
     source, target = quiet_load(shared_tasks / train), quiet_load(shared_tasks / other)
     cleaned, report = drop_leaked(source, [target])
@@ -247,10 +269,13 @@ def test_leakage_counts_match_measured(shared_tasks, train, other, dropped):
 
 
 def test_leakage_pairs_need_both_texts():
-    train = task_from_table(pd.DataFrame({"text": ["a", "a", "q"], "text_pair": ["b", "c", "r"],
-                                          "label": ["x", "y", "x"]}), "tr")
-    evaluation = task_from_table(pd.DataFrame({"text": ["A!", "z"], "text_pair": ["b.", "w"], "label": ["x", "y"],
-                                               "split": ["test", "test"]}), "ev")
+    train = task_from_table(
+        pd.DataFrame({"text": ["a", "a", "q"], "text_pair": ["b", "c", "r"], "label": ["x", "y", "x"]}), "tr"
+    )
+    evaluation = task_from_table(
+        pd.DataFrame({"text": ["A!", "z"], "text_pair": ["b.", "w"], "label": ["x", "y"], "split": ["test", "test"]}),
+        "ev",
+    )
     cleaned, report = drop_leaked(train, [evaluation])
     assert report.n_dropped == 1
     assert cleaned.split("train").column("text_pair").to_pylist() == ["c", "r"]

@@ -29,7 +29,9 @@ _TOKENIZE_CHUNK = 8192
 
 def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     if value not in choices:
-        raise ValueError(f"The {name!r} parameter of TextEncoder must be one of {list(choices)}. Got {value!r} instead.")
+        raise ValueError(
+            f"The {name!r} parameter of TextEncoder must be one of {list(choices)}. Got {value!r} instead."
+        )
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -90,8 +92,8 @@ class TextEncoder:
         """What actually runs the forward pass (part of the cache key via ``precision``)."""
         if self.precision == "exact":
             return "torch-fp32"
-        return "onnxruntime-int8" if self.device.type == "cpu" else f"torch-{self._autocast_dtype()}".replace(
-            "torch.", ""
+        return (
+            "onnxruntime-int8" if self.device.type == "cpu" else f"torch-{self._autocast_dtype()}".replace("torch.", "")
         )
 
     def cache_params(self) -> dict[str, Any]:
@@ -176,8 +178,13 @@ class TextEncoder:
     def _forward(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         inputs = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
         use_autocast = self.precision == "fast" and self.device.type == "cuda"
-        with torch.inference_mode(), torch.autocast(
-            self.device.type, dtype=self._autocast_dtype() if use_autocast else torch.float32, enabled=use_autocast
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type,
+                dtype=self._autocast_dtype() if use_autocast else torch.float32,
+                enabled=use_autocast,
+            ),
         ):
             output = self.model(**inputs)
             pooled = pool(output.last_hidden_state, inputs["attention_mask"], self.pooling, output)
