@@ -17,6 +17,7 @@ from store.tasks import (
     TaskValidationError,
     carve_split,
     ensure_split,
+    load_hf_task,
     load_task,
     load_task_dir,
     load_task_file,
@@ -144,15 +145,18 @@ def test_integer_labels_with_declared_names_are_indices():
     assert task.table.column("label").to_pylist() == [0.0, 1.0, 1.0]
 
 
-def test_hf_loader_without_datasets_package_is_a_clear_error():
-    try:
-        import datasets  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match=r"transferscope\[hf\]"):
-            load_task("cardiffnlp/tweet_eval", "x")
-    else:
-        with pytest.raises(Exception):  # noqa: B017 - offline: the hub is unreachable
-            load_task("definitely-not-a-user/definitely-not-a-dataset", "x")
+def test_hf_loader_reads_a_local_dataset_offline(shared_tasks, tmp_path, monkeypatch):
+    """The Hugging Face path (`datasets.load_dataset`) on a local copy, so no hub is needed."""
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    local = tmp_path / "yelp_copy"
+    local.mkdir()
+    for split in ("train", "test"):
+        (local / f"{split}.jsonl").write_bytes((shared_tasks / "uci_sentiment_yelp" / f"{split}.jsonl").read_bytes())
+    task = load_hf_task(str(local), "yelp")
+    direct = quiet_load(shared_tasks / "uci_sentiment_yelp", name="yelp")
+    assert task.counts() == {"train": 800, "test": 100}
+    assert task.split("test").column("example_id").equals(direct.split("test").column("example_id"))
+    assert task.source_uri == f"hf://{local}"
 
 
 # ------------------------------------------------------------------------------------------ bad input

@@ -1,0 +1,21 @@
+"""Run a benchmark: ``python -m bench NAME [--quick]`` or ``python -m bench all``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS = ("embed",)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("name", choices=(*BENCHMARKS, "all"))
+    parser.add_argument("--quick", action="store_true", help="small inputs, for CI and smoke runs")
+    args = parser.parse_args()
+    for name in BENCHMARKS if args.name == "all" else (args.name,):
+        importlib.import_module(f"bench.{name}").run(quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Helpers shared by the benchmarks: real texts, interleaved timing, and the JSON result line."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SHARED_TASKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tasks"
+RESULTS = Path(__file__).resolve().parents[1] / "reports" / "bench"
+
+
+def real_texts(n: int, tasks: tuple[str, ...] = ("sst2", "tweeteval_emotion", "ag_news", "trec", "banking77")):
+    """``n`` real single texts, drawn round-robin from the training splits of the shared tasks."""
+    from store.tasks import load_task_dir
+
+    if not SHARED_TASKS.is_dir():
+        raise SystemExit(f"Benchmarks read the real tasks in {SHARED_TASKS}; that folder is missing.")
+    pools = [load_task_dir(SHARED_TASKS / t).split("train").column("text").to_pylist() for t in tasks]
+    texts = []
+    for i in range(n):
+        pool = pools[i % len(pools)]
+        texts.append(pool[(i // len(pools)) % len(pool)])
+    return texts
+
+
+def interleaved_medians(contenders: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median wall time of each callable over ``repeats`` rounds, run interleaved after one warm-up call each."""
+    for fn in contenders.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Write ``reports/bench/<bench>.json`` and print the result as the last line."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{result['bench']}.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))
