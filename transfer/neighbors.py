@@ -7,7 +7,7 @@ best first, with int64 indices into ``base``. The torch path works blockwise ove
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ def _faiss_search(
         import faiss
     except ImportError:
         raise ImportError("backend='faiss' needs faiss: pip install faiss-cpu (or faiss-gpu on CUDA).") from None
-    index = faiss.IndexFlatL2(base.shape[1]) if metric == "l2" else faiss.IndexFlatIP(base.shape[1])
+    index: Any = faiss.IndexFlatL2(base.shape[1]) if metric == "l2" else faiss.IndexFlatIP(base.shape[1])
     if device.type == "cuda" and hasattr(faiss, "StandardGpuResources"):  # faiss-cpu has no GPU resources
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), device.index or 0, index)
     index.add(base)
