@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("embed",)
+BENCHMARKS = ("embed", "logme")
 
 
 def main() -> None:

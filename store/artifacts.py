@@ -61,3 +61,12 @@ def read_verified(path: str | os.PathLike[str], checksum: str) -> pa.Table | Non
         os.replace(path, path.with_name(path.name + ".corrupt"))
         return None
     return pq.read_table(path)
+
+
+def directory_checksum(path: str | os.PathLike[str]) -> str:
+    """SHA-256 over a directory's files (names and bytes, in name order), hex."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode())
+        digest.update(file_checksum(file).encode())
+    return digest.hexdigest()

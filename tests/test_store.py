@@ -56,19 +56,18 @@ def key_for(task, split="train", **over):
 
 def test_migrations_apply_once_in_order(tmp_path):
     ws = Workspace(tmp_path / "ws")
-    assert ws.applied_migrations == ["001_core.sql"]
+    assert ws.applied_migrations == sorted(p.name for p in SCHEMA_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+    assert ws.applied_migrations[0] == "001_core.sql"
     assert Workspace(tmp_path / "ws").applied_migrations == []
     schema = tmp_path / "schema"
     shutil.copytree(SCHEMA_DIR, schema)
-    (schema / "002_extra.sql").write_text("CREATE TABLE extra (x INTEGER);")
+    (schema / "900_extra.sql").write_text("CREATE TABLE extra (x INTEGER);")
     (schema / "notes.sql").write_text("this is not a migration and is ignored")
     ws2 = Workspace(tmp_path / "ws", schema_dir=schema)
-    assert ws2.applied_migrations == ["002_extra.sql"]
-    assert ws2.sql("SELECT version, name FROM schema_migrations ORDER BY version").values.tolist() == [
-        [1, "001_core.sql"],
-        [2, "002_extra.sql"],
-    ]
-    (schema / "002_extra.sql").write_text("CREATE TABLE extra (y INTEGER);")
+    assert ws2.applied_migrations == ["900_extra.sql"]
+    recorded = ws2.sql("SELECT version, name FROM schema_migrations ORDER BY version").values.tolist()
+    assert recorded[0] == [1, "001_core.sql"] and recorded[-1] == [900, "900_extra.sql"]
+    (schema / "900_extra.sql").write_text("CREATE TABLE extra (y INTEGER);")
     with pytest.raises(RuntimeError, match="changed after it was applied"):
         Workspace(tmp_path / "ws", schema_dir=schema)
 
@@ -76,7 +75,7 @@ def test_migrations_apply_once_in_order(tmp_path):
 def test_failed_migration_leaves_nothing(tmp_path):
     schema = tmp_path / "schema"
     shutil.copytree(SCHEMA_DIR, schema)
-    (schema / "002_bad.sql").write_text("CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table;")
+    (schema / "900_bad.sql").write_text("CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table;")
     with pytest.raises(duckdb.Error):
         Workspace(tmp_path / "ws", schema_dir=schema)
     ws = Workspace(tmp_path / "ws")

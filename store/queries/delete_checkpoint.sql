@@ -1,0 +1,1 @@
+DELETE FROM checkpoints WHERE cache_key = $cache_key;
