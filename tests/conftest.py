@@ -48,3 +48,22 @@ def workspace(tmp_path):
     from store.workspace import Workspace
 
     return Workspace(tmp_path / "ws")
+
+
+@pytest.fixture(scope="session")
+def sst2_small_tuned(shared_tasks, tmp_path_factory):
+    """The default encoder fine-tuned on SST-2 with the small CPU budget (500 examples, 1 epoch), saved once per
+    session: (FineTuned, checkpoint directory). Shared by the fine-tuning, ESM and ranking tests."""
+    from store.tasks import load_task_dir
+    from transfer.finetune import SMALL_BUDGET, fine_tune, save_fine_tuned
+
+    train = load_task_dir(shared_tasks / "sst2").split("train")
+    tuned = fine_tune(
+        train.column("text").to_pylist(),
+        train.column("label").to_numpy(),
+        n_classes=2,
+        recipe=SMALL_BUDGET,
+        seed=0,
+        device="cpu",
+    )
+    return tuned, save_fine_tuned(tuned, tmp_path_factory.mktemp("ckpt") / "sst2-small")

@@ -32,9 +32,8 @@ def sst2(shared_tasks):
 
 
 @pytest.fixture(scope="module")
-def tuned(sst2):
-    texts, labels, _, _ = sst2
-    return fine_tune(texts, labels, n_classes=2, recipe=SMALL_BUDGET, seed=0, device="cpu")
+def tuned(sst2_small_tuned):
+    return sst2_small_tuned[0]
 
 
 def test_small_budget_fine_tune_learns_and_zero_steps_do_not(sst2, tuned):
@@ -52,7 +51,7 @@ def test_small_budget_fine_tune_learns_and_zero_steps_do_not(sst2, tuned):
 def test_saved_directory_round_trips_and_embeds(tuned, sst2, tmp_path):
     _, _, test_texts, _ = sst2
     path = save_fine_tuned(tuned, tmp_path / "ckpt")
-    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temporary directory left behind
     loaded = load_fine_tuned(path, device="cpu")
     np.testing.assert_allclose(
         predict(loaded.model, loaded.tokenizer, test_texts[:20]),

@@ -166,7 +166,7 @@ def fine_tune(
     _check_inputs(texts, labels, text_pairs)
     if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 2):
         raise ValueError(f"The 'n_classes' parameter of fine_tune must be an int >= 2 or None. Got {n_classes!r}.")
-    target = torch.as_tensor(np.asarray(labels, dtype=np.float64))
+    target = torch.as_tensor(np.array(labels, dtype=np.float64))
     if n_classes is not None and (target.min() < 0 or target.max() >= n_classes or (target != target.round()).any()):
         raise ValueError(f"The 'labels' parameter of fine_tune must be class indices in [0, {n_classes}).")
     resolved = resolve_device(device)

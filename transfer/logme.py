@@ -13,7 +13,9 @@ With FᵀF = V diag(σ) Vᵀ and z = VᵀFᵀy (z² = σx² for x = Uᵀy, F = U
     γ = Σ σ/(σ+t),   m² = Σ z²/(σ+t)²,   res² = ‖y‖² − Σ z²(σ+2t)/(σ+t)²,
     α ← γ/(m² + 1e-5),   β ← (n − γ)/(res² + 1e-5),
 
-until |t′ − t|/t ≤ ``tol``; m² = ‖m‖² and res² = ‖y − Fm‖² at the posterior mean m = β(αI + βFᵀF)⁻¹Fᵀy. Then
+until |t′ − t|/t ≤ ``tol`` (default 1e-3) or ``max_iter`` iterations (default 50, as hf-dataset-selector; thuml's
+``LogME.py`` stops at 11, which some real columns exceed); m² = ‖m‖² and res² = ‖y − Fm‖² at the posterior mean
+m = β(αI + βFᵀF)⁻¹Fᵀy. Nothing divides by σ, so null directions of F are harmless. Then
 
     evidence = d/2·log α + n/2·log β − ½ Σ_i log(α + βσ_i) − β/2·res² − α/2·m² − n/2·log 2π,
 
@@ -32,10 +34,12 @@ Modes differ only in the log-determinant sum Σ_i log(α + βσ_i):
   largest eigenvalues (the singular values of its thin SVD of F). When d > n it exceeds the exact evidence by
   (d − n)/(2n)·log α. Use it to compare with published numbers. (When n > d the reference cuts singular values
   √σ ≤ 1e-10 from its SVD of FᵀF, but null directions come out of that SVD as rounding noise ≈ 1e-8·‖F‖, above the
-  cut, so in practice it keeps all d, e.g. for all-MiniLM-L6-v2's two dead dimensions or an all-zero column; so
-  do we.)
+  cut, so in practice it keeps all d, e.g. for all-MiniLM-L6-v2's dead dimensions or an all-zero column; so do
+  we.)
 
-Inputs with n > d give both modes the same value, rank-deficient (collinear, dead dimensions) or not.
+Inputs with n > d give both modes the same value, rank-deficient (collinear, dead dimensions) or not. When d > n
+the supremum of the evidence can lie on the boundary (β → ∞: y interpolated without noise; or α → ∞); the fixed
+point then stops at a finite (α, β) whose evidence is a lower bound, as in the reference.
 """
 
 from __future__ import annotations
@@ -126,12 +130,12 @@ def logme_targets(labels: Any, n: int, *, regression: bool, caller: str = "logme
     if y.ndim == 0 or y.shape[0] != n:
         got = f"{y.shape[0]} entries" if y.ndim else "a scalar"
         raise _fail(caller, "labels", f"an array with one entry per row of 'features' ({n})", got)
-    if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool) or np.issubdtype(y.dtype, np.complexfloating):
         raise _fail(caller, "labels", "numeric", f"dtype {y.dtype}")
     if not np.isfinite(y).all():
         raise _fail(caller, "labels", "finite (no NaN or inf)", f"{int((~np.isfinite(y)).sum())} non-finite values")
     if regression:
-        if y.ndim > 2:
+        if y.ndim > 2 or y.size == 0:
             raise _fail(caller, "labels", "a 1-D or 2-D array of regression targets", f"shape {y.shape}")
         return y.reshape(n, -1).astype(np.float64), None
     if y.ndim != 1 or (np.issubdtype(y.dtype, np.floating) and not (y == np.round(y)).all()):
