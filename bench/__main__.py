@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("embed", "logme")
+BENCHMARKS = ("embed", "logme", "esm_logme")
 
 
 def main() -> None:

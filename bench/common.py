@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 SHARED_TASKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tasks"
 RESULTS = Path(__file__).resolve().parents[1] / "reports" / "bench"
+PEER_PYTHON = Path(__file__).resolve().parents[1] / ".venv-peers" / "bin" / "python"
 
 
 def real_texts(n: int, tasks: tuple[str, ...] = ("sst2", "tweeteval_emotion", "ag_news", "trec", "banking77")):
@@ -45,3 +47,23 @@ def emit(result: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{result['bench']}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
+
+
+def run_peer(script: str, payload: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+    """Run ``script`` with .venv-peers' Python, ``payload`` as JSON on stdin; its last stdout line is JSON."""
+    if not PEER_PYTHON.exists():
+        raise SystemExit(
+            f"{PEER_PYTHON} is missing: python3 -m venv .venv-peers && .venv-peers/bin/pip install torch==2.13.0 "
+            "&& .venv-peers/bin/pip install -r bench/peers-requirements.txt"
+        )
+    proc = subprocess.run(
+        [str(PEER_PYTHON), "-c", script],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd="/tmp",
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"peer failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

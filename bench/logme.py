@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import SHARED_TASKS, emit, interleaved_medians
-from bench.record_logme_fixtures import run_peer
+from bench.common import SHARED_TASKS, emit, interleaved_medians, run_peer
 
 CACHE = Path("/tmp/transferscope-bench")
 N_CLASSES = 10

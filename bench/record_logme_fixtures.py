@@ -13,16 +13,16 @@ subprocess and its evidences, alphas and betas go to ``expected.json``.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.common import run_peer
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "logme"
-PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 TASKS = ROOT.parent / "shared" / "data" / "tasks"
 N_FULL, N_DEFICIENT = 600, 300
 
@@ -54,26 +54,6 @@ for name, (task, rows, zeros) in spec["cases"].items():
                           "betas": [float(b) for b in model.betas]}
 print(json.dumps(out))
 """
-
-
-def run_peer(script: str, payload: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
-    """Run ``script`` with .venv-peers' Python, ``payload`` as JSON on stdin; its last stdout line is JSON."""
-    if not PEER_PYTHON.exists():
-        raise SystemExit(
-            f"{PEER_PYTHON} is missing: python3 -m venv .venv-peers && .venv-peers/bin/pip install torch==2.13.0 "
-            "&& .venv-peers/bin/pip install -r bench/peers-requirements.txt"
-        )
-    proc = subprocess.run(
-        [str(PEER_PYTHON), "-c", script],
-        input=json.dumps(payload),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd="/tmp",
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"peer failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def embed_inputs() -> dict[str, np.ndarray]:

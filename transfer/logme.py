@@ -95,7 +95,7 @@ def _fail(caller: str, name: str, expected: str, got: Any) -> ValueError:
     return ValueError(f"The {name!r} parameter of {caller} must be {expected}. Got {got} instead.")
 
 
-def _check_features(features: Any, caller: str) -> np.ndarray:
+def check_features(features: Any, caller: str) -> np.ndarray:
     f = np.asarray(features)
     if f.ndim != 2:
         raise _fail(caller, "features", "a 2-D array [n_examples, n_features]", f"an array of shape {f.shape}")
@@ -161,11 +161,27 @@ def logme_evidence(
 ) -> LogMEResult:
     """Maximum evidence per target column from sufficient statistics (see the module docstring for the maths)."""
     _check_options("logme_evidence", mode, max_iter, tol)
-    n, d = stats.n, stats.gram.shape[0]
+    d = stats.gram.shape[0]
     with _one_blas_thread():
         sigma, vectors = np.linalg.eigh(stats.gram)
-    sigma = np.clip(sigma, 0.0, None)
     z2 = (vectors.T @ stats.cross.reshape(d, -1)) ** 2  # [d, c]
+    return evidence_from_spectrum(sigma, z2, stats.target_sq, stats.n, mode=mode, max_iter=max_iter, tol=tol)
+
+
+def evidence_from_spectrum(
+    sigma: np.ndarray,
+    z2: np.ndarray,
+    target_sq: np.ndarray,
+    n: int,
+    *,
+    mode: Mode = "exact",
+    max_iter: int = 50,
+    tol: float = 1e-3,
+) -> LogMEResult:
+    """The fixed point and evidence from the spectrum: eigenvalues ``sigma`` [d] of FᵀF and the squared
+    projections ``z2`` [d, c] = (VᵀFᵀY)² of the cross statistics onto its eigenvectors."""
+    d = sigma.shape[0]
+    sigma = np.clip(sigma, 0.0, None)
     c = z2.shape[1]
     alpha, beta = np.ones(c), np.ones(c)
     m2, res2 = np.zeros(c), np.zeros(c)
@@ -178,7 +194,7 @@ def logme_evidence(
         z2a, inv2 = z2[:, active], denom**-2
         gamma = (col / denom).sum(0)
         m2[active] = (z2a * inv2).sum(0)
-        res2[active] = np.maximum(stats.target_sq[active] - (z2a * (col + 2 * t) * inv2).sum(0), 0.0)
+        res2[active] = np.maximum(target_sq[active] - (z2a * (col + 2 * t) * inv2).sum(0), 0.0)
         alpha[active] = gamma / (m2[active] + EPSILON)
         beta[active] = (n - gamma) / (res2[active] + EPSILON)
         n_iter[active] += 1
@@ -186,7 +202,7 @@ def logme_evidence(
         if active.size == 0:
             break
     # "reference" keeps what the reference's thin SVD of F keeps: the min(n, d) largest eigenvalues (eigh: ascending)
-    kept = sigma if mode == "exact" else sigma[max(d - n, 0) :]
+    kept = np.sort(sigma) if mode == "exact" else np.sort(sigma)[max(d - n, 0) :]
     logdet = np.log(alpha[None, :] + beta[None, :] * kept[:, None]).sum(0)
     evidence = (
         d / 2 * np.log(alpha)
@@ -217,7 +233,7 @@ class LogME:
 
     def fit(self, features: np.ndarray, labels: np.ndarray) -> LogME:
         _check_options("LogME", self.mode, self.max_iter, self.tol)
-        f = _check_features(features, "LogME.fit")
+        f = check_features(features, "LogME.fit")
         targets, self.classes_ = logme_targets(labels, f.shape[0], regression=self.regression, caller="LogME.fit")
         result = logme_evidence(logme_statistics(f, targets), mode=self.mode, max_iter=self.max_iter, tol=self.tol)
         self.evidence_ = result.evidence
@@ -243,6 +259,6 @@ def logme_score(
     docstring for the model, the fixed point, the evidence and the two modes.
     """
     _check_options("logme_score", mode, max_iter, tol)
-    f = _check_features(features, "logme_score")
+    f = check_features(features, "logme_score")
     targets, _ = logme_targets(labels, f.shape[0], regression=regression, caller="logme_score")
     return logme_evidence(logme_statistics(f, targets), mode=mode, max_iter=max_iter, tol=tol).evidence
