@@ -9,5 +9,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from flows.embed import embed_tasks  # noqa: E402
+from flows.rank import build_esms, rank_sources  # noqa: E402
 
-__all__ = ["embed_tasks"]
+__all__ = ["build_esms", "embed_tasks", "rank_sources"]

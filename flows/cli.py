@@ -138,7 +138,102 @@ def embed(
         batch_size=batch_size,
         workspace=ctx.obj["workspace"],
     )
-    print_frame(pd.DataFrame(results).drop(columns=["cache_key", "run_id"]), title="embeddings")
+    print_frame(pd.DataFrame(results).drop(columns=["run_id"]), title="embeddings")
+
+
+esm_app = typer.Typer(help="Build, export and import Embedding Space Maps.", no_args_is_help=True)
+app.add_typer(esm_app, name="esm")
+BUDGET_HELP = "small (500 examples, 1 epoch, max_length 64: CPU demos) or paper (<= 10,000 examples, 3 epochs)."
+
+
+@app.command()
+def rank(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="Target task.")],
+    top: Annotated[int, typer.Option(help="Sources to show.")] = 5,
+    method: Annotated[str, typer.Option(help="Ranking method.")] = "esm-logme",
+    sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: every other task).")] = None,
+    budget: Annotated[str, typer.Option(help=BUDGET_HELP)] = "small",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
+) -> None:
+    """Rank source tasks for TARGET (building missing ESMs first) and print the top ones."""
+    from flows.embed import load_encoder
+    from flows.rank import plan_rank, rank_sources, resolve_budget
+    from store.catalog import list_tasks
+
+    ws = Workspace(ctx.obj["workspace"])
+    names = sources.split(",") if sources else [n for n in list_tasks(ws)["name"] if n != target]
+    recipe = resolve_budget(budget)
+    base = load_encoder("all-MiniLM-L6-v2", recipe.pooling, recipe.max_length, False, ctx.obj["device"], "exact", 64)
+    plan = plan_rank(ws, target, names, recipe, base)
+    print_frame(plan, title=f"plan: ESMs for {len(names)} sources (about {plan.estimated_s.sum():.0f} s on 2 cores)")
+    if dry_run:
+        return
+    ranking = pd.DataFrame(
+        rank_sources(
+            target=target,
+            sources=names,
+            methods=(method,),
+            budget=budget,
+            device=ctx.obj["device"],
+            workspace=str(ws.root),
+        )
+    )
+    print_frame(ranking.head(top).drop(columns=["run_id"]), title=f"{method} ranking for {target}")
+
+
+@esm_app.command("build")
+def esm_build(
+    ctx: typer.Context,
+    sources: Annotated[list[str], typer.Argument(help="Source tasks.")],
+    budget: Annotated[str, typer.Option(help=BUDGET_HELP)] = "small",
+) -> None:
+    """Fine-tune each source (or reuse its checkpoint) and fit its ESM."""
+    from flows.rank import build_esms
+
+    keys = build_esms(sources=sources, budget=budget, device=ctx.obj["device"], workspace=ctx.obj["workspace"])
+    console.print(f"{len(keys)} ESMs ready: {', '.join(keys)}")
+
+
+@esm_app.command("list")
+def esm_list(ctx: typer.Context) -> None:
+    """List stored ESMs."""
+    from store.esms import list_esms
+
+    frame = list_esms(Workspace(ctx.obj["workspace"]))
+    print_frame(frame[["source", "base_model", "fit", "dim", "heldout_mse", "identity_mse", "created_at"]], "ESMs")
+
+
+@esm_app.command("export")
+def esm_export(
+    ctx: typer.Context,
+    directory: Annotated[str, typer.Argument(help="Folder to write.")],
+    layout: Annotated[
+        str, typer.Option(help="transferscope, or hfselect (hf-dataset-selector's layout).")
+    ] = "transferscope",
+) -> None:
+    """Export every stored ESM to DIRECTORY."""
+    from store.esms import export_esms
+
+    sources = export_esms(Workspace(ctx.obj["workspace"]), directory, layout=layout)  # type: ignore[arg-type]
+    console.print(f"exported {len(sources)} ESMs to {directory}")
+
+
+@esm_app.command("import")
+def esm_import(
+    ctx: typer.Context,
+    directory: Annotated[str, typer.Argument(help="Folder written by `esm export` or by hf-dataset-selector.")],
+    base_model: Annotated[
+        str, typer.Option(help="Encoder the hf-dataset-selector ESMs belong to.")
+    ] = "all-MiniLM-L6-v2",
+) -> None:
+    """Import ESMs into the workspace."""
+    from store.esms import import_esms
+    from transfer.encoder import model_fingerprint, resolve_model_path
+
+    fingerprint = model_fingerprint(resolve_model_path(base_model))
+    sources = import_esms(Workspace(ctx.obj["workspace"]), directory, base_fp=fingerprint)
+    console.print(f"imported {len(sources)} ESMs: {', '.join(sources)}")
 
 
 @app.command()

@@ -13,12 +13,14 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from tqdm.auto import tqdm
 
 from store.catalog import EmbeddingKey, find_embeddings, finish_run, get_task, put_embeddings, start_run
+from store.tasks import Task
 from store.workspace import Workspace
 from transfer.embeddings import TextEncoder
 
@@ -44,36 +46,45 @@ def embedding_key(encoder: TextEncoder, task_name: str, split: str, split_hash: 
     return EmbeddingKey(model=encoder.model_name, task=task_name, split=split, content_hash=split_hash, **params)
 
 
+def ensure_embeddings(
+    ws: Workspace, stored: Task, split: str, encoder: TextEncoder, *, run_id: str | None = None
+) -> tuple[list[str], np.ndarray, bool]:
+    """(example_ids, float32 [n, d], cached?) of one split: from the cache, or computed and stored."""
+    key = embedding_key(encoder, stored.name, split, stored.split_hash(split))
+    cached = find_embeddings(ws, key)
+    if cached is not None:
+        return cached[0], cached[1], True
+    rows = stored.split(split)
+    texts = rows.column("text").to_pylist()
+    pairs = rows.column("text_pair").to_pylist() if stored.input == "pair" else None
+    start = time.perf_counter()
+    with tqdm(total=len(texts), desc=f"{stored.name}/{split}", unit="text", disable=not sys.stderr.isatty()) as bar:
+        vectors = encoder.encode(texts, pairs, progress=bar.update)
+    ids = rows.column("example_id").to_pylist()
+    put_embeddings(ws, key, ids, vectors, run_id=run_id, seconds=time.perf_counter() - start)
+    return ids, vectors, False
+
+
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE, task_run_name="embed-{task_name}-{split}")
 def embed_split(workspace: str, task_name: str, split: str, encoder_config: dict[str, Any], run_id: str) -> dict:
     """Embed one split of one stored task unless the cache already holds it; return a summary row."""
     logger = get_run_logger()
     ws = Workspace(workspace)
-    stored = get_task(ws, task_name)
     encoder = load_encoder(**encoder_config)
-    key = embedding_key(encoder, task_name, split, stored.split_hash(split))
-    summary = {"task": task_name, "split": split, "cache_key": key.cache_key, "dim": encoder.dim}
-    cached = find_embeddings(ws, key)
-    if cached is not None:
-        logger.info("%s/%s: cached (%d vectors)", task_name, split, len(cached[0]))
-        return {**summary, "n": len(cached[0]), "cached": True, "seconds": 0.0}
-    rows = stored.split(split)
-    texts = rows.column("text").to_pylist()
-    pairs = rows.column("text_pair").to_pylist() if stored.input == "pair" else None
     start = time.perf_counter()
-    with tqdm(total=len(texts), desc=f"{task_name}/{split}", unit="text", disable=not sys.stderr.isatty()) as bar:
-        vectors = encoder.encode(texts, pairs, progress=bar.update)
-    seconds = time.perf_counter() - start
-    put_embeddings(ws, key, rows.column("example_id").to_pylist(), vectors, run_id=run_id, seconds=seconds)
+    ids, vectors, cached = ensure_embeddings(ws, get_task(ws, task_name), split, encoder, run_id=run_id)
+    seconds = 0.0 if cached else time.perf_counter() - start
     logger.info(
-        "%s/%s: embedded %d texts in %.1f s (%.0f texts/s)",
-        task_name,
-        split,
-        len(texts),
-        seconds,
-        len(texts) / max(seconds, 1e-9),
+        "%s/%s: %s %d vectors in %.1f s", task_name, split, "cached" if cached else "embedded", len(ids), seconds
     )
-    return {**summary, "n": len(texts), "cached": False, "seconds": seconds}
+    return {
+        "task": task_name,
+        "split": split,
+        "n": len(ids),
+        "dim": vectors.shape[1],
+        "cached": cached,
+        "seconds": seconds,
+    }
 
 
 @flow(name="embed_tasks", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]

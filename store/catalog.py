@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from store.artifacts import directory_checksum, read_verified, write_parquet
 from store.tasks import Task
-from store.workspace import Workspace
+from store.workspace import Workspace, query
 
 VERSIONED_PACKAGES = ("transferscope", "torch", "transformers", "numpy", "duckdb", "pyarrow", "prefect")
 
@@ -301,3 +301,39 @@ def put_checkpoint(
             "run_id": run_id,
         },
     )
+
+
+# -------------------------------------------------------------------------------------------- pair scores
+
+
+def put_ranking(
+    ws: Workspace,
+    run_id: str,
+    config: str,
+    target: str,
+    method: str,
+    scores: dict[str, float],
+    *,
+    higher_is_better: bool,
+) -> pd.DataFrame:
+    """Rank one method's scores for one target (rank 1 = best in the method's direction; NaN scores unranked,
+    last) and store them as one batch in one transaction. Returns the ranking."""
+    frame = pd.DataFrame({"source": list(scores), "score": np.asarray(list(scores.values()), dtype=np.float64)})
+    frame["rank"] = frame["score"].rank(ascending=not higher_is_better, method="min").astype("Int64")
+    frame = frame.sort_values(["rank", "source"], na_position="last").reset_index(drop=True)
+    with ws.transaction() as con:
+        for row in frame.itertuples():
+            con.execute(
+                query("insert_pair_score"),
+                {
+                    "run_id": run_id,
+                    "config_hash": config,
+                    "target": target,
+                    "source": row.source,
+                    "method": method,
+                    "score": None if pd.isna(row.score) else float(row.score),
+                    "rank": None if pd.isna(row.rank) else int(row.rank),
+                    "higher_is_better": higher_is_better,
+                },
+            )
+    return frame.assign(method=method, run_id=run_id)

@@ -64,7 +64,7 @@ def test_second_run_computes_nothing_and_changes_recompute_only_what_changed(flo
 
     again = embed_tasks(tasks=list(TASKS), device="cpu", workspace=str(flow_workspace.root))
     assert all(r["cached"] for r in again)
-    assert {r["cache_key"] for r in again} == {r["cache_key"] for r in first_run}
+    assert flow_workspace.sql("SELECT count(*) AS n FROM embeddings").n[0] == len(first_run)
     # change one test example of yelp: only yelp/test is recomputed
     yelp = load_task_dir(shared_tasks / "uci_sentiment_yelp")
     table = yelp.table.to_pandas()

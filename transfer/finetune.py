@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transfer.embeddings import POOLINGS, pool
+from transfer.embeddings import POOLINGS, Pooling, pool
 from transfer.encoder import DEFAULT_MODEL, resolve_device, resolve_model_path
 
 HEAD_FILE = "head.safetensors"
@@ -43,7 +43,7 @@ class Recipe:
     max_length: int = 128
     warmup_ratio: float = 0.0
     grad_clip: float = 1.0
-    pooling: str = "mean"
+    pooling: Pooling = "mean"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "max_examples", "max_length"):
@@ -107,7 +107,14 @@ class FineTuned:
     losses: list[float]
 
 
-def _check_inputs(texts: Sequence[str], labels: Sequence[float], text_pairs: Sequence[str] | None) -> None:
+def sample_indices(n: int, max_examples: int, seed: int) -> np.ndarray:
+    """The rows a recipe trains on: all ``n`` if ``n <= max_examples``, else a seeded sample (sorted)."""
+    if n <= max_examples:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, 1]).choice(n, size=max_examples, replace=False))
+
+
+def _check_inputs(texts: Sequence[str], labels: Sequence[float] | np.ndarray, text_pairs: Sequence[str] | None) -> None:
     if len(texts) == 0:
         raise ValueError("The 'texts' parameter of fine_tune must hold at least one text. Got 0.")
     if len(labels) != len(texts) or (text_pairs is not None and len(text_pairs) != len(texts)):
@@ -146,7 +153,7 @@ def tokenize_batch(
 
 def fine_tune(
     texts: Sequence[str],
-    labels: Sequence[float],
+    labels: Sequence[float] | np.ndarray,
     *,
     n_classes: int | None,
     text_pairs: Sequence[str] | None = None,
@@ -171,9 +178,7 @@ def fine_tune(
         raise ValueError(f"The 'labels' parameter of fine_tune must be class indices in [0, {n_classes}).")
     resolved = resolve_device(device)
     rng = np.random.default_rng(seed)
-    chosen = np.arange(len(texts))
-    if len(texts) > recipe.max_examples:
-        chosen = np.sort(rng.choice(len(texts), size=recipe.max_examples, replace=False))
+    chosen = sample_indices(len(texts), recipe.max_examples, seed)
     network, tokenizer = load_base(model, n_classes or 1, recipe.pooling, seed)
     network.to(resolved).train()
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")

@@ -1,0 +1,283 @@
+"""Flow ``rank_sources``: rank source tasks for a target with ESM-LogME, building what is missing once.
+
+Per source (one Prefect task each, cached by content): fine-tune the base encoder on the source's training data
+(seeded sample, leakage guard against every other stored task's evaluation splits) → checkpoint; embed that sample
+with the base and the fine-tuned encoder → fit the source's ESM. Then, for the target: base embeddings of at most
+``max_target_examples`` training examples (seeded), ESM-LogME of every source from the target's Gram statistics,
+one ranking stored as one batch in ``pair_scores`` with the run id and config hash.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.embed import ensure_embeddings, load_encoder
+from store.catalog import (
+    CheckpointKey,
+    canonical_json,
+    checkpoint_path,
+    config_hash,
+    find_checkpoint,
+    finish_run,
+    get_task,
+    list_tasks,
+    put_checkpoint,
+    put_ranking,
+    start_run,
+)
+from store.esms import esm_cache_key, find_esm, put_esm
+from store.leakage import drop_leaked
+from store.tasks import Task
+from store.workspace import Workspace
+from transfer.embeddings import TextEncoder
+from transfer.esm import EmbeddingSpaceMap
+from transfer.esm_logme import esm_logme_scores
+from transfer.finetune import SMALL_BUDGET, SOURCE_RECIPE, Recipe, fine_tune, sample_indices, save_fine_tuned
+
+BUDGETS = {"small": SMALL_BUDGET, "paper": SOURCE_RECIPE}
+METHODS = ("esm-logme",)
+SECONDS_PER_EXAMPLE_EPOCH = 0.05  # MiniLM full fine-tuning on 2 idle CPU cores (MEASURED.md); for the plan only
+
+
+def resolve_budget(budget: str | dict) -> Recipe:
+    """A named budget (``"small"``, ``"paper"``) or a dict of `Recipe` fields."""
+    if isinstance(budget, dict):
+        return Recipe(**budget)
+    if budget not in BUDGETS:
+        raise ValueError(
+            f"The 'budget' parameter must be one of {list(BUDGETS)} or a dict of Recipe fields. Got {budget!r} instead."
+        )
+    return BUDGETS[budget]
+
+
+@dataclass(frozen=True)
+class SourceData:
+    """The exact rows a source is tuned on: guarded against leakage, then sampled."""
+
+    task: Task
+    texts: list[str]
+    pairs: list[str] | None
+    labels: np.ndarray
+    data_hash: str
+    n_dropped: int
+
+
+def source_data(ws: Workspace, name: str, recipe: Recipe, seed: int) -> SourceData:
+    source = get_task(ws, name)
+    if "train" not in source.splits:
+        raise ValueError(f"Source task {name!r} has no train split to fine-tune on; it has {list(source.splits)}.")
+    others = [get_task(ws, other) for other in list_tasks(ws)["name"] if other != name]
+    cleaned, report = drop_leaked(source, others)
+    rows = cleaned.split("train")
+    chosen = sample_indices(rows.num_rows, recipe.max_examples, seed)
+    rows = rows.take(chosen)
+    return SourceData(
+        task=source,
+        texts=rows.column("text").to_pylist(),
+        pairs=rows.column("text_pair").to_pylist() if source.input == "pair" else None,
+        labels=rows.column("label").to_numpy(),
+        data_hash=config_hash({"example_ids": rows.column("example_id").to_pylist()}),
+        n_dropped=report.n_dropped,
+    )
+
+
+def plan_rank(ws: Workspace, target: str, sources: list[str], recipe: Recipe, base: TextEncoder) -> pd.DataFrame:
+    """What `rank_sources` would compute: per source, whether an ESM exists and the fine-tuning work otherwise."""
+    rows = []
+    for name in sources:
+        data = source_data(ws, name, recipe, seed=0)
+        key = esm_cache_key(base.fingerprint, name, data.data_hash, EmbeddingSpaceMap().params())
+        cached = not ws.read("find_esm", {"cache_key": key}).empty
+        work = 0 if cached else len(data.texts) * recipe.epochs
+        rows.append(
+            {
+                "source": name,
+                "esm_cached": cached,
+                "examples": len(data.texts),
+                "epochs": recipe.epochs,
+                "leaked_dropped": data.n_dropped,
+                "estimated_s": round(work * SECONDS_PER_EXAMPLE_EPOCH + (0 if cached else len(data.texts) / 100)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@task(retries=1, cache_policy=NO_CACHE, task_run_name="esm-{source}")
+def build_source_esm(
+    workspace: str, source: str, model: str, recipe_json: str, seed: int, device: str, run_id: str
+) -> str:
+    """Fine-tune (or reuse the checkpoint), embed the tuned-on texts both ways, fit and store the ESM."""
+    logger = get_run_logger()
+    ws = Workspace(workspace)
+    recipe = Recipe(**json.loads(recipe_json))
+    base = load_encoder(model, recipe.pooling, recipe.max_length, False, device, "exact", 64)
+    data = source_data(ws, source, recipe, seed)
+    key = esm_cache_key(base.fingerprint, source, data.data_hash, EmbeddingSpaceMap().params())
+    if find_esm(ws, key) is not None:
+        logger.info("%s: ESM cached", source)
+        return key
+    ckpt_key = CheckpointKey(
+        base_model=model,
+        base_fp=base.fingerprint,
+        task=source,
+        content_hash=data.data_hash,
+        recipe_json=recipe_json,
+        seed=seed,
+    )
+    directory = find_checkpoint(ws, ckpt_key)
+    if directory is None:
+        n_classes = len(data.task.label_names) if data.task.kind == "classification" else None
+        tuned = fine_tune(
+            data.texts,
+            data.labels,
+            n_classes=n_classes,
+            text_pairs=data.pairs,
+            model=model,
+            recipe=recipe,
+            seed=seed,
+            device=device,
+        )
+        directory = save_fine_tuned(tuned, checkpoint_path(ws, ckpt_key))
+        put_checkpoint(
+            ws, ckpt_key, n_examples=tuned.n_examples, steps=tuned.steps, seconds=tuned.seconds, run_id=run_id
+        )
+        logger.info("%s: fine-tuned on %d examples in %.0f s", source, tuned.n_examples, tuned.seconds)
+    tuned_encoder = TextEncoder(
+        directory, pooling=recipe.pooling, max_length=recipe.max_length, normalize=False, device=device
+    )
+    x, y = base.encode(data.texts, data.pairs), tuned_encoder.encode(data.texts, data.pairs)
+    held = max(1, len(x) // 10)
+    esm = EmbeddingSpaceMap().fit(x[held:], y[held:])
+    key = put_esm(
+        ws,
+        esm,
+        base_model=model,
+        base_fp=base.fingerprint,
+        source=source,
+        data_hash=data.data_hash,
+        heldout_mse=esm.mse(x[:held], y[:held]),
+        identity_mse=float(np.mean((x[:held] - y[:held]) ** 2)),
+        run_id=run_id,
+    )
+    logger.info(
+        "%s: ESM fitted (held-out MSE %.2e vs identity %.2e)",
+        source,
+        esm.mse(x[:held], y[:held]),
+        float(np.mean((x[:held] - y[:held]) ** 2)),
+    )
+    return key
+
+
+@flow(name="rank_sources", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
+def rank_sources(
+    target: str,
+    sources: list[str] | None = None,
+    methods: tuple[str, ...] = METHODS,
+    budget: str | dict = "small",
+    model: str = "all-MiniLM-L6-v2",
+    max_target_examples: int = 1000,
+    seed: int = 0,
+    device: str = "auto",
+    build_missing: bool = True,
+    workspace: str | None = None,
+) -> pd.DataFrame:
+    """Rank ``sources`` (default: every other stored task) for ``target``; returns the ranking (rank 1 = best).
+
+    ``budget``: ``"small"`` (500 examples, 1 epoch, max_length 64: CPU demos) or ``"paper"`` (≤ 10,000 examples,
+    3 epochs, batch 32, lr 2e-5). With ``build_missing=False`` a source without a stored ESM is an error."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"The 'methods' parameter of rank_sources must be among {list(METHODS)}. Got {unknown}.")
+    ws = Workspace(workspace)
+    recipe = resolve_budget(budget)
+    goal = get_task(ws, target)
+    names = sources or [n for n in list_tasks(ws)["name"] if n != target]
+    if target in names:
+        raise ValueError(f"The target {target!r} is also among the sources; a task cannot be its own source.")
+    if not names:
+        raise ValueError(f"No source tasks to rank for {target!r}: add tasks with `transferscope tasks add`.")
+    params = {
+        "target": target,
+        "sources": sorted(names),
+        "methods": list(methods),
+        "recipe": recipe.as_dict(),
+        "model": model,
+        "max_target_examples": max_target_examples,
+        "seed": seed,
+    }
+    run_id, config = start_run(ws, "rank_sources", params, device=device)
+    started = time.perf_counter()
+    try:
+        base = load_encoder(model, recipe.pooling, recipe.max_length, False, device, "exact", 64)
+        recipe_json = canonical_json(recipe.as_dict())
+        if build_missing:
+            futures = [
+                build_source_esm.submit(str(ws.root), s, model, recipe_json, seed, device, run_id) for s in names
+            ]
+            keys = dict(zip(names, [f.result() for f in futures], strict=True))
+        else:
+            keys = {
+                s: esm_cache_key(
+                    base.fingerprint, s, source_data(ws, s, recipe, seed).data_hash, EmbeddingSpaceMap().params()
+                )
+                for s in names
+            }
+        esms = {s: find_esm(ws, k) for s, k in keys.items()}
+        missing = [s for s, e in esms.items() if e is None]
+        if missing:
+            raise LookupError(
+                f"No ESM stored for sources {missing} (base model {model!r}, this budget); build them "
+                f"with `transferscope esm build {' '.join(missing)}` or rank with build_missing=True."
+            )
+        ids, vectors, _ = ensure_embeddings(ws, goal, "train", base, run_id=run_id)
+        rows = sample_indices(len(ids), max_target_examples, seed)
+        labels = goal.split("train").column("label").to_numpy()[rows]
+        scores = esm_logme_scores(
+            vectors[rows].astype(np.float64),
+            labels,
+            esms,  # type: ignore[arg-type]
+            regression=goal.kind == "regression",
+        )
+        ranking = put_ranking(ws, run_id, config, target, "esm-logme", scores, higher_is_better=True)
+    except BaseException as err:
+        finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finish_run(ws, run_id, status="completed", timings={"total_s": time.perf_counter() - started})
+    return ranking
+
+
+@flow(name="build_esms", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
+def build_esms(
+    sources: list[str],
+    budget: str | dict = "small",
+    model: str = "all-MiniLM-L6-v2",
+    seed: int = 0,
+    device: str = "auto",
+    workspace: str | None = None,
+) -> dict[str, str]:
+    """Build (or find) the ESM of every source; returns {source: ESM cache key}."""
+    ws = Workspace(workspace)
+    recipe = resolve_budget(budget)
+    run_id, _ = start_run(
+        ws,
+        "build_esms",
+        {"sources": sorted(sources), "recipe": recipe.as_dict(), "model": model, "seed": seed},
+        device=device,
+    )
+    try:
+        args = (model, canonical_json(recipe.as_dict()), seed, device, run_id)
+        futures = [build_source_esm.submit(str(ws.root), s, *args) for s in sources]
+        keys = dict(zip(sources, [f.result() for f in futures], strict=True))
+    except BaseException as err:
+        finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finish_run(ws, run_id, status="completed")
+    return keys

@@ -1,0 +1,1 @@
+DELETE FROM esms WHERE cache_key = $cache_key;

@@ -1,0 +1,46 @@
+"""The read-only results API: stored rankings as pandas DataFrames.
+
+``Results(workspace).recommend_sources(target, k=5, method="esm-logme")`` returns the newest run's ranking of one
+method for one target; ``compare_methods(target)`` puts every stored method side by side. Nothing here computes:
+rankings come from the ``rank_sources`` flow (``transferscope rank TARGET``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from store.workspace import Workspace
+
+
+class Results:
+    """Read stored results from a workspace (``None``: ``$TRANSFERSCOPE_WORKSPACE`` or the default folder)."""
+
+    def __init__(self, workspace: str | os.PathLike[str] | Workspace | None = None) -> None:
+        self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+
+    def recommend_sources(self, target: str, k: int = 5, method: str = "esm-logme") -> pd.DataFrame:
+        """Top ``k`` sources for ``target`` by ``method``: columns source, score, rank, method, run_id (rank 1 is
+        the best, whatever the method's direction)."""
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"The 'k' parameter of recommend_sources must be a positive int. Got {k!r} instead.")
+        ranking = self.workspace.read("latest_ranking", {"target": target, "method": method})
+        if ranking.empty:
+            raise LookupError(
+                f"No {method!r} ranking stored for target {target!r}; compute one with "
+                f"`transferscope rank {target} --method {method}` (or flows.rank_sources)."
+            )
+        return ranking.head(k)[["source", "score", "rank", "method", "run_id"]].reset_index(drop=True)
+
+    def compare_methods(self, target: str) -> pd.DataFrame:
+        """Every stored method's newest ranking for ``target``: one row per source, a score and a rank column per
+        method (``score:<method>``, ``rank:<method>``), sorted by the mean rank."""
+        rows = self.workspace.read("latest_rankings_all_methods", {"target": target})
+        if rows.empty:
+            raise LookupError(f"No rankings stored for target {target!r}; run `transferscope rank {target}` first.")
+        wide = rows.pivot(index="source", columns="method", values=["score", "rank"])
+        wide.columns = [f"{kind}:{method}" for kind, method in wide.columns]
+        rank_columns = [c for c in wide.columns if c.startswith("rank:")]
+        wide = wide.assign(mean_rank=wide[rank_columns].mean(axis=1)).sort_values("mean_rank")
+        return wide.reset_index()

@@ -1,0 +1,122 @@
+"""Integration: rank_sources on real tasks with the real model (tiny budget), Results API, ESM reuse, export and
+import between workspaces, bad input, and the CLI."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from typer.testing import CliRunner
+
+from store.catalog import put_task
+from store.esms import export_esms, import_esms, list_esms
+from store.results import Results
+from store.tasks import load_task_dir
+from store.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+TARGET = "uci_sentiment_yelp"
+SOURCES = ["uci_sentiment_amazon", "tweeteval_stance_atheism"]
+TINY = {"lr": 5e-5, "batch_size": 16, "epochs": 1, "max_examples": 64, "max_length": 32, "warmup_ratio": 0.06}
+
+
+@pytest.fixture(scope="module")
+def rank_workspace(tmp_path_factory, shared_tasks, prefect_harness):
+    ws = Workspace(tmp_path_factory.mktemp("rank") / "ws")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in [TARGET, *SOURCES, "poem_sentiment"]:
+            put_task(ws, load_task_dir(shared_tasks / name))
+    return ws
+
+
+@pytest.fixture(scope="module")
+def ranking(rank_workspace):
+    from flows import rank_sources
+
+    return rank_sources(
+        target=TARGET,
+        sources=SOURCES,
+        budget=TINY,
+        device="cpu",
+        max_target_examples=400,
+        workspace=str(rank_workspace.root),
+    )
+
+
+def test_ranking_is_stored_and_served(rank_workspace, ranking):
+    assert sorted(ranking.source) == sorted(SOURCES) and ranking["rank"].tolist() == [1, 2]
+    assert ranking.score.is_monotonic_decreasing
+    served = Results(rank_workspace).recommend_sources(TARGET, k=5)
+    assert served.source.tolist() == ranking.source.tolist() and served.run_id.nunique() == 1
+    assert Results(rank_workspace).recommend_sources(TARGET, k=1).shape[0] == 1
+    compared = Results(rank_workspace).compare_methods(TARGET)
+    assert {"score:esm-logme", "rank:esm-logme"} <= set(compared.columns)
+    row = rank_workspace.sql("SELECT * FROM runs WHERE flow = 'rank_sources'").iloc[0]
+    stored = rank_workspace.sql("SELECT DISTINCT config_hash FROM pair_scores")
+    assert row.status == "completed" and stored.config_hash.tolist() == [row.config_hash]
+    esms = list_esms(rank_workspace)
+    assert sorted(esms.source) == sorted(SOURCES)
+    assert (esms.heldout_mse < esms.identity_mse).all()  # each ESM explains part of what fine-tuning did
+
+
+def test_second_run_reuses_esms_and_checkpoints(rank_workspace, ranking):
+    from flows import rank_sources
+
+    again = rank_sources(
+        target=TARGET,
+        sources=SOURCES,
+        budget=TINY,
+        device="cpu",
+        max_target_examples=400,
+        workspace=str(rank_workspace.root),
+        build_missing=False,
+    )
+    assert again.score.tolist() == pytest.approx(ranking.score.tolist(), rel=1e-9)
+    counts = rank_workspace.sql("SELECT (SELECT count(*) FROM esms) AS e, (SELECT count(*) FROM checkpoints) AS c")
+    assert counts.e[0] == 2 and counts.c[0] == 2
+
+
+def test_bad_input(rank_workspace, ranking):
+    from flows import rank_sources
+
+    with pytest.raises(ValueError, match="also among the sources"):
+        rank_sources(target=TARGET, sources=[TARGET], budget=TINY, workspace=str(rank_workspace.root))
+    with pytest.raises(LookupError, match=r"No ESM stored for sources \['poem_sentiment'\]"):
+        rank_sources(
+            target=TARGET,
+            sources=["poem_sentiment"],
+            budget=TINY,
+            device="cpu",
+            workspace=str(rank_workspace.root),
+            build_missing=False,
+        )
+    with pytest.raises(LookupError, match="No 'esm-logme' ranking stored for target 'poem_sentiment'"):
+        Results(rank_workspace).recommend_sources("poem_sentiment")
+    with pytest.raises(ValueError, match="'k' parameter of recommend_sources must be a positive int"):
+        Results(rank_workspace).recommend_sources(TARGET, k=0)
+
+
+def test_esms_move_between_workspaces_in_both_layouts(rank_workspace, ranking, tmp_path):
+    export_esms(rank_workspace, tmp_path / "ours")
+    other = Workspace(tmp_path / "other")
+    assert sorted(import_esms(other, tmp_path / "ours")) == sorted(SOURCES)
+    export_esms(rank_workspace, tmp_path / "hf", layout="hfselect")
+    third = Workspace(tmp_path / "third")
+    fingerprint = list_esms(rank_workspace).base_fp[0]
+    assert sorted(import_esms(third, tmp_path / "hf", base_fp=fingerprint)) == sorted(SOURCES)
+    with pytest.raises(ValueError, match="'base_fp' parameter of import_esms is required"):
+        import_esms(Workspace(tmp_path / "fourth"), tmp_path / "hf")
+
+
+def test_cli_rank_dry_run_and_run(rank_workspace, ranking):
+    from flows.cli import app
+
+    root = str(rank_workspace.root)
+    dry = CliRunner().invoke(
+        app, ["--workspace", root, "--device", "cpu", "rank", TARGET, "--sources", ",".join(SOURCES), "--dry-run"]
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "plan" in dry.output and "uci_sentiment_amazon" in dry.output
+    listed = CliRunner().invoke(app, ["--workspace", root, "esm", "list"])
+    assert listed.exit_code == 0 and "tweeteval_stance_atheism" in listed.output
