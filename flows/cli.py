@@ -262,6 +262,22 @@ def sql(
 
 
 @app.command()
+def gc(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+    min_age: Annotated[float, typer.Option(help="Keep files younger than this many seconds.")] = 3600.0,
+) -> None:
+    """Remove artefacts that no catalog row references (old task versions, stale caches, temporary files)."""
+    from store.gc import collect_garbage
+
+    ws = Workspace(ctx.obj["workspace"])
+    removed = collect_garbage(ws, dry_run=dry_run, min_age_s=min_age)
+    for path in removed:
+        console.print(str(path.relative_to(ws.root)))
+    console.print(f"{len(removed)} artefacts {'would be ' if dry_run else ''}removed")
+
+
+@app.command()
 def demo(
     ctx: typer.Context,
     data: Annotated[

@@ -1,5 +1,5 @@
-"""The end-to-end demo on real tasks: register, embed, query. Grows with the pipeline; stays within minutes on 2
-CPU cores.
+"""The end-to-end demo on real tasks: register, embed, query, rank sources for a target. Grows with the pipeline;
+stays within minutes on 2 CPU cores.
 
 Data, in order: ``--data`` / ``$TRANSFERSCOPE_DEMO_DATA``; ``../shared/data/tasks`` beside this repository (the
 development setup); the public TweetEval tasks from the Hugging Face hub (``hf`` extra, online); else a message
@@ -27,10 +27,11 @@ HF_DEMO_TASKS = {
     "tweeteval_hate": ("tweet_eval", "hate"),
 }
 NEAREST_SQL = """
-WITH q AS (SELECT v.embedding FROM embedding_vectors v JOIN task_examples x USING (example_id) WHERE x.text = $query
-           LIMIT 1)
+WITH v AS (SELECT v.* FROM embedding_vectors v JOIN embeddings e USING (cache_key)
+           WHERE e.normalize AND e.max_length = 128),
+     q AS (SELECT v.embedding FROM v JOIN task_examples x USING (example_id) WHERE x.text = $query LIMIT 1)
 SELECT v.task, x.text, round(array_cosine_similarity(v.embedding, q.embedding), 3) AS cosine
-FROM embedding_vectors v JOIN task_examples x USING (example_id), q
+FROM v JOIN task_examples x USING (example_id), q
 WHERE x.text <> $query
 ORDER BY cosine DESC LIMIT 5
 """
@@ -57,6 +58,8 @@ def demo_tasks(data: str | None) -> list[Task]:
 
 def run_demo(*, workspace: str, data: str | None, device: str, console: Console, show: Callable[..., Any]) -> None:
     from flows.embed import embed_tasks
+    from flows.rank import rank_sources
+    from store.results import Results
 
     started = time.perf_counter()
     ws = Workspace(workspace)
@@ -76,7 +79,8 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
     console.rule("3. What the store holds (SQL over the workspace views)")
     show(
         ws.sql(
-            "SELECT task, split, n, dim, precision, round(seconds, 1) AS seconds FROM embeddings ORDER BY task, split"
+            "SELECT task, split, n, dim, max_length, normalize, round(seconds, 1) AS seconds FROM embeddings "
+            "ORDER BY task, split, max_length"
         ),
         title="embeddings",
     )
@@ -84,6 +88,11 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
         ws.sql(NEAREST_SQL, {"query": tasks[0].split(tasks[0].splits[0]).column("text")[0].as_py()}),
         title=f"nearest stored texts to the first {tasks[0].name} example, by cosine, in SQL",
     )
+    console.rule("4. Which source to fine-tune on first? ESM-LogME (small CPU budget)")
+    target, sources = tasks[0].name, [t.name for t in tasks[1:]]
+    rank_sources(target=target, sources=sources, budget="small", device=device, workspace=str(ws.root))
+    show(Results(ws).recommend_sources(target, k=len(sources)), title=f"recommended sources for {target}")
+    console.print(f"(score: LogME evidence per example of {target}'s embeddings mapped by each source's ESM)")
     console.print(
         f'Workspace: {ws.root}  (SQL: `transferscope sql "SELECT * FROM tasks"`, or open '
         f"{ws.views_path} in any DuckDB client)"

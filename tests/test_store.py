@@ -245,3 +245,24 @@ def test_lock_timeout_must_be_positive(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Workspace(tmp_path)
+
+
+def test_gc_removes_only_unreferenced_artefacts(workspace):
+    from store.gc import collect_garbage
+
+    put_task(workspace, small_task())
+    old_version = workspace.path(workspace.sql("SELECT path FROM tasks").path[0])
+    put_task(workspace, small_task(extra="!"))  # the first version is no longer referenced
+    task = get_task(workspace, "toy")
+    key = key_for(task)
+    kept = workspace.path(
+        put_embeddings(workspace, key, task.split("train").column("example_id").to_pylist(), np.zeros((3, 2)))
+    )
+    stray = workspace.path("embeddings/orphan.parquet.tmp-1-abc")
+    stray.write_bytes(b"half")
+    assert collect_garbage(workspace) == []  # everything is younger than the grace period
+    listed = collect_garbage(workspace, dry_run=True, min_age_s=0)
+    assert sorted(listed) == sorted([old_version, stray]) and old_version.exists()
+    assert sorted(collect_garbage(workspace, min_age_s=0)) == sorted([old_version, stray])
+    assert not old_version.exists() and not stray.exists() and kept.exists()
+    assert get_task(workspace, "toy").content_hash == task.content_hash
