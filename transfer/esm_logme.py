@@ -10,7 +10,9 @@ so the target's Gram statistics are computed once and each source costs two (d �
 symmetric eigendecomposition, independent of n. A tridiagonal reduction instead (LAPACK ``sytrd``, the
 reflectors applied to FᵀY, then ``eigh_tridiagonal`` with its O(d²) eigenvectors) gives the same spectrum but was
 not faster through SciPy, which exposes neither ``ormtr`` nor ``larft``: 15.9 ms against 16.9 ms per source at
-d = 384 on one loaded core, the reflector loop eating the saving; so the plain eigendecomposition stays. The result equals transforming then scoring
+d = 384 on one loaded core, the reflector loop eating the saving; so the plain eigendecomposition stays.
+
+The result equals transforming then scoring
 (`esm_logme_direct`, the package's per-source path) to rounding (tested to 1e-6 relative).
 """
 
