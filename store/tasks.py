@@ -513,12 +513,42 @@ def load_task_file(
         raise TaskValidationError(f"The 'path' parameter must be an existing file. Got '{path}' instead.")
     name = _check_name(name or path.stem)
     records = _read_records(name, path)
-    row_kind = "row" if path.suffix == ".parquet" else "line"
-    grouped = _group_by_split(name, str(path), records, split, split_column, row_kind)
+    return _task_from_records(
+        name,
+        str(path),
+        records,
+        split=split,
+        split_column=split_column,
+        row_kind="row" if path.suffix == ".parquet" else "line",
+        columns=(text_column, text_pair_column, label_column),
+        kind=kind,
+        label_names=label_names,
+        source_uri=str(path.resolve()),
+        license=license,
+    )
+
+
+def _task_from_records(
+    name: str,
+    path: str,
+    records: list[tuple[dict[str, Any], int]],
+    *,
+    split: str,
+    split_column: str | None,
+    row_kind: str,
+    columns: tuple[str | None, str | None, str],
+    kind: Kind | None,
+    label_names: Sequence[str] | None,
+    source_uri: str,
+    license: str | None,
+) -> Task:
+    """Group records by split, read their (text, pair, label) ``columns`` and validate them into a `Task`."""
+    text_column, text_pair_column, label_column = columns
+    grouped = _group_by_split(name, path, records, split, split_column, row_kind)
     rows_by_split = {
         s: _rows_from_records(
             name,
-            str(path),
+            path,
             recs,
             text_column=text_column,
             text_pair_column=text_pair_column,
@@ -527,14 +557,7 @@ def load_task_file(
         )
         for s, recs in grouped.items()
     }
-    return build_task(
-        name,
-        rows_by_split,
-        kind=kind,
-        label_names=label_names,
-        source_uri=str(path.resolve()),
-        license=license,
-    )
+    return build_task(name, rows_by_split, kind=kind, label_names=label_names, source_uri=source_uri, license=license)
 
 
 def _group_by_split(
@@ -582,22 +605,14 @@ def task_from_table(
             f"{type(data).__name__} instead."
         )
     records = [(rec, i + 1) for i, rec in enumerate(frame.to_dict(orient="records"))]
-    use_split_column = split_column if split_column in frame.columns else None
-    grouped = _group_by_split(name, "", records, split, use_split_column, "row")
-    rows_by_split = {
-        s: _rows_from_records(
-            name,
-            "",
-            recs,
-            text_column=text_column,
-            text_pair_column=text_pair_column,
-            label_column=label_column,
-        )
-        for s, recs in grouped.items()
-    }
-    return build_task(
+    return _task_from_records(
         name,
-        rows_by_split,
+        "",
+        records,
+        split=split,
+        split_column=split_column if split_column in frame.columns else None,
+        row_kind="row",
+        columns=(text_column, text_pair_column, label_column),
         kind=kind,
         label_names=label_names,
         source_uri=source_uri or "memory",

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from transfer.checks import check_choice, check_positive_int
 from transfer.encoder import DEFAULT_MODEL, model_fingerprint, resolve_device, resolve_model_path
 
 Pooling = Literal["mean", "cls", "pooler"]
@@ -25,18 +26,6 @@ Precision = Literal["exact", "fast"]
 POOLINGS = ("mean", "cls", "pooler")
 PRECISIONS = ("exact", "fast")
 _TOKENIZE_CHUNK = 8192
-
-
-def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
-    if value not in choices:
-        raise ValueError(
-            f"The {name!r} parameter of TextEncoder must be one of {list(choices)}. Got {value!r} instead."
-        )
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"The {name!r} parameter of TextEncoder must be a positive int. Got {value!r} instead.")
 
 
 class TextEncoder:
@@ -64,10 +53,10 @@ class TextEncoder:
         precision: Precision = "exact",
         batch_size: int = 64,
     ) -> None:
-        _check_choice("pooling", pooling, POOLINGS)
-        _check_choice("precision", precision, PRECISIONS)
-        _check_positive_int("max_length", max_length)
-        _check_positive_int("batch_size", batch_size)
+        check_choice("TextEncoder", "pooling", pooling, POOLINGS)
+        check_choice("TextEncoder", "precision", precision, PRECISIONS)
+        check_positive_int("TextEncoder", "max_length", max_length)
+        check_positive_int("TextEncoder", "batch_size", batch_size)
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 

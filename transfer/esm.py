@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from transfer.checks import check_positive_int
+
 HFSELECT_VERSION = "0.2.1"
 
 
@@ -54,9 +56,7 @@ class ESMRecipe:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"The {name!r} parameter of ESMRecipe must be a positive int. Got {value!r} instead.")
+            check_positive_int("ESMRecipe", name, getattr(self, name))
         if self.init not in ("identity", "random"):
             raise ValueError(f"The 'init' parameter of ESMRecipe must be 'identity' or 'random'. Got {self.init!r}.")
         if not self.lr > 0 or self.weight_decay < 0 or not self.grad_clip > 0:

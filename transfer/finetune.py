@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from transfer.checks import check_positive_int
 from transfer.embeddings import POOLINGS, Pooling, pool
 from transfer.encoder import DEFAULT_MODEL, resolve_device, resolve_model_path
 
@@ -47,9 +48,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "max_examples", "max_length"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"The {name!r} parameter of Recipe must be a positive int. Got {value!r} instead.")
+            check_positive_int("Recipe", name, getattr(self, name))
         for name in ("lr", "grad_clip"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"The {name!r} parameter of Recipe must be > 0. Got {getattr(self, name)!r} instead.")

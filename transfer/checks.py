@@ -1,0 +1,17 @@
+"""Parameter checks shared by the method modules; errors in scikit-learn's wording:
+"The 'k' parameter of gio_select must be a positive int. Got -1 instead."."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def check_positive_int(owner: str, name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"The {name!r} parameter of {owner} must be a positive int. Got {value!r} instead.")
+
+
+def check_choice(owner: str, name: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ValueError(f"The {name!r} parameter of {owner} must be one of {list(choices)}. Got {value!r} instead.")
