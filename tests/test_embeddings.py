@@ -108,3 +108,32 @@ def test_local_copy_of_a_model_works_and_shares_the_fingerprint(encoder, tmp_pat
     other = TextEncoder(local, device="cpu")
     assert other.fingerprint == encoder.fingerprint
     np.testing.assert_array_equal(other.encode(["same text"]), encoder.encode(["same text"]))
+
+
+@pytest.mark.slow
+def test_fast_mode_on_cpu_stays_close_to_exact(encoder, real_texts, shared_tasks, tmp_path, monkeypatch):
+    """int8 ONNX Runtime: mean cosine >= 0.99 and 1st percentile >= 0.98 against exact mode on real texts, pairs
+    included; the quantized model is exported once into the cache folder."""
+    monkeypatch.setenv("TRANSFERSCOPE_CACHE", str(tmp_path))
+    fast = TextEncoder(encoder.model_path, device="cpu", precision="fast")
+    rte = load_task_dir(shared_tasks / "rte").split("validation")
+    texts, pairs = rte.column("text").to_pylist()[:40], rte.column("text_pair").to_pylist()[:40]
+    cosine = np.concatenate(
+        [
+            (fast.encode(real_texts) * encoder.encode(real_texts)).sum(1),
+            (fast.encode(texts, pairs) * encoder.encode(texts, pairs)).sum(1),
+        ]
+    )
+    assert cosine.mean() >= 0.99 and np.percentile(cosine, 1) >= 0.98, (cosine.mean(), np.percentile(cosine, 1))
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
+    assert fast.cache_params()["precision"].startswith("fast:onnxruntime-int8:")
+    assert fast.cache_params() != encoder.cache_params()
+
+
+@pytest.mark.gpu
+def test_fast_mode_on_gpu_uses_autocast_and_stays_close(real_texts):
+    exact = TextEncoder(device="cuda")
+    fast = TextEncoder(device="cuda", precision="fast")
+    cosine = (exact.encode(real_texts) * fast.encode(real_texts)).sum(1)
+    assert fast.backend in {"torch-bfloat16", "torch-float16"}
+    assert cosine.mean() >= 0.99 and np.percentile(cosine, 1) >= 0.98

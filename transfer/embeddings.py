@@ -11,6 +11,8 @@ sentence-transformers default), ``cls`` = h_0, ``pooler`` = the model's pooler o
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -86,13 +88,21 @@ class TextEncoder:
         )
 
     def cache_params(self) -> dict[str, Any]:
-        """Everything about this encoder that changes the numbers (the embedding cache key)."""
+        """Everything about this encoder that changes the numbers (the embedding cache key): a fast-mode result is
+        never returned for an exact request, nor one made with another quantization recipe."""
+        precision = "exact"
+        if self.precision == "fast":
+            precision = f"fast:{self.backend}"
+            if self.device.type == "cpu":
+                from transfer.onnx_runtime import RECIPE
+
+                precision += ":" + hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode()).hexdigest()[:8]
         return {
             "model_fp": self.fingerprint,
             "pooling": self.pooling,
             "max_length": self.max_length,
             "normalize": self.normalize,
-            "precision": self.precision if self.precision == "exact" else f"fast:{self.backend}",
+            "precision": precision,
         }
 
     # ------------------------------------------------------------------------------------------ tokenising

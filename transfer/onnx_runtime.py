@@ -4,7 +4,13 @@ The encoder is exported once with ``torch.onnx.export(dynamo=True)`` (dynamic ba
 TorchScript exporter gives silently wrong outputs for BERT under transformers 5), then its weight matrix
 multiplications are quantized with ONNX Runtime dynamic quantization: int8 per-channel weights, uint8 activations
 quantized per batch at run time. Embeddings, LayerNorm, softmax, GELU and the pooler stay fp32.
-RECIPE_EXCLUDE_PLACEHOLDER
+The FFN down projections (the MatMul after GELU, whose activations have the widest range) also stay fp32:
+quantizing them too is ~10% faster but its worst rows fall below 0.98 cosine to fp32.
+
+Measured (all-MiniLM-L6-v2, mean pooling, L2-normalised, max_length 128, batch 64, 2 threads, 4,000 real texts
+from sst2 / tweeteval_emotion / ag_news / trec / rte pairs) against `TextEncoder(precision="exact")`: per-row
+cosine mean 0.9963, 1st percentile 0.9916, min 0.974; 2.3x the texts/s of torch fp32 (ONNX Runtime fp32 alone:
+~1.4x). Export plus quantization takes ~6 s once; the file is 70 MB (the fp32 word embeddings are most of it).
 
 The quantized file is cached under ``$TRANSFERSCOPE_CACHE/onnx`` (default ``~/.cache/transferscope/onnx``), keyed by
 the model fingerprint, the quantization recipe and the torch / transformers / onnx / onnxruntime versions, and
@@ -36,7 +42,7 @@ RECIPE: dict[str, Any] = {
     "per_channel": True,
     "reduce_range": False,
     "op_types": ["MatMul"],
-    "exclude": [],
+    "exclude": ["ffn_down"],
 }
 _SESSIONS: dict[tuple[str, int], OnnxEncoderSession] = {}
 _LOCK = threading.Lock()
