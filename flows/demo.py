@@ -30,7 +30,7 @@ NEAREST_SQL = """
 WITH v AS (SELECT v.* FROM embedding_vectors v JOIN embeddings e USING (cache_key)
            WHERE e.normalize AND e.max_length = 128),
      q AS (SELECT v.embedding FROM v JOIN task_examples x USING (example_id) WHERE x.text = $query LIMIT 1)
-SELECT v.task, x.text, round(array_cosine_similarity(v.embedding, q.embedding), 3) AS cosine
+SELECT v.task, x.text, round(list_cosine_similarity(v.embedding, q.embedding), 3) AS cosine
 FROM v JOIN task_examples x USING (example_id), q
 WHERE x.text <> $query
 ORDER BY cosine DESC LIMIT 5
