@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("embed", "logme", "esm_logme")
+BENCHMARKS = ("embed", "logme", "esm_logme", "divergence")
 
 
 def main() -> None:

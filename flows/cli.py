@@ -151,35 +151,54 @@ def rank(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(help="Target task.")],
     top: Annotated[int, typer.Option(help="Sources to show.")] = 5,
-    method: Annotated[str, typer.Option(help="Ranking method.")] = "esm-logme",
+    method: Annotated[
+        str, typer.Option(help="Comma-separated methods: esm-logme and/or divergence measures.")
+    ] = "esm-logme",
     sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: every other task).")] = None,
     budget: Annotated[str, typer.Option(help=BUDGET_HELP)] = "small",
+    fuse: Annotated[str | None, typer.Option(help="Also fuse the methods' rankings: rrf or borda.")] = None,
+    prefilter: Annotated[
+        str | None, typer.Option(help="MEASURE:M keeps the M best sources by a cheap measure first.")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
 ) -> None:
-    """Rank source tasks for TARGET (building missing ESMs first) and print the top ones."""
+    """Rank source tasks for TARGET and print the top ones per method (building missing ESMs first)."""
     from flows.embed import load_encoder
-    from flows.rank import plan_rank, rank_sources, resolve_budget
+    from flows.rank import METHODS, plan_rank, rank_sources, resolve_budget
     from store.catalog import list_tasks
 
     ws = Workspace(ctx.obj["workspace"])
+    methods = tuple(method.split(","))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        console.print(f"[red]error:[/red] unknown method(s) {unknown}; choose from {list(METHODS)}")
+        raise typer.Exit(2)
     names = sources.split(",") if sources else [n for n in list_tasks(ws)["name"] if n != target]
-    recipe = resolve_budget(budget)
-    base = load_encoder("all-MiniLM-L6-v2", recipe.pooling, recipe.max_length, False, ctx.obj["device"], "exact", 64)
-    plan = plan_rank(ws, target, names, recipe, base)
-    print_frame(plan, title=f"plan: ESMs for {len(names)} sources (about {plan.estimated_s.sum():.0f} s on 2 cores)")
+    if "esm-logme" in methods:
+        recipe = resolve_budget(budget)
+        encoder = load_encoder(
+            "all-MiniLM-L6-v2", recipe.pooling, recipe.max_length, False, ctx.obj["device"], "exact", 64
+        )
+        plan = plan_rank(ws, target, names, recipe, encoder)
+        print_frame(plan, title=f"plan: ESMs for {len(names)} sources (about {plan.estimated_s.sum():.0f} s, 2 cores)")
+    else:
+        console.print(f"plan: {len(methods)} divergence measure(s) over {len(names)} sources (seconds)")
     if dry_run:
         return
-    ranking = pd.DataFrame(
+    rankings = pd.DataFrame(
         rank_sources(
             target=target,
             sources=names,
-            methods=(method,),
+            methods=methods,
             budget=budget,
+            fuse=fuse,
+            prefilter=prefilter,
             device=ctx.obj["device"],
             workspace=str(ws.root),
         )
     )
-    print_frame(ranking.head(top).drop(columns=["run_id"]), title=f"{method} ranking for {target}")
+    for name, ranking in rankings.groupby("method", sort=False):
+        print_frame(ranking.head(top).drop(columns=["run_id", "method"]), title=f"{name} ranking for {target}")
 
 
 @esm_app.command("build")

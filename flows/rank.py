@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,13 +38,15 @@ from store.esms import esm_cache_key, find_esm, put_esm
 from store.leakage import drop_leaked
 from store.tasks import Task
 from store.workspace import Workspace
+from transfer.divergence import MEASURES, score_pair, target_context
 from transfer.embeddings import TextEncoder
 from transfer.esm import EmbeddingSpaceMap
 from transfer.esm_logme import esm_logme_scores
 from transfer.finetune import SMALL_BUDGET, SOURCE_RECIPE, Recipe, fine_tune, sample_indices, save_fine_tuned
+from transfer.fusion import FUSIONS, fuse_rankings
 
 BUDGETS = {"small": SMALL_BUDGET, "paper": SOURCE_RECIPE}
-METHODS = ("esm-logme",)
+METHODS = ("esm-logme", *MEASURES)
 SECONDS_PER_EXAMPLE_EPOCH = 0.05  # MiniLM full fine-tuning on 2 idle CPU cores (MEASURED.md); for the plan only
 
 
@@ -176,26 +179,126 @@ def build_source_esm(
     return key
 
 
+def esm_logme_ranking(
+    ws: Workspace,
+    goal: Task,
+    names: list[str],
+    recipe: Recipe,
+    *,
+    model: str,
+    seed: int,
+    device: str,
+    max_target_examples: int,
+    build_missing: bool,
+    run_id: str,
+) -> dict[str, float]:
+    """ESM-LogME scores {source: score}: ESMs built (or found) per source, then the target scored once."""
+    base = load_encoder(model, recipe.pooling, recipe.max_length, False, device, "exact", 64)
+    recipe_json = canonical_json(recipe.as_dict())
+    if build_missing:
+        futures = [build_source_esm.submit(str(ws.root), s, model, recipe_json, seed, device, run_id) for s in names]
+        keys = dict(zip(names, [f.result() for f in futures], strict=True))
+    else:
+        params = EmbeddingSpaceMap().params()
+        keys = {
+            s: esm_cache_key(base.fingerprint, s, source_data(ws, s, recipe, seed).data_hash, params) for s in names
+        }
+    esms = {s: find_esm(ws, k) for s, k in keys.items()}
+    missing = [s for s, e in esms.items() if e is None]
+    if missing:
+        raise LookupError(
+            f"No ESM stored for sources {missing} (base model {model!r}, this budget); build them "
+            f"with `transferscope esm build {' '.join(missing)}` or rank with build_missing=True."
+        )
+    ids, vectors, _ = ensure_embeddings(ws, goal, "train", base, run_id=run_id)
+    rows = sample_indices(len(ids), max_target_examples, seed)
+    labels = goal.split("train").column("label").to_numpy()[rows]
+    return esm_logme_scores(
+        vectors[rows].astype(np.float64),
+        labels,
+        esms,  # type: ignore[arg-type]
+        regression=goal.kind == "regression",
+    )
+
+
+@task(cache_policy=NO_CACHE, task_run_name="divergences-{target}")
+def divergence_scores(
+    workspace: str,
+    target: str,
+    sources: list[str],
+    measures: list[str],
+    *,
+    model: str,
+    device: str,
+    max_examples: int,
+    seed: int,
+    run_id: str,
+) -> dict[str, dict[str, float]]:
+    """{measure: {source: score}} on base embeddings (the `embed_tasks` defaults, so its cache is reused) of the
+    training splits, sub-sampled to ``max_examples`` (seeded)."""
+    ws = Workspace(workspace)
+    encoder = load_encoder(model, "mean", 128, True, device, "exact", 64)
+    goal = get_task(ws, target)
+    labelled = [m for m in measures if MEASURES[m].needs_labels]
+
+    def train(task: Task) -> tuple[np.ndarray, np.ndarray]:
+        if labelled and task.kind != "classification":
+            raise ValueError(f"The measures {labelled} need class labels, but task {task.name!r} is a regression task.")
+        _, vectors, _ = ensure_embeddings(ws, task, "train", encoder, run_id=run_id)
+        return vectors, task.split("train").column("label").to_numpy()
+
+    target_x, target_y = train(goal)
+    context = target_context(target_x, target_y, max_examples=max_examples, seed=seed)
+    scores: dict[str, dict[str, float]] = {m: {} for m in measures}
+    for name in sources:
+        source_x, source_y = train(get_task(ws, name))
+        for measure in measures:
+            scores[measure][name] = score_pair(measure, source_x, context, source_y=source_y)
+    return scores
+
+
+def parse_prefilter(prefilter: str) -> tuple[str, int]:
+    """``"centroid-cosine:10"`` → ("centroid-cosine", 10)."""
+    name, _, count = prefilter.partition(":")
+    if name not in MEASURES or not count.isdigit() or int(count) < 1:
+        raise ValueError(
+            f"The 'prefilter' parameter must be MEASURE:M with a measure among {list(MEASURES)} and M >= 1. "
+            f"Got {prefilter!r} instead."
+        )
+    return name, int(count)
+
+
 @flow(name="rank_sources", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
 def rank_sources(
     target: str,
     sources: list[str] | None = None,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[str, ...] = ("esm-logme",),
     budget: str | dict = "small",
     model: str = "all-MiniLM-L6-v2",
     max_target_examples: int = 1000,
+    max_divergence_examples: int = 2000,
+    prefilter: str | None = None,
+    fuse: str | None = None,
+    fuse_weights: dict[str, float] | None = None,
     seed: int = 0,
     device: str = "auto",
     build_missing: bool = True,
     workspace: str | None = None,
 ) -> pd.DataFrame:
-    """Rank ``sources`` (default: every other stored task) for ``target``; returns the ranking (rank 1 = best).
+    """Rank ``sources`` (default: every other stored task) for ``target`` with each of ``methods`` (``esm-logme``
+    and the divergence measures of `transfer.divergence.MEASURES`); every method's ranking is stored, rank 1 = best
+    in that method's direction. Returns all rankings (one row per method and source).
 
     ``budget``: ``"small"`` (500 examples, 1 epoch, max_length 64: CPU demos) or ``"paper"`` (≤ 10,000 examples,
-    3 epochs, batch 32, lr 2e-5). With ``build_missing=False`` a source without a stored ESM is an error."""
+    3 epochs, batch 32, lr 2e-5) for the ESMs. ``prefilter="centroid-cosine:10"`` keeps the 10 best sources by a
+    cheap measure before the other methods run. ``fuse="rrf"`` (or ``"borda"``) also stores the fused ranking of
+    ``methods`` as method ``fused-rrf``, with ``fuse_weights``; the fused inputs are part of the run's config. With
+    ``build_missing=False`` a source without a stored ESM is an error."""
     unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"The 'methods' parameter of rank_sources must be among {list(METHODS)}. Got {unknown}.")
+    if unknown or not methods:
+        raise ValueError(f"The 'methods' parameter of rank_sources must be among {list(METHODS)}. Got {list(methods)}.")
+    if fuse is not None and fuse not in FUSIONS:
+        raise ValueError(f"The 'fuse' parameter of rank_sources must be one of {list(FUSIONS)}. Got {fuse!r} instead.")
     ws = Workspace(workspace)
     recipe = resolve_budget(budget)
     goal = get_task(ws, target)
@@ -211,47 +314,64 @@ def rank_sources(
         "recipe": recipe.as_dict(),
         "model": model,
         "max_target_examples": max_target_examples,
+        "max_divergence_examples": max_divergence_examples,
+        "prefilter": prefilter,
+        "fuse": fuse and {"method": fuse, "inputs": list(methods), "weights": fuse_weights},
         "seed": seed,
     }
     run_id, config = start_run(ws, "rank_sources", params, device=device)
     started = time.perf_counter()
+    divergence_options: dict[str, Any] = {
+        "model": model,
+        "device": device,
+        "max_examples": max_divergence_examples,
+        "seed": seed,
+        "run_id": run_id,
+    }
     try:
-        base = load_encoder(model, recipe.pooling, recipe.max_length, False, device, "exact", 64)
-        recipe_json = canonical_json(recipe.as_dict())
-        if build_missing:
-            futures = [
-                build_source_esm.submit(str(ws.root), s, model, recipe_json, seed, device, run_id) for s in names
-            ]
-            keys = dict(zip(names, [f.result() for f in futures], strict=True))
-        else:
-            keys = {
-                s: esm_cache_key(
-                    base.fingerprint, s, source_data(ws, s, recipe, seed).data_hash, EmbeddingSpaceMap().params()
-                )
-                for s in names
-            }
-        esms = {s: find_esm(ws, k) for s, k in keys.items()}
-        missing = [s for s, e in esms.items() if e is None]
-        if missing:
-            raise LookupError(
-                f"No ESM stored for sources {missing} (base model {model!r}, this budget); build them "
-                f"with `transferscope esm build {' '.join(missing)}` or rank with build_missing=True."
+        results: dict[str, dict[str, float]] = {}
+        if prefilter:
+            measure, keep = parse_prefilter(prefilter)
+            results |= divergence_scores(str(ws.root), target, names, [measure], **divergence_options)
+            oriented = pd.Series(results[measure]) * (1 if MEASURES[measure].higher_is_better else -1)
+            names = oriented.sort_values(ascending=False).index[:keep].tolist()
+        measures = [m for m in methods if m in MEASURES and m not in results]
+        if measures:
+            results |= divergence_scores(str(ws.root), target, names, measures, **divergence_options)
+        if "esm-logme" in methods:
+            results["esm-logme"] = esm_logme_ranking(
+                ws,
+                goal,
+                names,
+                recipe,
+                model=model,
+                seed=seed,
+                device=device,
+                max_target_examples=max_target_examples,
+                build_missing=build_missing,
+                run_id=run_id,
             )
-        ids, vectors, _ = ensure_embeddings(ws, goal, "train", base, run_id=run_id)
-        rows = sample_indices(len(ids), max_target_examples, seed)
-        labels = goal.split("train").column("label").to_numpy()[rows]
-        scores = esm_logme_scores(
-            vectors[rows].astype(np.float64),
-            labels,
-            esms,  # type: ignore[arg-type]
-            regression=goal.kind == "regression",
-        )
-        ranking = put_ranking(ws, run_id, config, target, "esm-logme", scores, higher_is_better=True)
+        rankings = [
+            put_ranking(ws, run_id, config, target, method, scores, higher_is_better=higher_is_better(method))
+            for method, scores in results.items()
+        ]
+        if fuse:
+            ranks = {  # over the sources every fused method ranked (the pre-filter's survivors)
+                m: {s: float(k) for s, k in zip(r.source, r["rank"], strict=True) if s in names}
+                for m, r in zip(results, rankings, strict=True)
+                if m in methods
+            }
+            fused = fuse_rankings(ranks, method=fuse, weights=fuse_weights)  # type: ignore[arg-type]
+            rankings.append(put_ranking(ws, run_id, config, target, f"fused-{fuse}", fused, higher_is_better=True))
     except BaseException as err:
         finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
         raise
     finish_run(ws, run_id, status="completed", timings={"total_s": time.perf_counter() - started})
-    return ranking
+    return pd.concat(rankings, ignore_index=True)
+
+
+def higher_is_better(method: str) -> bool:
+    return True if method == "esm-logme" else MEASURES[method].higher_is_better
 
 
 @flow(name="build_esms", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]

@@ -34,13 +34,20 @@ class Results:
         return ranking.head(k)[["source", "score", "rank", "method", "run_id"]].reset_index(drop=True)
 
     def compare_methods(self, target: str) -> pd.DataFrame:
-        """Every stored method's newest ranking for ``target``: one row per source, a score and a rank column per
-        method (``score:<method>``, ``rank:<method>``), sorted by the mean rank."""
+        """Every stored method's newest ranking for ``target`` side by side: one row per source, a ``rank:<method>``
+        column (1 = best in that method's direction) and a ``score:<method> (higher|lower is better)`` column per
+        method, sorted by the mean rank."""
         rows = self.workspace.read("latest_rankings_all_methods", {"target": target})
         if rows.empty:
             raise LookupError(f"No rankings stored for target {target!r}; run `transferscope rank {target}` first.")
+        direction = rows.groupby("method")["higher_is_better"].first()
         wide = rows.pivot(index="source", columns="method", values=["score", "rank"])
-        wide.columns = [f"{kind}:{method}" for kind, method in wide.columns]
+        wide.columns = [
+            f"score:{method} ({'higher' if direction[method] else 'lower'} is better)"
+            if kind == "score"
+            else f"rank:{method}"
+            for kind, method in wide.columns
+        ]
         rank_columns = [c for c in wide.columns if c.startswith("rank:")]
         wide = wide.assign(mean_rank=wide[rank_columns].mean(axis=1)).sort_values("mean_rank")
         return wide.reset_index()

@@ -51,7 +51,7 @@ def test_ranking_is_stored_and_served(rank_workspace, ranking):
     assert served.source.tolist() == ranking.source.tolist() and served.run_id.nunique() == 1
     assert Results(rank_workspace).recommend_sources(TARGET, k=1).shape[0] == 1
     compared = Results(rank_workspace).compare_methods(TARGET)
-    assert {"score:esm-logme", "rank:esm-logme"} <= set(compared.columns)
+    assert {"score:esm-logme (higher is better)", "rank:esm-logme"} <= set(compared.columns)
     row = rank_workspace.sql("SELECT * FROM runs WHERE flow = 'rank_sources'").iloc[0]
     stored = rank_workspace.sql("SELECT DISTINCT config_hash FROM pair_scores")
     assert row.status == "completed" and stored.config_hash.tolist() == [row.config_hash]
@@ -97,14 +97,68 @@ def test_bad_input(rank_workspace, ranking):
         Results(rank_workspace).recommend_sources(TARGET, k=0)
 
 
+def test_divergences_prefilter_and_fusion(rank_workspace, ranking):
+    from flows import rank_sources
+
+    sources = [*SOURCES, "poem_sentiment"]
+    out = rank_sources(
+        target=TARGET,
+        sources=sources,
+        methods=("centroid-cosine", "mmd", "esm-logme"),
+        budget=TINY,
+        device="cpu",
+        max_target_examples=400,
+        max_divergence_examples=300,
+        prefilter="centroid-cosine:2",
+        fuse="rrf",
+        workspace=str(rank_workspace.root),
+    )
+    by_method = {m: r for m, r in out.groupby("method")}
+    assert set(by_method) == {"centroid-cosine", "mmd", "esm-logme", "fused-rrf"}
+    assert len(by_method["centroid-cosine"]) == 3  # the pre-filter scores every source ...
+    kept = by_method["centroid-cosine"].source[:2].tolist()
+    for method in ("mmd", "esm-logme", "fused-rrf"):  # ... and the others run on the 2 it keeps
+        assert sorted(by_method[method].source) == sorted(kept)
+    mmd = by_method["mmd"]
+    assert mmd.score.is_monotonic_increasing  # lower is better: rank 1 has the smallest MMD
+    compared = Results(rank_workspace).compare_methods(TARGET)
+    assert "score:mmd (lower is better)" in compared.columns and "rank:fused-rrf" in compared.columns
+    run = rank_workspace.sql("SELECT params_json FROM runs WHERE run_id = $id", {"id": out.run_id[0]})
+    assert '"fuse":{"inputs":["centroid-cosine","mmd","esm-logme"],"method":"rrf","weights":null}' in run.params_json[0]
+    with pytest.raises(ValueError, match="'prefilter' parameter must be MEASURE:M"):
+        rank_sources(
+            target=TARGET, sources=sources, methods=("mmd",), prefilter="mmd", workspace=str(rank_workspace.root)
+        )
+    with pytest.raises(ValueError, match="'methods' parameter of rank_sources must be among"):
+        rank_sources(target=TARGET, methods=("cosine",), workspace=str(rank_workspace.root))
+
+
+def test_label_aware_distance_rejects_regression_tasks(rank_workspace, shared_tasks):
+    from flows import rank_sources
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        put_task(rank_workspace, load_task_dir(shared_tasks / "emobank_valence"))
+    with pytest.raises(ValueError, match="need class labels, but task 'emobank_valence' is a regression task"):
+        rank_sources(
+            target="emobank_valence",
+            sources=SOURCES,
+            methods=("otdd",),
+            device="cpu",
+            workspace=str(rank_workspace.root),
+        )
+
+
 def test_esms_move_between_workspaces_in_both_layouts(rank_workspace, ranking, tmp_path):
+    stored = sorted(list_esms(rank_workspace).source)
+    assert set(SOURCES) <= set(stored)
     export_esms(rank_workspace, tmp_path / "ours")
     other = Workspace(tmp_path / "other")
-    assert sorted(import_esms(other, tmp_path / "ours")) == sorted(SOURCES)
+    assert sorted(import_esms(other, tmp_path / "ours")) == stored
     export_esms(rank_workspace, tmp_path / "hf", layout="hfselect")
     third = Workspace(tmp_path / "third")
     fingerprint = list_esms(rank_workspace).base_fp[0]
-    assert sorted(import_esms(third, tmp_path / "hf", base_fp=fingerprint)) == sorted(SOURCES)
+    assert sorted(import_esms(third, tmp_path / "hf", base_fp=fingerprint)) == stored
     with pytest.raises(ValueError, match="'base_fp' parameter of import_esms is required"):
         import_esms(Workspace(tmp_path / "fourth"), tmp_path / "hf")
 
