@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,38 @@ def plan_rank(ws: Workspace, target: str, sources: list[str], recipe: Recipe, ba
     return pd.DataFrame(rows)
 
 
+def ensure_checkpoint(
+    ws: Workspace, data: SourceData, recipe: Recipe, *, model: str, base_fp: str, seed: int, device: str, run_id: str
+) -> Path:
+    """The fine-tuned checkpoint of ``data`` (cached by base model, exact training rows, recipe and seed)."""
+    key = CheckpointKey(
+        base_model=model,
+        base_fp=base_fp,
+        task=data.task.name,
+        content_hash=data.data_hash,
+        recipe_json=canonical_json(recipe.as_dict()),
+        seed=seed,
+    )
+    directory = find_checkpoint(ws, key)
+    if directory is not None:
+        return directory
+    n_classes = len(data.task.label_names) if data.task.kind == "classification" else None
+    tuned = fine_tune(
+        data.texts,
+        data.labels,
+        n_classes=n_classes,
+        text_pairs=data.pairs,
+        model=model,
+        recipe=recipe,
+        seed=seed,
+        device=device,
+    )
+    directory = save_fine_tuned(tuned, checkpoint_path(ws, key))
+    put_checkpoint(ws, key, n_examples=tuned.n_examples, steps=tuned.steps, seconds=tuned.seconds, run_id=run_id)
+    get_run_logger().info("%s: fine-tuned on %d examples in %.0f s", data.task.name, tuned.n_examples, tuned.seconds)
+    return directory
+
+
 @task(retries=1, cache_policy=NO_CACHE, task_run_name="esm-{source}")
 def build_source_esm(
     workspace: str, source: str, model: str, recipe_json: str, seed: int, device: str, run_id: str
@@ -127,32 +160,9 @@ def build_source_esm(
     if find_esm(ws, key) is not None:
         logger.info("%s: ESM cached", source)
         return key
-    ckpt_key = CheckpointKey(
-        base_model=model,
-        base_fp=base.fingerprint,
-        task=source,
-        content_hash=data.data_hash,
-        recipe_json=recipe_json,
-        seed=seed,
+    directory = ensure_checkpoint(
+        ws, data, recipe, model=model, base_fp=base.fingerprint, seed=seed, device=device, run_id=run_id
     )
-    directory = find_checkpoint(ws, ckpt_key)
-    if directory is None:
-        n_classes = len(data.task.label_names) if data.task.kind == "classification" else None
-        tuned = fine_tune(
-            data.texts,
-            data.labels,
-            n_classes=n_classes,
-            text_pairs=data.pairs,
-            model=model,
-            recipe=recipe,
-            seed=seed,
-            device=device,
-        )
-        directory = save_fine_tuned(tuned, checkpoint_path(ws, ckpt_key))
-        put_checkpoint(
-            ws, ckpt_key, n_examples=tuned.n_examples, steps=tuned.steps, seconds=tuned.seconds, run_id=run_id
-        )
-        logger.info("%s: fine-tuned on %d examples in %.0f s", source, tuned.n_examples, tuned.seconds)
     tuned_encoder = TextEncoder(
         directory, pooling=recipe.pooling, max_length=recipe.max_length, normalize=False, device=device
     )

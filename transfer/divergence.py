@@ -13,8 +13,11 @@ reused for every source)::
 Subsampling: ``subsample`` puts rows in a canonical order (a fixed random projection, so results do not depend on
 row order) and keeps a seeded random ``max_examples`` of them; ``target_context`` and ``score_pair`` apply it to the
 target and to each source (default 2,000); Sinkhorn, proxy A-distance and OTDD subsample further (``max_points``,
-``max_examples``). Measured costs are on the development machine (2 CPU cores, shared), d = 384, default sizes,
-2,000 target and 2,000 source examples.
+``max_examples``). Costs measured on the development machine (2 shared CPU cores), d = 384: ``python -m bench
+divergence`` (sst2 against 30 real tasks, 500 embedded texts each) takes per pair ≈ 0.3 ms centroid, 11-12 ms k-NN
+KL, 28 ms JS, 6 ms MMD, 42 ms Fréchet, 18 ms sliced W, 20 ms Sinkhorn, 0.12 s PAD, 0.19 s OTDD (3.5 s in all for the
+seven cheap measures over 30 sources); at 2,000 examples per side (synthetic, 20 clusters) the cheap ones take
+0.01-0.7 s per pair.
 """
 
 from __future__ import annotations
@@ -322,7 +325,8 @@ def sinkhorn_distance(
     about 0.01 underflows the kernel exp(−C/reg)); marginals are matched to 1e-5. The returned cost is ⟨π_ε, C⟩.
     ``debiased=True`` returns the Sinkhorn divergence OT_ε(S, T) − ½ OT_ε(S, S) − ½ OT_ε(T, T) (Genevay et al.
     2018; Feydy et al. 2019), which is 0 for identical samples. Lower = more similar; symmetric (up to
-    the solver tolerance). Measured cost per pair at the defaults: ≈ 0.3 s (three 500 × 500 solves).
+    the solver tolerance). Measured cost per pair at the defaults (three 500 × 500 solves): ≈ 20 ms on real
+    embeddings (bench divergence), up to ≈ 0.15 s when convergence is slow.
     """
     s, t = _pair("sinkhorn_distance", ("source_x", "target_x"), source_x, target_x)
     reg = _positive_float("sinkhorn_distance", "reg", reg)
@@ -344,7 +348,8 @@ def proxy_a_distance(
     telling source rows from target rows, ``n_folds`` stratified folds shuffled with ``seed`` (sklearn
     StratifiedGroupKFold: equal rows, e.g. a text in both tasks, share a fold, so the classifier is never tested on
     a row it was trained on); each side is subsampled to ``max_examples`` first. Values lie in about [0, 2]
-    (slightly below 0 by chance when the domains agree); lower = more similar. Measured cost per pair at the defaults: ≈ 1 s.
+    (slightly below 0 by chance when the domains agree); lower = more similar. Measured cost per pair: 0.5-0.65 s
+    at the defaults (1,000 rows per side), 0.12 s at 500 per side (bench divergence).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
@@ -426,8 +431,9 @@ def otdd(
     shrunk Σ). Ground cost between (x, y) and (x′, y′): ‖x − x′‖² + W2²(N_y, N_y′), W2² the Bures-Wasserstein
     distance ‖μ − μ′‖² + tr(Σ + Σ′ − 2 (Σ^½ Σ′ Σ^½)^½). Then exact OT (POT ``ot.emd2``) between uniform weights on
     ``max_points`` rows of each side (``subsample``, seeded). Returns the OT cost (OTDD², same units as W2²); 0 for
-    identical labelled samples. Lower = more similar. Measured cost per pair at the defaults (20 × 20 classes,
-    500 × 500 points): ≈ 3 s, mostly the 400 Bures terms (one d × d eigendecomposition each).
+    identical labelled samples. Lower = more similar. Measured cost per pair at the defaults: ≈ 2.7 s with 20 × 20
+    classes (2,000 rows per side), mostly the 400 Bures terms (one d × d eigendecomposition each) and 40 class
+    fits; 0.19 s for sst2 (2 classes) against 30 real tasks (bench divergence). Use ``max_classes`` to bound it.
     """
     owner = "otdd"
     s, t = _pair(owner, ("source_x", "target_x"), source_x, target_x, 1)

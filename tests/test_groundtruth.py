@@ -1,0 +1,79 @@
+"""Measured transfer: metrics and gain summaries by hand, and the real measure_transfer flow (tiny budgets) with
+resumption."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from store.catalog import put_task
+from store.tasks import load_task_dir
+from store.workspace import Workspace
+from transfer.groundtruth import evaluate_outputs, summarise_gains
+
+TINY = {"lr": 5e-5, "batch_size": 16, "epochs": 1, "max_examples": 48, "max_length": 32, "warmup_ratio": 0.06}
+
+
+def test_classification_metrics_by_hand():
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0], [0.0, 2.0]])
+    metrics = evaluate_outputs(logits, np.array([0, 1, 1, 1]), regression=False)
+    # predictions 0, 1, 0, 1: accuracy 3/4; F1(class 0) = 2·1·0.5/1.5 = 2/3, F1(class 1) = 2·1·(2/3)/(5/3) = 0.8
+    assert metrics["primary"] == metrics["accuracy"] == 0.75
+    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+def test_regression_metric_is_mean_of_pearson_and_spearman():
+    truth = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    outputs = np.array([[0.0], [1.5], [1.0], [3.0], [5.0]])
+    metrics = evaluate_outputs(outputs, truth, regression=True)
+    expected = (stats.pearsonr(outputs[:, 0], truth).statistic + 0.9) / 2  # Spearman: one swapped pair → 0.9
+    assert metrics["primary"] == pytest.approx(expected)
+    assert evaluate_outputs(np.ones((5, 1)), truth, regression=True)["primary"] == 0.0  # constant output
+
+
+def test_gain_summary_by_hand():
+    summary = summarise_gains([0.80, 0.70, 0.75], [0.70, 0.72, 0.70])
+    # gains 0.10, -0.02, 0.05: mean 0.0433, sample std 0.0603, 2 of 3 positive
+    assert summary.mean_gain == pytest.approx(0.13 / 3)
+    assert summary.std_gain == pytest.approx(np.std([0.10, -0.02, 0.05], ddof=1))
+    assert summary.positive_share == pytest.approx(2 / 3) and summary.n_seeds == 3
+    assert summary.p_value == pytest.approx(stats.ttest_rel([0.80, 0.70, 0.75], [0.70, 0.72, 0.70]).pvalue)
+    assert np.isnan(summarise_gains([0.8], [0.7]).p_value)
+    with pytest.raises(ValueError, match="must be paired by seed"):
+        summarise_gains([0.8, 0.9], [0.7])
+
+
+@pytest.mark.slow
+def test_measure_transfer_stores_runs_and_resumes(tmp_path, shared_tasks, prefect_harness):
+    from flows import measure_transfer
+
+    ws = Workspace(tmp_path / "ws")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in ("uci_sentiment_yelp", "uci_sentiment_amazon"):
+            put_task(ws, load_task_dir(shared_tasks / name))
+    options = {
+        "target": "uci_sentiment_yelp",
+        "sources": ["uci_sentiment_amazon"],
+        "budget": TINY,
+        "target_budget": TINY,
+        "max_test": 100,
+        "device": "cpu",
+        "workspace": str(ws.root),
+    }
+    first = measure_transfer(seeds=(0, 1), **options)
+    assert first.source.tolist() == ["uci_sentiment_amazon"] and first.n_seeds[0] == 2
+    runs = ws.sql("SELECT source, seed, value FROM transfer_results WHERE metric = 'accuracy' ORDER BY source, seed")
+    assert runs.shape[0] == 4 and runs.value.between(0, 1).all()
+    baseline = runs[runs.source == ""].value.mean()
+    assert first.baseline_mean[0] == pytest.approx(baseline)
+    second = measure_transfer(seeds=(0, 1, 2), **options)  # only seed 2 is new
+    assert ws.sql("SELECT count(DISTINCT run_id) AS n FROM transfer_results WHERE seed < 2").n[0] == 1
+    assert ws.sql("SELECT count(*) AS n FROM transfer_results WHERE metric = 'primary'").n[0] == 6
+    assert second.n_seeds[0] == 3
+    assert ws.sql("SELECT count(*) AS n FROM transfer_gains").n[0] == 1  # the summary was replaced, not added
+    with pytest.raises(ValueError, match="also among the sources"):
+        measure_transfer(target="uci_sentiment_yelp", sources=["uci_sentiment_yelp"], workspace=str(ws.root))
