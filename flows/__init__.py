@@ -9,7 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from flows.embed import embed_tasks  # noqa: E402
+from flows.evaluate import evaluate_rankings  # noqa: E402
 from flows.measure import measure_transfer  # noqa: E402
 from flows.rank import build_esms, rank_sources  # noqa: E402
 
-__all__ = ["build_esms", "embed_tasks", "measure_transfer", "rank_sources"]
+__all__ = ["build_esms", "embed_tasks", "evaluate_rankings", "measure_transfer", "rank_sources"]

@@ -201,6 +201,57 @@ def rank(
         print_frame(ranking.head(top).drop(columns=["run_id", "method"]), title=f"{name} ranking for {target}")
 
 
+@app.command()
+def measure(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="Target task.")],
+    sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: every other task).")] = None,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    budget: Annotated[str, typer.Option(help=BUDGET_HELP)] = "small",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
+) -> None:
+    """Measure real transfer to TARGET: fine-tune on it alone and after each source, per seed (resumable)."""
+    from flows.measure import TARGET_BUDGETS, measure_transfer
+    from flows.rank import SECONDS_PER_EXAMPLE_EPOCH
+    from store.catalog import get_task, list_tasks
+
+    ws = Workspace(ctx.obj["workspace"])
+    names = sources.split(",") if sources else [n for n in list_tasks(ws)["name"] if n != target]
+    seed_list = tuple(int(s) for s in seeds.split(","))
+    recipe = TARGET_BUDGETS["small"]
+    examples = min(get_task(ws, target).counts().get("train", 0), recipe.max_examples)
+    runs = len(seed_list) * (len(names) + 1)
+    estimate = runs * examples * recipe.epochs * SECONDS_PER_EXAMPLE_EPOCH
+    console.print(
+        f"plan: {runs} target fine-tunes ({len(seed_list)} seeds x {len(names)} sources + baseline), "
+        f"{examples} examples x {recipe.epochs} epochs each, about {estimate / 60:.0f} min on 2 idle cores "
+        "plus one source fine-tune per (source, seed) not yet cached; finished runs are skipped"
+    )
+    if dry_run:
+        return
+    summary = pd.DataFrame(
+        measure_transfer(
+            target=target,
+            sources=names,
+            seeds=seed_list,
+            budget=budget,
+            device=ctx.obj["device"],
+            workspace=str(ws.root),
+        )
+    )
+    print_frame(summary, title=f"measured gains for {target}")
+
+
+@app.command()
+def evaluate(ctx: typer.Context, target: Annotated[str, typer.Argument(help="Target task.")]) -> None:
+    """Score every stored ranking of TARGET against its measured transfer."""
+    from flows.evaluate import evaluate_rankings
+
+    table = pd.DataFrame(evaluate_rankings(target=target, workspace=ctx.obj["workspace"]))
+    keep = [c for c in ("regret@1", "regret@3", "ndcg@5", "spearman", "kendall", "top1_hit") if c in table.columns]
+    print_frame(table[keep].reset_index(), title=f"ranking quality for {target}")
+
+
 @esm_app.command("build")
 def esm_build(
     ctx: typer.Context,

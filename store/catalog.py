@@ -384,3 +384,21 @@ def put_transfer_gains(ws: Workspace, config: str, target: str, gains: pd.DataFr
                     "p_value": None if np.isnan(values["p_value"]) else values["p_value"],
                 },
             )
+
+
+def put_ranking_quality(ws: Workspace, run_id: str, target: str, measured_config: str, rows: list[dict]) -> None:
+    """Store one evaluation of a target's rankings (rows: method, ranking_run_id, n_sources, metric, value) in one
+    transaction."""
+    with ws.transaction() as con:
+        for row in rows:
+            value = row["value"]
+            con.execute(
+                query("insert_ranking_quality"),
+                {
+                    **row,
+                    "run_id": run_id,
+                    "target": target,
+                    "measured_config": measured_config,
+                    "value": None if value != value else float(value),
+                },
+            )

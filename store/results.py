@@ -51,3 +51,20 @@ class Results:
         rank_columns = [c for c in wide.columns if c.startswith("rank:")]
         wide = wide.assign(mean_rank=wide[rank_columns].mean(axis=1)).sort_values("mean_rank")
         return wide.reset_index()
+
+    def method_quality(self, target: str | None = None) -> pd.DataFrame:
+        """How well each method's ranking predicted measured transfer (the newest evaluation per target), with the
+        ``random`` expectation and the ``source-prior`` baseline beside the methods: one row per (target, method),
+        one column per metric (regret@k, ndcg@k, spearman, ...)."""
+        rows = self.workspace.read("latest_ranking_quality")
+        if target is not None:
+            rows = rows[rows.target == target]
+        if rows.empty:
+            raise LookupError(
+                "No ranking-quality evaluation stored"
+                + (f" for target {target!r}" if target else "")
+                + "; run measure_transfer, then evaluate_rankings."
+            )
+        return rows.pivot_table(
+            index=["target", "method"], columns="metric", values="value", dropna=False
+        ).reset_index()

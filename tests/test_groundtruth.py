@@ -77,3 +77,56 @@ def test_measure_transfer_stores_runs_and_resumes(tmp_path, shared_tasks, prefec
     assert ws.sql("SELECT count(*) AS n FROM transfer_gains").n[0] == 1  # the summary was replaced, not added
     with pytest.raises(ValueError, match="also among the sources"):
         measure_transfer(target="uci_sentiment_yelp", sources=["uci_sentiment_yelp"], workspace=str(ws.root))
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    plan = CliRunner().invoke(app, ["--workspace", str(ws.root), "measure", "uci_sentiment_yelp", "--dry-run"])
+    assert plan.exit_code == 0 and "plan: 6 target fine-tunes (3 seeds x 1 sources + baseline)" in plan.output
+
+
+def test_evaluate_rankings_against_stored_gains(tmp_path, prefect_harness):
+    """Stored measured gains and rankings (written through the store API) → the quality table, baselines included."""
+    import pandas as pd
+
+    from flows import evaluate_rankings
+    from store.catalog import put_ranking, put_transfer_gains
+    from store.results import Results
+
+    ws = Workspace(tmp_path / "ws")
+
+    def gains(target, means):
+        return pd.DataFrame(
+            {
+                "source": list(means),
+                "baseline_mean": 0.70,
+                "source_mean": list(means.values()),
+                "mean_gain": [m - 0.70 for m in means.values()],
+                "std_gain": 0.01,
+                "positive_share": 1.0,
+                "p_value": float("nan"),
+                "n_seeds": 3,
+            }
+        )
+
+    put_transfer_gains(ws, "cfg", "t", gains("t", {"a": 0.80, "b": 0.75, "c": 0.72}), "run-m")
+    put_transfer_gains(ws, "cfg", "u", gains("u", {"a": 0.71, "b": 0.90, "c": 0.60}), "run-m")  # prior: b, a, c
+    put_ranking(ws, "r1", "h1", "t", "perfect", {"a": 3.0, "b": 2.0, "c": 1.0}, higher_is_better=True)
+    put_ranking(ws, "r2", "h2", "t", "mmd", {"a": 0.3, "b": 0.2, "c": 0.1}, higher_is_better=False)  # reversed
+    table = evaluate_rankings(target="t", workspace=str(ws.root))
+    assert table.loc["perfect", "regret@1"] == 0.0 and table.loc["perfect", "spearman"] == pytest.approx(1.0)
+    assert table.loc["mmd", "spearman"] == pytest.approx(-1.0)  # lower MMD predicted c best: the worst order
+    assert table.loc["mmd", "regret@1"] == pytest.approx((0.80 - 0.72) / 0.80 * 100)
+    assert table.loc["source-prior", "top1_hit"] == 0.0  # the prior picks b, the true best is a
+    assert -1.0 < table.loc["random", "spearman"] < 1.0 and 0 < table.loc["random", "top1_hit"] < 1
+    served = Results(ws).method_quality("t")
+    assert set(served.method) == {"perfect", "mmd", "source-prior", "random"}
+    with pytest.raises(LookupError, match="No measured transfer for target 'nope'"):
+        evaluate_rankings(target="nope", workspace=str(ws.root))
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    shown = CliRunner().invoke(app, ["--workspace", str(ws.root), "evaluate", "t"])
+    assert shown.exit_code == 0, shown.output
+    assert "source-prior" in shown.output and "spearman" in shown.output

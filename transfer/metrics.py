@@ -19,14 +19,14 @@ Conventions shared by every metric here:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-Scores = Mapping[Hashable, float] | npt.ArrayLike
+Scores = Mapping[Any, float] | npt.ArrayLike
 Gain = Literal["exponential", "rank"]
 
 
