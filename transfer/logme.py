@@ -85,7 +85,7 @@ class LogMEResult:
         return float(self.evidences.mean())
 
 
-def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
     """The d × d eigendecomposition gains little from BLAS threads, and on busy cores their spin-waits make it up to
     ~100× slower (measured 3.5 s instead of 0.03 s at d = 384 on 2 loaded cores), so it runs on one thread."""
     return contextlib.nullcontext() if threadpool_limits is None else threadpool_limits(1, user_api="blas")
@@ -162,7 +162,7 @@ def logme_evidence(
     """Maximum evidence per target column from sufficient statistics (see the module docstring for the maths)."""
     _check_options("logme_evidence", mode, max_iter, tol)
     d = stats.gram.shape[0]
-    with _one_blas_thread():
+    with one_blas_thread():
         sigma, vectors = np.linalg.eigh(stats.gram)
     z2 = (vectors.T @ stats.cross.reshape(d, -1)) ** 2  # [d, c]
     return evidence_from_spectrum(sigma, z2, stats.target_sq, stats.n, mode=mode, max_iter=max_iter, tol=tol)
