@@ -13,6 +13,7 @@ session finishes over several; the results table is written to ``reports/results
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -20,7 +21,9 @@ from pathlib import Path
 from bench.common import SHARED_TASKS, emit
 
 RESULTS = Path(__file__).resolve().parents[1] / "reports" / "results"
-WORKSPACE = Path("/tmp/transferscope-bench/ranking-quality")
+# Outside the repository and /tmp, so a grid interrupted by the end of a session resumes in the next one.
+WORKSPACE = Path(os.environ.get("TRANSFERSCOPE_BENCH_WORKSPACE", "~/.cache/transferscope/bench/ranking-quality"))
+WORKSPACE = WORKSPACE.expanduser()
 TARGETS = ("rte", "cb", "mrpc", "stsb", "wic", "mr")
 EXTRA_SOURCES = ("sst2", "trec", "ag_news", "sick_nli", "financial_phrasebank", "subj")
 METHODS = ("esm-logme", "centroid-cosine", "mmd", "frechet", "knn-kl")
