@@ -1,10 +1,12 @@
-"""Flow ``rank_sources``: rank source tasks for a target with ESM-LogME, building what is missing once.
+"""Flows ``rank_sources`` and ``build_esms``: rank source tasks for a target, building what is missing once.
 
-Per source (one Prefect task each, cached by content): fine-tune the base encoder on the source's training data
-(seeded sample, leakage guard against every other stored task's evaluation splits) → checkpoint; embed that sample
-with the base and the fine-tuned encoder → fit the source's ESM. Then, for the target: base embeddings of at most
-``max_target_examples`` training examples (seeded), ESM-LogME of every source from the target's Gram statistics,
-one ranking stored as one batch in ``pair_scores`` with the run id and config hash.
+ESM-LogME, per source (one Prefect task each, cached by content): fine-tune the base encoder on the source's
+training data (seeded sample, leakage guard against every other stored task's evaluation splits) → checkpoint;
+embed that sample with the base and the fine-tuned encoder → fit the source's ESM. Then, for the target: base
+embeddings of at most ``max_target_examples`` training examples (seeded), ESM-LogME of every source from the
+target's Gram statistics. Divergence measures run on the cached base embeddings of the training splits. Each
+method's ranking is stored as one batch in ``pair_scores`` with the run id and config hash; an optional cheap
+pre-filter narrows the sources first, and an optional fusion stores the combined ranking as its own method.
 """
 
 from __future__ import annotations
