@@ -43,9 +43,10 @@ def interleaved_medians(contenders: dict[str, Callable[[], Any]], repeats: int) 
 
 
 def emit(result: dict[str, Any]) -> None:
-    """Write ``reports/bench/<bench>.json`` and print the result as the last line."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{result['bench']}.json").write_text(json.dumps(result, indent=1) + "\n")
+    """Print the result as the last line; a full (not ``quick``) run also writes ``reports/bench/<bench>.json``."""
+    if not result.get("quick"):
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{result['bench']}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
 
 

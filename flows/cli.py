@@ -1,4 +1,4 @@
-"""The ``transferscope`` command line: tasks, embeddings, SQL and the demo."""
+"""The ``transferscope`` command line: tasks, embeddings, SQL, the HTML report and the demo."""
 
 from __future__ import annotations
 
@@ -345,6 +345,23 @@ def gc(
     for path in removed:
         console.print(str(path.relative_to(ws.root)))
     console.print(f"{len(removed)} artefacts {'would be ' if dry_run else ''}removed")
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    target: Annotated[str | None, typer.Option(help="Only this target in the per-target sections.")] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder (default: <workspace>/report).")] = None,
+) -> None:
+    """Build a static HTML report (gains, rankings, quality, task map, runs) from the store; opens offline."""
+    from reports.html import build_report
+
+    try:
+        index = build_report(Workspace(ctx.obj["workspace"]), out, target=target)
+    except LookupError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    console.print(f"report written to {index}  (open {index.as_uri()} in a browser)")
 
 
 @app.command()

@@ -1,5 +1,5 @@
-"""The end-to-end demo on real tasks: register, embed, query, rank sources for a target. Grows with the pipeline;
-stays within minutes on 2 CPU cores.
+"""The end-to-end demo on real tasks: register, embed, query, rank sources for a target, write the HTML report.
+Grows with the pipeline; stays within minutes on 2 CPU cores.
 
 Data, in order: ``--data`` / ``$TRANSFERSCOPE_DEMO_DATA``; ``../shared/data/tasks`` beside this repository (the
 development setup); the public TweetEval tasks from the Hugging Face hub (``hf`` extra, online); else a message
@@ -59,6 +59,7 @@ def demo_tasks(data: str | None) -> list[Task]:
 def run_demo(*, workspace: str, data: str | None, device: str, console: Console, show: Callable[..., Any]) -> None:
     from flows.embed import embed_tasks
     from flows.rank import rank_sources
+    from reports.html import build_report
     from store.results import Results
 
     started = time.perf_counter()
@@ -93,6 +94,8 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
     rank_sources(target=target, sources=sources, budget="small", device=device, workspace=str(ws.root))
     show(Results(ws).recommend_sources(target, k=len(sources)), title=f"recommended sources for {target}")
     console.print(f"(score: LogME evidence per example of {target}'s embeddings mapped by each source's ESM)")
+    console.rule("5. Report")
+    console.print(f"HTML report (opens offline): {build_report(ws)}")
     console.print(
         f'Workspace: {ws.root}  (SQL: `transferscope sql "SELECT * FROM tasks"`, or open '
         f"{ws.views_path} in any DuckDB client)"

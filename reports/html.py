@@ -1,0 +1,418 @@
+"""A static HTML report of what a workspace holds, built from the store alone (nothing is recomputed).
+
+``build_report(workspace, out_dir=None, target=None)`` writes ``out_dir/index.html`` (default: the workspace's
+``report/`` folder) and returns its path. The page opens offline: CSS and figures (inline SVG from `reports.svg`)
+are embedded, and there is no JavaScript. Sections:
+
+1. measured gains (targets × sources heatmap of ``transfer_gains``, newest measurement config per target);
+2. per target, each method's newest predicted ranking (``pair_scores``) beside the measured ranking;
+3. ranking quality (``Results.method_quality``);
+4. a 2-D PCA map of the tasks' train-split embedding centroids (``embedding_vectors``, one encoder config);
+5. data-selection summaries when such tables exist (``example_scores``, ``selections``);
+6. metadata of the most recent runs (model, library versions, config hash, timings, status).
+
+Reads go through ``Workspace.sql`` (the views) and `store.results.Results` only. Every text from the store is
+HTML-escaped; a missing piece gives a short note instead of an error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports.svg import heatmap, scatter
+from store.artifacts import replace_atomically
+from store.results import Results
+from store.workspace import Workspace
+
+SELECTION_TABLES = ("example_scores", "selections")
+RECENT_RUNS = 25
+QUALITY_ORDER = ("regret@1", "regret@3", "ndcg@5", "spearman", "kendall", "top1_hit")  # shown; the rest: Results
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;color:#1b1b1b;margin:0;
+ background:#f6f7f9}
+main{max-width:1200px;margin:0 auto;padding:20px 28px 60px;background:#fff;min-height:100vh}
+h1{font-size:26px;margin:4px 0 2px}h2{font-size:20px;margin:34px 0 8px;border-bottom:2px solid #e3e6ea;
+ padding-bottom:4px}h3{font-size:16px;margin:22px 0 6px}
+.meta,.note,figcaption{color:#555}.note{background:#f3f4f6;border-left:4px solid #b8bec7;padding:6px 10px}
+nav a{margin-right:14px}figure{margin:8px 0;overflow-x:auto}
+table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}
+th,td{border:1px solid #d9dde2;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#eef1f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.hit{background:#dff0d8}table.runs td:nth-child(-n+3){white-space:nowrap}
+.sub{color:#666;font-size:12px}code{font-size:12px}
+"""
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    """A cell value as escaped text (floats to ``digits`` decimals, missing as a dash)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}f}"
+    if isinstance(value, pd.Timestamp):
+        return escape(value.strftime("%Y-%m-%d %H:%M:%S"))
+    return escape(str(value))
+
+
+def _table(headers: list[str], rows: list[list[str]], *, css_class: str = "") -> str:
+    """An HTML table; ``headers`` are escaped here, ``rows`` hold cell HTML (already escaped), optionally with a
+    leading ``<td ...>`` of their own."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{escape(text)}</p>'
+
+
+def _points(gain: float) -> str:
+    """A gain in points (×100 of the primary metric)."""
+    return f"{gain * 100:+.1f}"
+
+
+def _json(text: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# ------------------------------------------------------------------------------------------------ sections
+
+
+def latest_gains(ws: Workspace, target: str | None) -> pd.DataFrame:
+    """Per target, the newest measurement config's gains (one row per target and source)."""
+    frame = ws.sql(
+        "WITH latest AS (SELECT target, arg_max(config_hash, created_at) AS config_hash FROM transfer_gains "
+        "GROUP BY target) SELECT g.target, g.source, g.mean_gain, g.std_gain, g.n_seeds, g.baseline_mean, "
+        "g.source_mean, g.p_value, g.config_hash FROM transfer_gains g JOIN latest USING (target, config_hash) "
+        "ORDER BY g.target, g.source"
+    )
+    return frame[frame.target == target] if target is not None else frame
+
+
+def gains_section(gains: pd.DataFrame) -> str:
+    """Section 1: the heatmap of measured gains."""
+    out = ['<h2 id="gains">1. Measured transfer gains</h2>']
+    if gains.empty:
+        return "".join(out) + _note(
+            "No measured transfer yet. Run `transferscope measure TARGET` to fine-tune each target alone and after "
+            "each source."
+        )
+    rows, columns = sorted(gains.target.unique()), sorted(gains.source.unique())
+    values, labels, tips = {}, {}, {}
+    for g in gains.itertuples(index=False):
+        key = (str(g.target), str(g.source))
+        values[key] = float(g.mean_gain)
+        labels[key] = f"{_points(g.mean_gain)} ± {g.std_gain * 100:.1f}"
+        tips[key] = (
+            f"{g.source} → {g.target}: {_points(g.mean_gain)} ± {g.std_gain * 100:.1f} points over {g.n_seeds} "
+            f"seeds (target alone {g.baseline_mean:.3f}, after the source {g.source_mean:.3f})"
+        )
+    figure = heatmap(
+        rows,
+        columns,
+        {k: v * 100 for k, v in values.items()},
+        labels,
+        x_label="source task (fine-tuned on first)",
+        y_label="target task",
+        legend_label="mean gain (points)",
+        tooltips=tips,
+        id_prefix="gains",
+    )
+    out.append(
+        f"<figure>{figure}<figcaption>Each cell: mean gain ± standard deviation over seeds, in points (×100 of the "
+        "target's primary metric), of fine-tuning on the source before the target versus the target alone. Blue "
+        "helps, red hurts, grey: not measured.</figcaption></figure>"
+    )
+    return "".join(out)
+
+
+def rankings_section(ws: Workspace, gains: pd.DataFrame, target: str | None) -> str:
+    """Section 2: each method's newest predicted ranking beside the measured one, per target."""
+    out = ['<h2 id="rankings">2. Predicted versus measured rankings</h2>']
+    scores = ws.sql(
+        "WITH latest AS (SELECT target, method, arg_max(run_id, created_at) AS run_id FROM pair_scores "
+        "GROUP BY target, method) SELECT p.target, p.method, p.source, p.score, p.rank, p.higher_is_better "
+        "FROM pair_scores p JOIN latest USING (target, method, run_id) ORDER BY p.target, p.method, p.rank"
+    )
+    if target is not None:
+        scores = scores[scores.target == target]
+    targets = sorted(set(scores.target) | set(gains.target))
+    if not targets:
+        return "".join(out) + _note("No rankings stored yet. Run `transferscope rank TARGET`.")
+    for name in targets:
+        out.append(f'<h3 id="target-{escape(name)}">target {escape(name)}</h3>')
+        measured = gains[gains.target == name].sort_values("mean_gain", ascending=False)
+        measured_rank = {s: i + 1 for i, s in enumerate(measured.source)}
+        mine = scores[scores.target == name]
+        methods = list(dict.fromkeys(mine.method))
+        if measured.empty:
+            out.append(_note(f"No measured transfer for {name} yet: predictions only."))
+        if not methods:
+            out.append(_note(f"No rankings stored for {name} yet: measured order only."))
+        order = {m: mine[mine.method == m].sort_values("rank", na_position="last") for m in methods}
+        depth = max([len(measured)] + [len(o) for o in order.values()])
+        headers = ["#"] + (["measured (gain, points)"] if not measured.empty else [])
+        for m in methods:
+            better = "higher" if bool(order[m].higher_is_better.iloc[0]) else "lower"
+            headers.append(f"{m} (score; {better} is better)")
+        rows = []
+        for i in range(depth):
+            row = [f'<td class="num">{i + 1}</td>']
+            truth = measured.source.iloc[i] if i < len(measured) else None
+            if not measured.empty:
+                row.append(
+                    f"{escape(str(truth))} <span class='sub'>{_points(measured.mean_gain.iloc[i])}</span>"
+                    if truth is not None
+                    else ""
+                )
+            for m in methods:
+                ranked = order[m]
+                if i >= len(ranked):
+                    row.append("")
+                    continue
+                source = str(ranked.source.iloc[i])
+                where = f" · measured #{measured_rank[source]}" if source in measured_rank else ""
+                cell = f"{escape(source)} <span class='sub'>{_fmt(ranked.score.iloc[i], 4)}{where}</span>"
+                row.append(f'<td class="hit">{cell}</td>' if source == truth else cell)
+            rows.append(row)
+        out.append(_table(headers, rows, css_class="ranking"))
+    out.append(
+        "<p class='meta'>Green: the method put the measured source at the same position. Newest run per method.</p>"
+    )
+    return "".join(out)
+
+
+def quality_section(ws: Workspace, target: str | None) -> str:
+    """Section 3: how well each method's ranking predicted measured transfer."""
+    out = ['<h2 id="quality">3. Ranking quality</h2>']
+    try:
+        quality = Results(ws).method_quality(target)
+    except LookupError:
+        return "".join(out) + _note(
+            "No ranking-quality evaluation stored yet. Run `transferscope evaluate TARGET` after measuring transfer."
+        )
+    metrics = [c for c in QUALITY_ORDER if c in quality.columns]
+    rows = [
+        [_fmt(r["target"]), _fmt(r["method"])] + [f'<td class="num">{_fmt(r[m])}</td>' for m in metrics]
+        for _, r in quality.iterrows()
+    ]
+    out.append(_table(["target", "method", *metrics], rows, css_class="quality"))
+    out.append(
+        "<p class='meta'>regret@k: % of the best measured gain lost by taking the best of the top k (lower is "
+        "better); NDCG, Spearman, Kendall and top-1 hit: higher is better. <code>random</code> is the expectation "
+        "over random orders, <code>source-prior</code> ranks sources by their mean gain on the other targets. Every "
+        "metric: <code>Results(workspace).method_quality()</code>.</p>"
+    )
+    return "".join(out)
+
+
+def task_centroids(ws: Workspace) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+    """Train-split embedding centroids of every stored task with embeddings under the most common encoder
+    configuration (model, pooling, max_length, normalize, precision; the newest cache entry per task): (task names,
+    matrix, configuration)."""
+    configs = ws.sql(
+        "SELECT e.model, e.pooling, e.max_length, e.normalize, e.precision, count(DISTINCT e.task) AS n "
+        "FROM embeddings e SEMI JOIN tasks t ON e.task = t.name WHERE e.split = 'train' "
+        "GROUP BY ALL ORDER BY n DESC, e.model, e.max_length"
+    )
+    if configs.empty:
+        return [], np.zeros((0, 0)), {}
+    config = {k: configs.iloc[0][k] for k in ("model", "pooling", "max_length", "normalize", "precision")}
+    config = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in config.items()}
+    means = ws.sql(
+        "WITH keys AS (SELECT arg_max(e.cache_key, e.created_at) AS cache_key, e.task FROM embeddings e "
+        "SEMI JOIN tasks t ON e.task = t.name WHERE e.split = 'train' AND e.model = $model AND e.pooling = $pooling "
+        "AND e.max_length = $max_length AND e.normalize = $normalize AND e.precision = $precision GROUP BY e.task), "
+        "items AS (SELECT k.task, unnest(v.embedding) AS x, generate_subscripts(v.embedding, 1) AS i "
+        "FROM embedding_vectors v JOIN keys k USING (cache_key)) "
+        "SELECT task, i, avg(x) AS x FROM items GROUP BY task, i ORDER BY task, i",
+        config,
+    )
+    if means.empty:
+        return [], np.zeros((0, 0)), config
+    wide = means.pivot(index="task", columns="i", values="x").sort_index()
+    return [str(t) for t in wide.index], wide.to_numpy(dtype=np.float64), config
+
+
+def pca_2d(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``matrix`` projected on its first two principal components (numpy SVD), and the share of variance
+    each explains; missing components (fewer than 3 rows) are zero."""
+    centred = matrix - matrix.mean(axis=0, keepdims=True)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    coords = np.zeros((matrix.shape[0], 2))
+    k = min(2, vt.shape[0])
+    coords[:, :k] = centred @ vt[:k].T
+    total = float((singular**2).sum())
+    shares = np.zeros(2)
+    if total > 0:
+        shares[:k] = singular[:k] ** 2 / total
+    return coords, shares
+
+
+def map_section(ws: Workspace) -> str:
+    """Section 4: the PCA map of task centroids."""
+    out = ['<h2 id="map">4. Map of tasks</h2>']
+    names, matrix, config = task_centroids(ws)
+    if not names:
+        return "".join(out) + _note("No train-split embeddings stored yet. Run `transferscope embed`.")
+    coords, shares = pca_2d(matrix)
+    figure = scatter(
+        [(n, float(x), float(y)) for n, (x, y) in zip(names, coords, strict=True)],
+        x_label=f"PC1 ({shares[0] * 100:.0f}% of variance)",
+        y_label=f"PC2 ({shares[1] * 100:.0f}% of variance)",
+        point_class="task-point",
+    )
+    described = ", ".join(f"{k} {v}" for k, v in config.items())
+    out.append(
+        f"<figure>{figure}<figcaption>One point per task: the mean embedding of its train split, projected on the "
+        f"first two principal components of the {len(names)} centroids. Encoder configuration: "
+        f"{escape(described)}. Nearby tasks have similar inputs.</figcaption></figure>"
+    )
+    return "".join(out)
+
+
+def selections_section(ws: Workspace, views: set[str]) -> str:
+    """Section 5: data-selection tables, when they exist."""
+    out = ['<h2 id="selections">5. Data selection</h2>']
+    present = [t for t in SELECTION_TABLES if t in views]
+    if not present:
+        return "".join(out) + _note("No selections stored.")
+    for name in present:
+        count = int(ws.sql(f'SELECT count(*) AS n FROM "{name}"').n.iloc[0])  # names from a fixed list
+        head = ws.sql(f'SELECT * FROM "{name}" LIMIT 20')
+        out.append(f"<h3>{escape(name)}: {count} rows</h3>")
+        if head.empty:
+            out.append(_note("No rows yet."))
+            continue
+        rows = [[_fmt(v) for v in r] for r in head.itertuples(index=False)]
+        out.append(_table([str(c) for c in head.columns], rows))
+    return "".join(out)
+
+
+def runs_section(ws: Workspace) -> str:
+    """Section 6: metadata of the most recent runs."""
+    out = ['<h2 id="runs">6. Recent runs</h2>']
+    runs = ws.sql(
+        "SELECT run_id, flow, params_json, config_hash, versions_json, device, started_at, finished_at, status, "
+        f"timings_json, error FROM runs ORDER BY started_at DESC LIMIT {RECENT_RUNS}"
+    )
+    if runs.empty:
+        return "".join(out) + _note("No runs recorded yet.")
+    rows = []
+    for r in runs.itertuples(index=False):
+        params, versions, timings = _json(r.params_json), _json(r.versions_json), _json(r.timings_json)
+        model = params.get("model") or params.get("base_model") or "—"
+        duration = (
+            f"{(r.finished_at - r.started_at).total_seconds():.1f} s"
+            if isinstance(r.finished_at, pd.Timestamp) and isinstance(r.started_at, pd.Timestamp)
+            else "—"
+        )
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if isinstance(v, (int, float)))
+        status = _fmt(r.status) + (f"<br><span class='sub'>{_fmt(r.error)}</span>" if r.error else "")
+        rows.append(
+            [
+                _fmt(r.started_at),
+                _fmt(r.flow),
+                _fmt(model),
+                f"<code>{_fmt(r.config_hash)[:12]}</code>",
+                _fmt(r.device),
+                status,
+                f"{duration}<br><span class='sub'>{escape(steps)}</span>" if steps else duration,
+                "<span class='sub'>" + escape(", ".join(f"{k} {v}" for k, v in versions.items())) + "</span>",
+                f"<code>{_fmt(r.run_id)[:12]}</code>",
+            ]
+        )
+    headers = ["started", "flow", "model", "config", "device", "status", "timings", "library versions", "run"]
+    out.append(_table(headers, rows, css_class="runs"))
+    return "".join(out)
+
+
+# ------------------------------------------------------------------------------------------------ the page
+
+
+def render(ws: Workspace, target: str | None = None) -> str:
+    """The report page's HTML for ``ws`` (restricted to one ``target`` where a section is per target)."""
+    views = set(ws.sql("SELECT table_name FROM information_schema.tables").table_name)
+    counts = ws.sql(
+        "SELECT (SELECT count(*) FROM tasks) AS tasks, (SELECT count(*) FROM runs) AS runs, "
+        "(SELECT count(*) FROM transfer_gains) + (SELECT count(*) FROM pair_scores) AS results"
+    ).iloc[0]
+    title = "TransferScope report" + (f": {target}" if target else "")
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    head = (
+        f"<h1>{escape(title)}</h1><p class='meta'>Workspace <code>{escape(str(ws.root))}</code> · "
+        f"{int(counts.tasks)} tasks · {int(counts.runs)} runs · generated {when} from the store (nothing "
+        "recomputed)</p>"
+    )
+    if int(counts.tasks) == 0 and int(counts.runs) == 0 and int(counts.results) == 0:
+        body = _note(
+            "This workspace is empty: no tasks and no runs are stored yet. Add tasks with `transferscope tasks add "
+            "NAME PATH` (or run `transferscope demo`), then build the report again."
+        )
+    else:
+        if target is not None:
+            known = set(ws.sql("SELECT name FROM tasks UNION SELECT target FROM transfer_gains").name)
+            if target not in known:
+                raise LookupError(f"No task {target!r} in workspace '{ws.root}'; stored tasks: {sorted(known)}.")
+        gains = latest_gains(ws, target)
+        nav = "".join(
+            f'<a href="#{a}">{escape(t)}</a>'
+            for a, t in (
+                ("gains", "gains"),
+                ("rankings", "rankings"),
+                ("quality", "quality"),
+                ("map", "task map"),
+                ("selections", "selections"),
+                ("runs", "runs"),
+            )
+        )
+        body = (
+            f"<nav>{nav}</nav>"
+            + gains_section(gains)
+            + rankings_section(ws, gains, target)
+            + quality_section(ws, target)
+            + map_section(ws)
+            + selections_section(ws, views)
+            + runs_section(ws)
+        )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>{head}{body}</main></body></html>\n"
+    )
+
+
+def build_report(
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    target: str | None = None,
+) -> Path:
+    """Write the report to ``out_dir/index.html`` (default ``<workspace>/report/``) atomically; returns its path.
+    ``target`` restricts the per-target sections to one stored task (unknown: `LookupError`)."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    folder = Path(out_dir) if out_dir is not None else ws.root / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    page = render(ws, target)
+    index = folder / "index.html"
+    with replace_atomically(index) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return index.resolve()

@@ -1,0 +1,215 @@
+"""Inline SVG figures for the HTML report: a heatmap with a diverging colour scale and a labelled scatter plot.
+
+Plain string building, no plotting library and no JavaScript. Every caller-supplied text is escaped here. Text
+widths are estimated (``CHAR_W`` of the font size per character) to size margins so labels never overlap the plot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from html import escape
+
+FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif"
+CHAR_W = 0.62  # average glyph width as a share of the font size (generous for sans-serif)
+NEGATIVE = (202, 0, 32)  # diverging scale: red for losses, white at zero, blue for gains
+POSITIVE = (5, 113, 176)
+MISSING = "#e6e6e6"
+
+
+def text_width(text: str, size: float) -> float:
+    """Estimated rendered width of ``text`` at font ``size`` (px)."""
+    return len(text) * size * CHAR_W
+
+
+def _mix(colour: tuple[int, int, int], share: float) -> tuple[int, int, int]:
+    share = min(max(share, 0.0), 1.0)
+    return tuple(round(255 + (c - 255) * share) for c in colour)  # type: ignore[return-value]
+
+
+def diverging_colour(value: float, limit: float) -> str:
+    """``value`` on a red-white-blue scale saturating at ``±limit``, as ``rgb(...)``."""
+    share = abs(value) / limit if limit > 0 else 0.0
+    r, g, b = _mix(POSITIVE if value >= 0 else NEGATIVE, share)
+    return f"rgb({r},{g},{b})"
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About ``count`` round tick values covering [low, high]."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        return [low]
+    raw = (high - low) / max(count, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    start = math.ceil(low / step - 1e-9) * step
+    ticks = []
+    value = start
+    while value <= high + 1e-9 * step:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
+
+
+def _fmt_tick(value: float) -> str:
+    return f"{value:.3g}" if value != 0 else "0"
+
+
+def heatmap(
+    rows: Sequence[str],
+    columns: Sequence[str],
+    values: dict[tuple[str, str], float],
+    labels: dict[tuple[str, str], str],
+    *,
+    x_label: str,
+    y_label: str,
+    legend_label: str,
+    tooltips: dict[tuple[str, str], str] | None = None,
+    id_prefix: str = "hm",
+) -> str:
+    """A ``rows`` × ``columns`` grid coloured by ``values[(row, column)]`` (diverging around zero), each cell showing
+    ``labels[(row, column)]``; absent cells are grey with a dash. Column labels are rotated below the grid; a colour
+    bar with its ``legend_label`` sits on the right."""
+    size, small = 12, 11
+    cell_w = max(96.0, max((text_width(t, size) for t in labels.values()), default=0) + 14)
+    cell_h = 34.0
+    left = max((text_width(r, size) for r in rows), default=0) + 40  # row labels + the rotated y-axis title
+    top = 14.0
+    grid_w, grid_h = cell_w * len(columns), cell_h * len(rows)
+    col_drop = max((text_width(c, size) for c in columns), default=0) * math.sin(math.radians(40))
+    bottom = col_drop + 40  # rotated column labels + the x-axis title
+    legend_x = left + grid_w + 30
+    width = legend_x + 84  # colour bar, tick values and the rotated legend title
+    bar_h = max(grid_h, 140) - 20  # the colour bar keeps a readable length for one or two rows
+    height = max(top + grid_h + bottom, top + bar_h + 30)
+    limit = max((abs(v) for v in values.values() if math.isfinite(v)), default=0.0) or 1.0
+    tips = tooltips or {}
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" style="{FONT}">',
+        f'<defs><linearGradient id="{id_prefix}-scale" x1="0" y1="1" x2="0" y2="0">'
+        f'<stop offset="0%" stop-color="{diverging_colour(-limit, limit)}"/>'
+        '<stop offset="50%" stop-color="rgb(255,255,255)"/>'
+        f'<stop offset="100%" stop-color="{diverging_colour(limit, limit)}"/></linearGradient></defs>',
+    ]
+    for i, row in enumerate(rows):
+        y = top + i * cell_h
+        out.append(
+            f'<text x="{left - 8:.1f}" y="{y + cell_h / 2 + 4:.1f}" text-anchor="end" font-size="{size}">'
+            f"{escape(row)}</text>"
+        )
+        for j, column in enumerate(columns):
+            x = left + j * cell_w
+            key = (row, column)
+            value = values.get(key)
+            present = value is not None and math.isfinite(value)
+            fill = diverging_colour(value, limit) if present else MISSING  # type: ignore[arg-type]
+            ink = "#fff" if present and abs(value) / limit > 0.6 else "#111"  # type: ignore[arg-type]
+            label = labels.get(key, "—") if present else "—"
+            tip = f"<title>{escape(tips[key])}</title>" if key in tips else ""
+            out.append(
+                f'<g class="cell">{tip}<rect x="{x:.1f}" y="{y:.1f}" width="{cell_w:.1f}" height="{cell_h:.1f}" '
+                f'fill="{fill}" stroke="#fff" stroke-width="1.5"/>'
+                f'<text x="{x + cell_w / 2:.1f}" y="{y + cell_h / 2 + 4:.1f}" text-anchor="middle" '
+                f'font-size="{size}" fill="{ink}">{escape(label)}</text></g>'
+            )
+    for j, column in enumerate(columns):
+        x, y = left + (j + 0.5) * cell_w, top + grid_h + 12
+        out.append(
+            f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="end" font-size="{size}" '
+            f'transform="rotate(-40 {x:.1f} {y:.1f})">{escape(column)}</text>'
+        )
+    out.append(
+        f'<text x="{left + grid_w / 2:.1f}" y="{top + grid_h + bottom - 10:.1f}" text-anchor="middle" font-size="13" '
+        f'font-weight="600">{escape(x_label)}</text>'
+    )
+    cy = top + grid_h / 2
+    out.append(
+        f'<text x="14" y="{cy:.1f}" text-anchor="middle" font-size="13" font-weight="600" '
+        f'transform="rotate(-90 14 {cy:.1f})">{escape(y_label)}</text>'
+    )
+    out.append(
+        f'<rect x="{legend_x:.1f}" y="{top + 10:.1f}" width="16" height="{bar_h:.1f}" '
+        f'fill="url(#{id_prefix}-scale)" stroke="#999"/>'
+    )
+    for value, share in ((limit, 0.0), (0.0, 0.5), (-limit, 1.0)):
+        tick = f"{value:+.2g}" if value else "0"
+        y = top + 10 + share * bar_h
+        out.append(
+            f'<line x1="{legend_x + 16:.1f}" x2="{legend_x + 21:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#555"/>'
+            f'<text x="{legend_x + 24:.1f}" y="{y + 4:.1f}" font-size="{small}">{tick}</text>'
+        )
+    lx, ly = legend_x + 62, top + 10 + bar_h / 2
+    out.append(
+        f'<text x="{lx:.1f}" y="{ly:.1f}" text-anchor="middle" font-size="{small}" '
+        f'transform="rotate(-90 {lx:.1f} {ly:.1f})">{escape(legend_label)}</text>'
+    )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def scatter(
+    points: Sequence[tuple[str, float, float]],
+    *,
+    x_label: str,
+    y_label: str,
+    width: float = 720,
+    height: float = 460,
+    point_class: str = "point",
+) -> str:
+    """A scatter plot of ``(label, x, y)`` points, each labelled beside its marker, with ticked, titled axes."""
+    size = 12
+    label_room = max((text_width(p[0], size) for p in points), default=0) + 12
+    left, right, top, bottom = 64.0, min(label_room, width * 0.35), 16.0, 52.0
+    xs = [p[1] for p in points] or [0.0]
+    ys = [p[2] for p in points] or [0.0]
+
+    def padded(values: list[float]) -> tuple[float, float]:
+        low, high = min(values), max(values)
+        span = high - low or max(abs(high), 1.0)
+        return low - 0.08 * span, high + 0.08 * span
+
+    (x0, x1), (y0, y1) = padded(xs), padded(ys)
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def px(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * plot_w
+
+    def py(y: float) -> float:
+        return top + (1 - (y - y0) / (y1 - y0)) * plot_h
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="scatter" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" style="{FONT}">',
+        f'<rect x="{left}" y="{top}" width="{plot_w:.1f}" height="{plot_h:.1f}" fill="#fafafa" stroke="#888"/>',
+    ]
+    for tick in nice_ticks(x0, x1):
+        x = px(tick)
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h:.1f}" stroke="#e2e2e2"/>'
+            f'<text x="{x:.1f}" y="{top + plot_h + 16:.1f}" text-anchor="middle" font-size="11">'
+            f"{_fmt_tick(tick)}</text>"
+        )
+    for tick in nice_ticks(y0, y1):
+        y = py(tick)
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e2e2e2"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{_fmt_tick(tick)}</text>'
+        )
+    for label, x, y in points:
+        cx, cy = px(x), py(y)
+        out.append(
+            f'<g class="{escape(point_class)}"><title>{escape(label)}: ({x:.3g}, {y:.3g})</title>'
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5.5" fill="rgb(5,113,176)" stroke="#fff"/>'
+            f'<text x="{cx + 8:.1f}" y="{cy + 4:.1f}" font-size="{size}">{escape(label)}</text></g>'
+        )
+    out.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 12:.1f}" text-anchor="middle" font-size="13" '
+        f'font-weight="600">{escape(x_label)}</text>'
+    )
+    cy = top + plot_h / 2
+    out.append(
+        f'<text x="16" y="{cy:.1f}" text-anchor="middle" font-size="13" font-weight="600" '
+        f'transform="rotate(-90 16 {cy:.1f})">{escape(y_label)}</text>'
+    )
+    out.append("</svg>")
+    return "".join(out)

@@ -1,0 +1,205 @@
+"""The HTML report: built from a small real workspace (real tasks, real embeddings, a stored divergence ranking,
+measured gains written through the store API and a real evaluation), checked for content, then rendered in
+headless Chromium (screenshot kept under test-artifacts/)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from store.catalog import put_task, put_transfer_gains
+from store.tasks import load_task_dir
+from store.workspace import Workspace
+
+TASKS = ("uci_sentiment_yelp", "uci_sentiment_amazon", "tweeteval_stance_atheism")
+TARGET = "uci_sentiment_yelp"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+# The real run behind the report (embedding ~2,000 texts, ranking, evaluating) takes about a minute on 2 busy cores,
+# like the other real-flow tests; the checks on top of it take seconds (Chromium: about 2 s).
+real_run = pytest.mark.slow
+
+
+def _gains(baseline: float, means: dict[str, float], std: float = 0.004) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "source": list(means),
+            "baseline_mean": baseline,
+            "source_mean": list(means.values()),
+            "mean_gain": [m - baseline for m in means.values()],
+            "std_gain": std,
+            "positive_share": [1.0 if m > baseline else 0.0 for m in means.values()],
+            "p_value": float("nan"),
+            "n_seeds": 3,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, Path]:
+    """A workspace with three real tasks, their train embeddings, a centroid-cosine/MMD ranking for TARGET, measured
+    gains for two targets and an evaluation; and its report."""
+    from flows import embed_tasks, evaluate_rankings, rank_sources
+    from reports.html import build_report
+
+    ws = Workspace(tmp_path_factory.mktemp("report") / "ws")
+    for name in TASKS:
+        put_task(ws, load_task_dir(shared_tasks / name))
+    embed_tasks(tasks=list(TASKS), splits=["train"], device="cpu", workspace=str(ws.root))
+    rank_sources(
+        target=TARGET, sources=list(TASKS[1:]), methods=("centroid-cosine", "mmd"), device="cpu", workspace=str(ws.root)
+    )
+    put_transfer_gains(
+        ws, "cfg", TARGET, _gains(0.80, {"uci_sentiment_amazon": 0.812, "tweeteval_stance_atheism": 0.79}), "m1"
+    )
+    put_transfer_gains(
+        ws, "cfg", "tweeteval_stance_atheism", _gains(0.60, {"uci_sentiment_amazon": 0.61, TARGET: 0.605}), "m1"
+    )
+    put_transfer_gains(
+        ws, "cfg", "uci_sentiment_amazon", _gains(0.85, {TARGET: 0.86, "tweeteval_stance_atheism": 0.84}), "m1"
+    )  # with the atheism target: a source prior for both of TARGET's sources
+    evaluate_rankings(target=TARGET, workspace=str(ws.root))
+    return ws, build_report(ws, ws.root / "report")
+
+
+@real_run
+def test_report_content(report):
+    ws, index = report
+    assert index == ws.root / "report" / "index.html" and index.is_file()
+    assert not [p for p in index.parent.iterdir() if p.name != "index.html"]  # no temporary files left behind
+    page = index.read_text(encoding="utf-8")
+    for name in TASKS:
+        assert name in page
+    # 1. heatmap of measured gains, in points: mean ± std per cell, a colour scale
+    heat = re.search(r'<svg[^>]*class="heatmap".*?</svg>', page, re.S)
+    assert heat is not None
+    assert "+1.2 ± 0.4" in heat.group(0) and "-1.0 ± 0.4" in heat.group(0) and "+0.5 ± 0.4" in heat.group(0)
+    assert "mean gain (points)" in heat.group(0) and "linearGradient" in heat.group(0)
+    assert "source task" in heat.group(0) and "target task" in heat.group(0)
+    # 2. predicted rankings beside the measured one
+    ranking = page[page.index('id="rankings"') : page.index('id="quality"')]
+    assert f"target {TARGET}" in ranking and "measured (gain, points)" in ranking
+    assert "centroid-cosine (score; higher is better)" in ranking and "mmd (score; lower is better)" in ranking
+    assert "No rankings stored for tweeteval_stance_atheism yet" in ranking  # gains but no ranking: a note
+    # 3. the quality table, baselines included
+    quality = page[page.index('id="quality"') : page.index('id="map"')]
+    assert 'class="quality"' in quality and "spearman" in quality and "regret@1" in quality
+    for method in ("centroid-cosine", "mmd", "random", "source-prior"):
+        assert f"<td>{method}</td>" in quality
+    # 4. the PCA map: one point per embedded task
+    scatter = re.search(r'<svg[^>]*class="scatter".*?</svg>', page, re.S)
+    assert scatter is not None and scatter.group(0).count('class="task-point"') == len(TASKS)
+    assert "PC1 (" in scatter.group(0) and "% of variance)" in scatter.group(0)
+    # 5. no selection tables yet
+    assert "No selections stored." in page
+    # 6. run metadata
+    runs = page[page.index('id="runs"') :]
+    for flow in ("embed_tasks", "rank_sources", "evaluate_rankings"):
+        assert f"<td>{flow}</td>" in runs
+    assert "all-MiniLM-L6-v2" in runs and "torch " in runs and "python " in runs and "<td>completed" in runs
+    assert "total_s " in runs  # timings
+    # offline: nothing fetched from elsewhere, no script
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', page) and "<script" not in page
+
+
+@real_run
+def test_report_cli_and_target(report, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    ws, _ = report
+    shown = CliRunner().invoke(
+        app, ["--workspace", str(ws.root), "report", "--target", TARGET, "--out", str(tmp_path / "site")]
+    )
+    assert shown.exit_code == 0, shown.output
+    page = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert str(tmp_path / "site" / "index.html") in shown.output.replace("\n", "")
+    assert f"TransferScope report: {TARGET}" in page and 'class="heatmap"' in page
+    heat = re.search(r'<svg[^>]*class="heatmap".*?</svg>', page, re.S)
+    assert heat is not None and "+0.5 ± 0.4" not in heat.group(0)  # the other target's row is left out
+    missing = CliRunner().invoke(app, ["--workspace", str(ws.root), "report", "--target", "nope"])
+    assert missing.exit_code == 2 and "No task 'nope'" in missing.output
+
+
+def test_report_empty_and_escaped(tmp_path):
+    from reports.html import build_report
+
+    page = build_report(tmp_path / "empty").read_text(encoding="utf-8")
+    assert "This workspace is empty" in page
+    ws = Workspace(tmp_path / "ws")
+    put_transfer_gains(ws, "cfg", "t<1>", _gains(0.5, {"<img src=x onerror=alert(1)>": 0.6}), "m")
+    page = build_report(ws, tmp_path / "site").read_text(encoding="utf-8")
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "t&lt;1&gt;" in page
+    assert "+10.0 ± 0.4" in page
+    assert "No train-split embeddings stored yet" in page and "No ranking-quality evaluation stored yet" in page
+
+
+def _png_summary(path: Path) -> tuple[int, int, int]:
+    """(width, height, distinct byte values in the decompressed image data) of a PNG file."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    chunks, offset = [], 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        if kind == b"IDAT":
+            chunks.append(data[offset + 8 : offset + 8 + length])
+        offset += 12 + length
+    return width, height, len(set(zlib.decompress(b"".join(chunks))))
+
+
+def _chromium(index: Path, profile: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *flags,
+        index.as_uri(),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, f"chromium failed ({done.returncode}):\n{done.stderr[-3000:]}"
+    return done
+
+
+@real_run
+def test_report_renders_in_chromium(report, tmp_path):
+    assert Path(CHROMIUM).exists() or shutil.which("chromium"), (
+        "Chromium is not installed: the report's browser test needs it (`apt-get install -y chromium`; .ci/run "
+        "installs it before `make test`)."
+    )
+    _, index = report
+    page = index.read_text(encoding="utf-8")
+    dom = _chromium(index, tmp_path / "profile-dom", "--dump-dom")
+    assert dom.stdout.count("<svg") == page.count("<svg") == 2, "every figure must be in the rendered DOM"
+    assert 'class="heatmap"' in dom.stdout and 'class="scatter"' in dom.stdout
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    shot.unlink(missing_ok=True)
+    rendered = _chromium(index, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,2000")
+    for done in (dom, rendered):
+        errors = [
+            line for line in done.stderr.splitlines() if "Uncaught" in line or re.search(r"CONSOLE.*[Ee]rror", line)
+        ]
+        assert not errors, "console errors:\n" + "\n".join(errors)
+    assert shot.is_file(), f"no screenshot written:\n{rendered.stderr[-3000:]}"
+    width, height, distinct = _png_summary(shot)
+    assert (width, height) == (1280, 2000)
+    assert shot.stat().st_size > 20_000 and distinct > 50, "the screenshot looks blank"
