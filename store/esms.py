@@ -78,16 +78,6 @@ def put_esm(
     return key
 
 
-def latest_esms(ws: Workspace, base_fp: str) -> dict[str, EmbeddingSpaceMap]:
-    """The newest valid ESM of every source for one base model: {source: ESM}."""
-    maps = {}
-    for row in ws.read("latest_esms", {"base_fp": base_fp}).itertuples():
-        esm = find_esm(ws, row.cache_key)
-        if esm is not None:
-            maps[row.source] = esm
-    return maps
-
-
 def list_esms(ws: Workspace) -> pd.DataFrame:
     return ws.read("all_esms")
 

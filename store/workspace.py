@@ -219,18 +219,6 @@ class Workspace:
 
     # ------------------------------------------------------------------------------------ snapshots/views
 
-    def table_names(self) -> list[str]:
-        with self._lock.hold():
-            con = self._connect()
-            try:
-                rows = con.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-                    "AND table_type = 'BASE TABLE' ORDER BY table_name"
-                ).fetchall()
-            finally:
-                con.close()
-        return [r[0] for r in rows]
-
     def _export_snapshots(self) -> None:
         """Rewrite ``tables/<t>.parquet`` for every catalog table (atomically), then sync the views database.
         Called with the lock held, after a commit."""

@@ -79,7 +79,7 @@ def test_failed_migration_leaves_nothing(tmp_path):
     with pytest.raises(duckdb.Error):
         Workspace(tmp_path / "ws", schema_dir=schema)
     ws = Workspace(tmp_path / "ws")
-    assert "half" not in ws.table_names()
+    assert "half" not in ws.view_definitions() and not (ws.tables_dir / "half.parquet").exists()
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
