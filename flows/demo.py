@@ -69,8 +69,8 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
     for task in tasks:
         changed = put_task(ws, task)
         console.print(f"{task.name}: {task.kind}/{task.input}, {task.counts()}{'' if changed else ' (unchanged)'}")
-    console.rule("2. Embeddings (all-MiniLM-L6-v2, mean pooling, cached by content)")
-    results = embed_tasks(tasks=[t.name for t in tasks], device=device, workspace=str(ws.root))
+    console.rule("2. Embeddings of the training splits (all-MiniLM-L6-v2, mean pooling, cached by content)")
+    results = embed_tasks(tasks=[t.name for t in tasks], splits=["train"], device=device, workspace=str(ws.root))
     total = sum(r["n"] for r in results)
     computed = [r for r in results if not r["cached"]]
     console.print(
