@@ -171,6 +171,7 @@ def build_source_esm(
     x, y = base.encode(data.texts, data.pairs), tuned_encoder.encode(data.texts, data.pairs)
     held = max(1, len(x) // 10)
     esm = EmbeddingSpaceMap().fit(x[held:], y[held:])
+    heldout, identity = esm.mse(x[:held], y[:held]), float(np.mean((x[:held] - y[:held]) ** 2))
     key = put_esm(
         ws,
         esm,
@@ -178,16 +179,11 @@ def build_source_esm(
         base_fp=base.fingerprint,
         source=source,
         data_hash=data.data_hash,
-        heldout_mse=esm.mse(x[:held], y[:held]),
-        identity_mse=float(np.mean((x[:held] - y[:held]) ** 2)),
+        heldout_mse=heldout,
+        identity_mse=identity,
         run_id=run_id,
     )
-    logger.info(
-        "%s: ESM fitted (held-out MSE %.2e vs identity %.2e)",
-        source,
-        esm.mse(x[:held], y[:held]),
-        float(np.mean((x[:held] - y[:held]) ** 2)),
-    )
+    logger.info("%s: ESM fitted (held-out MSE %.2e vs identity %.2e)", source, heldout, identity)
     return key
 
 
