@@ -252,6 +252,82 @@ def evaluate(ctx: typer.Context, target: Annotated[str, typer.Argument(help="Tar
     print_frame(table[keep].reset_index(), title=f"ranking quality for {target}")
 
 
+SELECT_BUDGET_HELP = (
+    "A fraction in (0, 1] of the pool (1.0 = the whole pool), a count >= 1 (1 = one example), or 'auto' for GIO's "
+    "own stopping rule."
+)
+
+
+def parse_budget(text: str) -> int | float | None:
+    """CLI budget: '0.2' → 0.2 (a fraction), '500' → 500 (a count), 'auto' → None."""
+    if text == "auto":
+        return None
+    try:
+        return int(text) if text.isdigit() else float(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected a fraction, a count or 'auto'; got {text!r}", param_hint="--budget"
+        ) from None
+
+
+@app.command()
+def select(
+    ctx: typer.Context,
+    pool: Annotated[str, typer.Argument(help="Task holding the candidate training pool.")],
+    target: Annotated[list[str], typer.Option(help="Target task(s) whose distribution the subset should match.")],
+    method: Annotated[str, typer.Option(help="gio or random.")] = "gio",
+    budget: Annotated[str, typer.Option(help=SELECT_BUDGET_HELP)] = "0.2",
+    pool_split: Annotated[str, typer.Option(help="Split of the pool to select from.")] = "train",
+    target_split: Annotated[str, typer.Option(help="Split of the targets to match.")] = "train",
+    quantize: Annotated[
+        bool | None, typer.Option(help="GIO on k-means clusters (default: when the pool exceeds 50,000 rows).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling, start sets and k-means.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Also export the subset here (.jsonl, .csv or .parquet) with a .meta.json.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
+) -> None:
+    """Select a training subset of POOL for the --target task(s), store it, and optionally export it."""
+    from flows.select import plan_selection, select_training_subset
+    from store.results import Results
+    from store.selections import export_selection, find_selection
+
+    options: dict[str, Any] = {
+        "method": method,
+        "budget": parse_budget(budget),
+        "pool_split": pool_split,
+        "target_split": target_split,
+        "quantize": quantize,
+        "seed": seed,
+        "device": ctx.obj["device"],
+        "workspace": ctx.obj["workspace"],
+    }
+    try:
+        plan = plan_selection(pool, target, **options)
+    except (ValueError, KeyError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    embeds = ", ".join(f"{e['task']}/{e['split']} ({e['n']} texts)" for e in plan["to_embed"]) or "nothing"
+    console.print(
+        f"plan: {method} on {plan['n_pool']} pool examples ({plan['leaked_dropped']} dropped as leaked into a target's "
+        f"evaluation data), {plan['n_target']} target examples, budget "
+        f"{plan['n_budget'] if plan['n_budget'] is not None else 'GIO stopping rule'}"
+        f"{', quantised' if plan['quantize'] else ''}; embed {embeds}; about {plan['estimated_s']:.0f} s"
+        + (" (already stored)" if plan["stored"] else "")
+    )
+    if dry_run:
+        return
+    summary = select_training_subset(pool, target, **options)
+    ids, frame = Results(ctx.obj["workspace"]).select_subset(pool, target, method, options["budget"])
+    console.print(f"subset {summary['subset_id']}: {len(ids)} of {plan['n_pool']} examples")
+    print_frame(frame.head(10)[["rank", "example_id", "text", "label", "score"]], title="first picks")
+    if out is not None:
+        ws = Workspace(ctx.obj["workspace"])
+        written = export_selection(ws, find_selection(ws, summary["subset_id"]), out)
+        console.print(f"exported to {written[0]} (metadata: {written[1]})")
+
+
 @esm_app.command("build")
 def esm_build(
     ctx: typer.Context,

@@ -8,7 +8,7 @@ are embedded, and there is no JavaScript. Sections:
 2. per target, each method's newest predicted ranking (``pair_scores``) beside the measured ranking;
 3. ranking quality (``Results.method_quality``);
 4. a 2-D PCA map of the tasks' train-split embedding centroids (``embedding_vectors``, one encoder config);
-5. data-selection summaries when such tables exist (``example_scores``, ``selections``);
+5. the stored training subsets (``selections``, with their ``example_scores`` counts);
 6. metadata of the most recent runs (model, library versions, config hash, timings, status).
 
 Reads go through ``Workspace.sql`` (the views) and `store.results.Results` only. Every text from the store is
@@ -33,7 +33,6 @@ from store.artifacts import replace_atomically
 from store.results import Results
 from store.workspace import Workspace
 
-SELECTION_TABLES = ("example_scores", "selections")
 RECENT_RUNS = 25
 QUALITY_ORDER = ("regret@1", "regret@3", "ndcg@5", "spearman", "kendall", "top1_hit")  # shown; the rest: Results
 
@@ -291,20 +290,42 @@ def map_section(ws: Workspace) -> str:
 
 
 def selections_section(ws: Workspace, views: set[str]) -> str:
-    """Section 5: data-selection tables, when they exist."""
+    """Section 5: the stored training subsets (newest first) and how many per-example scores back them."""
     out = ['<h2 id="selections">5. Data selection</h2>']
-    present = [t for t in SELECTION_TABLES if t in views]
-    if not present:
+    if "selections" not in views:
         return "".join(out) + _note("No selections stored.")
-    for name in present:
-        count = int(ws.sql(f'SELECT count(*) AS n FROM "{name}"').n.iloc[0])  # names from a fixed list
-        head = ws.sql(f'SELECT * FROM "{name}" LIMIT 20')
-        out.append(f"<h3>{escape(name)}: {count} rows</h3>")
-        if head.empty:
-            out.append(_note("No rows yet."))
-            continue
-        rows = [[_fmt(v) for v in r] for r in head.itertuples(index=False)]
-        out.append(_table([str(c) for c in head.columns], rows))
+    stored = ws.sql(
+        "SELECT s.subset_id, s.pool, s.targets, s.method, s.budget, s.budget_kind, s.n_selected, s.n_pool, "
+        "s.created_at, count(e.example_id) AS n_scores FROM selections s LEFT JOIN example_scores e "
+        "ON e.config_hash = json_extract_string(s.params_json, '$.score_config') AND e.pool = s.pool "
+        "GROUP BY ALL ORDER BY s.created_at DESC"
+    )
+    if stored.empty:
+        return "".join(out) + _note("No selections stored.")
+    headers = ["subset", "pool", "targets", "method", "budget", "selected", "share of pool", "scores", "created"]
+    rows = []
+    for r in stored.itertuples(index=False):
+        budget = "method's own stop" if r.budget_kind == "method" else _fmt(r.budget, 2) + f" ({r.budget_kind})"
+        rows.append(
+            [
+                f"<code>{escape(r.subset_id)}</code>",
+                _fmt(r.pool),
+                _fmt(", ".join(r.targets)),
+                _fmt(r.method),
+                budget,
+                f"{r.n_selected} / {r.n_pool}",
+                f"{r.n_selected / r.n_pool:.1%}",
+                str(r.n_scores),
+                _fmt(r.created_at),
+            ]
+        )
+    out.append(_table(headers, rows, css_class="selections"))
+    out.append(
+        _note(
+            "Read a subset with Results.select_subset(pool, targets, method, budget); export it with "
+            "`transferscope select ... --out FILE`."
+        )
+    )
     return "".join(out)
 
 

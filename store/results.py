@@ -1,16 +1,21 @@
 """The read-only results API: stored rankings as pandas DataFrames.
 
 ``Results(workspace).recommend_sources(target, k=5, method="esm-logme")`` returns the newest run's ranking of one
-method for one target; ``compare_methods(target)`` puts every stored method side by side. Nothing here computes:
-rankings come from the ``rank_sources`` flow (``transferscope rank TARGET``).
+method for one target; ``compare_methods(target)`` puts every stored method side by side; ``method_quality()``
+scores the rankings against measured transfer; ``select_subset(pool, targets, method, budget)`` returns a stored
+training subset. Nothing here computes: rankings come from the ``rank_sources`` flow (``transferscope rank
+TARGET``), subsets from ``select_training_subset`` (``transferscope select``).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+from collections.abc import Sequence
 
 import pandas as pd
 
+from store.selections import budget_kind, selection_frame
 from store.workspace import Workspace
 
 
@@ -68,3 +73,37 @@ class Results:
         return rows.pivot_table(
             index=["target", "method"], columns="metric", values="value", dropna=False
         ).reset_index()
+
+    def select_subset(
+        self, pool: str, targets: str | Sequence[str], method: str = "gio", budget: int | float | None = 0.2
+    ) -> tuple[list[str], pd.DataFrame]:
+        """The newest stored subset of ``pool`` for ``targets`` by ``method`` at ``budget`` (a float in (0, 1] is a
+        fraction of the pool: ``1.0`` the whole pool; an int ≥ 1 a count: ``1`` one example; None the method's own
+        stopping rule). Returns (example ids in selection order, a DataFrame with rank, example_id, text,
+        text_pair, label, score); ``frame.attrs`` holds the subset id, run id and parameters."""
+        names = [targets] if isinstance(targets, str) else list(targets)
+        kind = budget_kind(budget)
+        row = self.workspace.read(
+            "latest_selection",
+            {
+                "pool": pool,
+                "targets": names,
+                "method": method,
+                "budget_kind": kind,
+                "budget": None if budget is None else float(budget),
+            },
+        )
+        if row.empty:
+            flags = " ".join(f"--target {shlex.quote(t)}" for t in names)
+            budget_flag = "" if budget is None else f" --budget {budget}"
+            raise LookupError(
+                f"No {method!r} subset of pool {pool!r} for targets {names} at budget {budget!r} is stored; compute it "
+                f"with `transferscope select {shlex.quote(pool)} {flags} --method {method}{budget_flag}` (or "
+                "flows.select_training_subset)."
+            )
+        selection = row.iloc[0]
+        frame = selection_frame(self.workspace, selection)
+        frame.attrs.update(
+            subset_id=selection.subset_id, run_id=selection.run_id, params=selection.params_json, method=method
+        )
+        return frame.example_id.tolist(), frame

@@ -1,5 +1,5 @@
 """The HTML report: built from a small real workspace (real tasks, real embeddings, a stored divergence ranking,
-measured gains written through the store API and a real evaluation), checked for content, then rendered in
+a GIO subset, measured gains written through the store API and a real evaluation), checked for content, then rendered in
 headless Chromium (screenshot kept under test-artifacts/)."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _gains(baseline: float, means: dict[str, float], std: float = 0.004) -> pd.D
 def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, Path]:
     """A workspace with three real tasks, their train embeddings, a centroid-cosine/MMD ranking for TARGET, measured
     gains for two targets and an evaluation; and its report."""
-    from flows import embed_tasks, evaluate_rankings, rank_sources
+    from flows import embed_tasks, evaluate_rankings, rank_sources, select_training_subset
     from reports.html import build_report
 
     ws = Workspace(tmp_path_factory.mktemp("report") / "ws")
@@ -66,6 +66,9 @@ def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, 
         ws, "cfg", "uci_sentiment_amazon", _gains(0.85, {TARGET: 0.86, "tweeteval_stance_atheism": 0.84}), "m1"
     )  # with the atheism target: a source prior for both of TARGET's sources
     evaluate_rankings(target=TARGET, workspace=str(ws.root))
+    select_training_subset(
+        "uci_sentiment_amazon", TARGET, method="gio", budget=40, device="cpu", workspace=str(ws.root)
+    )
     return ws, build_report(ws, ws.root / "report")
 
 
@@ -97,8 +100,10 @@ def test_report_content(report):
     scatter = re.search(r'<svg[^>]*class="scatter".*?</svg>', page, re.S)
     assert scatter is not None and scatter.group(0).count('class="task-point"') == len(TASKS)
     assert "PC1 (" in scatter.group(0) and "% of variance)" in scatter.group(0)
-    # 5. no selection tables yet
-    assert "No selections stored." in page
+    # 5. the stored subset, with its per-example scores
+    selections = page[page.index('id="selections"') : page.index('id="runs"')]
+    assert 'class="selections"' in selections and "<td>40 / 800</td>" in selections and "<td>5.0%</td>" in selections
+    assert "<td>gio</td>" in selections and "<td>40</td>" in selections and "(count)" in selections
     # 6. run metadata
     runs = page[page.index('id="runs"') :]
     for flow in ("embed_tasks", "rank_sources", "evaluate_rankings"):

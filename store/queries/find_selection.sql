@@ -1,0 +1,4 @@
+SELECT subset_id, pool, pool_split, pool_hash, targets, method, budget, budget_kind, n_pool, n_selected, params_json,
+       run_id, created_at
+FROM selections
+WHERE subset_id = $subset_id;
