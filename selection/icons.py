@@ -1,0 +1,86 @@
+"""ICONS: influence consensus for data selection (Wu et al. 2024/2025, "ICONS: Influence Consensus for
+Vision-Language Data Selection"; code princetonvisualai/icons, built on LESS, Xia et al. 2024).
+
+Inputs are projected per-example gradient features (`selection.gradients`): the pool's training gradients
+T [N, k] and, per target task τ, gradients of that task's examples V_τ [M_τ, k], all row-L2-normalised.
+
+- Specialist (LESS influence) of candidate i for task τ:  I_τ(i) = mean_j cos(T_i, V_τ,j) = T̂_i · mean_j V̂_τ,j.
+- Generalist (consensus): each task votes for the candidates in its top ``top_fraction`` (p = 20%): v(i) =
+  Σ_τ 1[I_τ(i) ≥ q_τ] with q_τ the influence of task τ's ⌈p·N⌉-th best candidate. Candidates are ordered by
+  votes, ties broken by the mean over tasks of the z-scored influence (the reference breaks ties by argsort order;
+  METHODS.md asks for the mean influence), then by index; the subset is the first ``budget`` of that order.
+
+Gradients are plain loss gradients for both sides (SGD, as the released ICONS scripts pass; LESS proper uses
+Adam-preconditioned training gradients).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from selection.budget import resolve_budget
+
+_OWNER = "icons_select"
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def specialist_influence(train: np.ndarray, target: np.ndarray, *, block: int = 65536) -> np.ndarray:
+    """I(i) = mean_j cos(train_i, target_j), float64 [N], for ``train`` [N, k] and ``target`` [M, k] (any float
+    dtype, e.g. fp16 from storage), computed blockwise over the pool."""
+    train, target = np.asarray(train), np.asarray(target)
+    if train.ndim != 2 or target.ndim != 2 or train.shape[1] != target.shape[1] or not len(target):
+        raise ValueError(
+            "The 'train' and 'target' parameters of specialist_influence must be 2-D with the same number of "
+            f"columns and at least one target row. Got shapes {train.shape} and {target.shape}."
+        )
+    direction = _unit_rows(target.astype(np.float64)).mean(0)
+    return np.concatenate(
+        [_unit_rows(train[s : s + block].astype(np.float64)) @ direction for s in range(0, len(train), block)]
+    )
+
+
+@dataclass(frozen=True)
+class ConsensusResult:
+    """``order``: pool indices in selection order [b]; ``votes`` [N]; ``consensus`` [N] (mean z-scored influence,
+    the tie-breaker and the per-example score); ``thresholds``: each task's top-p influence threshold."""
+
+    order: np.ndarray
+    votes: np.ndarray
+    consensus: np.ndarray
+    thresholds: dict[str, float]
+
+
+def icons_select(
+    influences: Mapping[str, np.ndarray], budget: int | float, *, top_fraction: float = 0.2
+) -> ConsensusResult:
+    """The generalist selection (see the module docstring) from per-task specialist ``influences`` {task: [N]}."""
+    if not influences:
+        raise ValueError(f"The 'influences' parameter of {_OWNER} must hold at least one task. Got none.")
+    if not (isinstance(top_fraction, float) and 0 < top_fraction <= 1):
+        raise ValueError(f"The 'top_fraction' parameter of {_OWNER} must be a float in (0, 1]. Got {top_fraction!r}.")
+    matrix = np.stack([np.asarray(v, dtype=np.float64) for v in influences.values()])  # [tasks, N]
+    if matrix.ndim != 2 or not np.isfinite(matrix).all():
+        raise ValueError(f"The 'influences' parameter of {_OWNER} must map tasks to finite 1-D arrays of one length.")
+    n = matrix.shape[1]
+    count = resolve_budget(_OWNER, budget, n)
+    top = max(1, math.ceil(top_fraction * n))
+    thresholds = -np.sort(-matrix, axis=1)[:, top - 1]
+    votes = (matrix >= thresholds[:, None]).sum(0)
+    spread = matrix.std(axis=1, keepdims=True)
+    z = np.divide(matrix - matrix.mean(axis=1, keepdims=True), spread, out=np.zeros_like(matrix), where=spread > 0)
+    consensus = z.mean(0)
+    order = np.lexsort((np.arange(n), -consensus, -votes))[:count]
+    return ConsensusResult(
+        order=order.astype(np.int64),
+        votes=votes,
+        consensus=consensus,
+        thresholds=dict(zip(influences, thresholds.tolist(), strict=True)),
+    )
