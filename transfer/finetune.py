@@ -161,13 +161,17 @@ def fine_tune(
     seed: int = 0,
     device: str | torch.device = "auto",
     progress: Callable[[int], None] | None = None,
+    on_step: Callable[[int, EncoderWithHead], None] | None = None,
 ) -> FineTuned:
     """Fine-tune ``model`` on (``texts``[, ``text_pairs``], ``labels``).
 
     ``n_classes`` = number of classes for classification (labels are class indices), ``None`` for regression.
     At most ``recipe.max_examples`` examples are used (a seeded sample without replacement). Randomness (sample,
     head initialisation, shuffling, dropout) comes only from ``seed``; the global torch RNG is left untouched.
-    ``progress`` is called with the number of examples done after every step.
+    ``progress`` is called with the number of examples done after every step. ``on_step`` is called after every
+    optimiser step (and its scheduler step) with the 1-based step number and the network, still in training mode;
+    a caller that keeps checkpoints copies ``network.state_dict()`` there (`selection.vog` does, at its chosen steps).
+    It runs inside the seeded RNG context: one that draws torch random numbers changes the rest of the run.
     """
     _check_inputs(texts, labels, text_pairs)
     if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 2):
@@ -224,6 +228,8 @@ def fine_tune(
                 losses.append(float(loss.detach()))
                 if progress is not None:
                     progress(len(index))
+                if on_step is not None:
+                    on_step(len(losses), network)
     network.eval()
     return FineTuned(
         model=network,
