@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from selection.gio import GIOSelector, gio_kl, gio_select, uniform_start
+from selection.gio import GIOSelector, _RemainingPool, gio_kl, gio_select, uniform_start
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gio"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())["cases"]
@@ -136,8 +137,16 @@ def test_stopping_criteria(inputs):
         ({"stop": "never"}, "The 'stop' parameter of gio_select must be one of"),
         ({"v_init": "zero"}, "The 'v_init' parameter of gio_select must be one of"),
         ({"lr": 0.0}, "The 'lr' parameter of gio_select must be a positive finite number. Got 0.0 instead."),
-        ({"stop": "budget"}, "The 'budget' parameter of gio_select must be an int in [1, 12]"),
-        ({"stop": "budget", "budget": 13}, "The 'budget' parameter of gio_select must be an int in [1, 12]"),
+        (
+            {"stop": "budget"},
+            "The 'budget' parameter of gio_select must be a float in (0, 1] "
+            "(a fraction of the pool) or an int in [1, 12]",
+        ),
+        (
+            {"stop": "budget", "budget": 13},
+            "The 'budget' parameter of gio_select must be a float in (0, 1] "
+            "(a fraction of the pool) or an int in [1, 12]",
+        ),
         ({"start": np.zeros((3, 2))}, "The 'start' parameter of gio_select must have 3 columns. Got 2."),
     ],
 )
@@ -158,16 +167,21 @@ def test_errors_on_shapes():
         gio_select(np.full((10, 3), np.nan), rng.normal(size=(12, 3)))
 
 
-def test_gio_subset_beats_random_subsets_on_real_embeddings(encoder, shared_tasks):
-    """Pool: 120 SST-2 + 120 TREC training texts; target: 60 MR test texts (all-MiniLM-L6-v2, d = 384). The GIO
-    picks' KL to the target is lower than that of every one of 20 random pool subsets of the same size."""
+@pytest.fixture(scope="module")
+def real_embeddings(encoder, shared_tasks) -> dict[str, np.ndarray]:
+    """Pool: 120 SST-2 + 120 TREC training texts; target: 60 MR test texts (all-MiniLM-L6-v2, d = 384, float32)."""
     from store.tasks import load_task_dir
 
     def texts(task: str, split: str, n: int) -> list[str]:
         return load_task_dir(shared_tasks / task).split(split).column("text").to_pylist()[:n]
 
-    pool = encoder.encode(texts("sst2", "train", 120) + texts("trec", "train", 120)).astype(np.float64)
-    target = encoder.encode(texts("mr", "test", 60)).astype(np.float64)
+    pool = encoder.encode(texts("sst2", "train", 120) + texts("trec", "train", 120))
+    return {"pool": pool, "target": encoder.encode(texts("mr", "test", 60))}
+
+
+def test_gio_subset_beats_random_subsets_on_real_embeddings(real_embeddings):
+    """The GIO picks' KL to the target is lower than that of every one of 20 random pool subsets of the same size."""
+    pool, target = real_embeddings["pool"].astype(np.float64), real_embeddings["target"].astype(np.float64)
     result = GIOSelector(stop="budget", budget=20, seed=0).fit(target, pool)
     picks = result.selected_
     assert np.mean(picks < 120) > 0.8  # sentiment texts (SST-2), not questions (TREC), for a sentiment target
@@ -175,3 +189,40 @@ def test_gio_subset_beats_random_subsets_on_real_embeddings(encoder, shared_task
     rng = np.random.default_rng(0)
     randoms = [gio_kl(target, pool[rng.choice(len(pool), len(picks), replace=False)]) for _ in range(20)]
     assert ours < min(randoms)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), dim=st.integers(1, 8), dtype=st.sampled_from([np.float32, np.float64]))
+def test_nearest_remaining_row_is_the_exact_float64_nearest(seed, dim, dtype):
+    """The float32 scoring with a rounding margin and float64 refinement picks what a float64 argmin over the
+    untaken rows picks (the lowest row on ties: duplicate rows are included), and never a taken row."""
+    rng = np.random.default_rng(seed)
+    pool = rng.normal(size=(60, dim)).astype(dtype)
+    pool[30:40] = pool[:10]  # exact duplicates
+    remaining = _RemainingPool(pool)
+    taken = np.zeros(len(pool), dtype=bool)
+    for _ in range(25):
+        v = rng.normal(size=dim) if rng.random() < 0.7 else pool[rng.integers(len(pool))].astype(np.float64)
+        pick = remaining.take(torch.from_numpy(np.asarray(v, dtype=np.float64)))
+        exact = np.linalg.norm(pool.astype(np.float64) - v, axis=1)
+        exact[taken] = np.inf
+        assert pick == int(np.argmin(exact))
+        taken[pick] = True
+    remaining.reset()
+    assert remaining.count == len(pool) and np.isfinite(remaining.masked.numpy()).all()
+
+
+def test_sizes_make_the_budget_count_examples(inputs):
+    """With ``sizes`` the budget counts the picks' sizes; the picks are the unweighted run's, cut where the sizes
+    reach the budget."""
+    target, pool, start = inputs["target_d8"], inputs["pool_d8"], inputs["start_d8"]
+    sizes = np.arange(1, len(pool) + 1) % 7 + 1
+    weighted = gio_select(target, pool, start=start, stop="budget", budget=30, sizes=sizes)
+    plain = gio_select(target, pool, start=start, stop="budget", budget=30)
+    count = len(weighted.selected)
+    assert weighted.selected.tolist() == plain.selected[:count].tolist()
+    assert sizes[weighted.selected].sum() >= 30 > sizes[weighted.selected[:-1]].sum()
+    with pytest.raises(ValueError, match="The 'sizes' parameter of gio_select applies only to stop='budget'"):
+        gio_select(target, pool, sizes=sizes)
+    with pytest.raises(ValueError, match="must be a 1-D array of 200 positive ints"):
+        gio_select(target, pool, stop="budget", budget=3, sizes=sizes[:-1])
