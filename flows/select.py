@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.embed import embed_split, embedding_key, load_encoder
+from flows.gradient_scores import ICONS_DEFAULTS, WARMUP_RECIPE, icons_order, labelled_rows, target_rows
 from selection import gio
 from selection.budget import resolve_budget
 from selection.random_baseline import random_select
@@ -29,10 +30,13 @@ from store.tasks import Task
 from store.workspace import Workspace
 from transfer.finetune import sample_indices
 
-METHODS = ("gio", "random")
+METHODS = ("gio", "icons", "random")
+GRADIENT_METHODS = ("icons",)
 QUANTIZE_ABOVE = 50_000  # plain GIO's nearest-candidate step is O(pool) per pick; cluster bigger pools first
 # Rough costs on 2 CPU cores (MEASURED.md, bench/gio.py), for the printed plan only.
 EMBED_TEXTS_PER_S = 290.0
+GRADIENT_FEATURES_PER_S = 60.0  # Kronecker path, last block + head, max_length 64 (bench/gradients.py)
+SECONDS_PER_EXAMPLE_EPOCH = 0.05
 GIO_SECONDS_PER_STEP_PER_TARGET_ROW = 2e-7
 KMEANS_FLOPS_PER_S = 5e10
 OWNER = "select_training_subset"
@@ -73,7 +77,8 @@ def plan_selection(
     device: str = "auto",
     quantize: bool | None = None,
     n_clusters: int = 1500,
-    gio_params: dict[str, Any] | None = None,
+    method_params: dict[str, Any] | None = None,
+    label_map: dict[str, str] | None = None,
     leakage_guard: bool = True,
     seed: int = 0,
     workspace: str | None = None,
@@ -112,7 +117,7 @@ def plan_selection(
         "batch_size": 64,
     }
     encoder = load_encoder(**encoder_config)
-    splits = [(pool, pool_split)] + [(t, target_split) for t in names]
+    splits = [(pool, pool_split)] + [(t, target_split) for t in names] if method == "gio" else []
     to_embed: list[dict[str, Any]] = []
     for name, split in splits:
         stored = get_task(ws, name)
@@ -120,6 +125,8 @@ def plan_selection(
         if ws.read("find_embedding", {"cache_key": key.cache_key}).empty:
             to_embed.append({"task": name, "split": split, "n": stored.counts()[split]})
     n_target = min(max_target_examples, sum(g.counts()[target_split] for g in goal_tasks))
+    if method in GRADIENT_METHODS:  # the label spaces must line up before anything is computed
+        target_rows(pool_task, goal_tasks, target_split, label_map, max_rows=1, seed=seed)
     use_quantized = method == "gio" and (n_pool > QUANTIZE_ABOVE if quantize is None else quantize)
     params = {
         "pool_split": pool_split,
@@ -128,7 +135,8 @@ def plan_selection(
         "encoder": encoder.cache_params(),
         "quantize": use_quantized,
         "n_clusters": n_clusters if use_quantized else None,
-        "gio_params": (gio_params or {}) if method == "gio" else None,
+        "method_params": (method_params or {}) if method != "random" else None,
+        "label_map": label_map if method in GRADIENT_METHODS else None,
         "leakage_guard": leakage_guard,
         "seed": seed,
     }
@@ -150,7 +158,11 @@ def plan_selection(
         if use_quantized:  # GIO on centroids picks clusters; k-means costs about 20 passes over the pool
             picks, rows = min(n_clusters, -(-picks * n_clusters // n_pool)), min(n_target, n_clusters)
             estimate += 20 * 2 * n_pool * n_clusters * 384 / KMEANS_FLOPS_PER_S
-        estimate += picks * (gio_params or {}).get("steps", 50) * rows * GIO_SECONDS_PER_STEP_PER_TARGET_ROW
+        estimate += picks * (method_params or {}).get("steps", 50) * rows * GIO_SECONDS_PER_STEP_PER_TARGET_ROW
+    if method == "icons":
+        fraction = (method_params or {}).get("warmup_fraction", ICONS_DEFAULTS["warmup_fraction"])
+        estimate += fraction * n_pool * WARMUP_RECIPE.epochs * SECONDS_PER_EXAMPLE_EPOCH
+        estimate += (n_pool + n_target * len(names)) / GRADIENT_FEATURES_PER_S
     return {
         "subset_id": subset_id,
         "stored": find_selection(ws, subset_id) is not None,
@@ -185,7 +197,8 @@ def select_training_subset(
     device: str = "auto",
     quantize: bool | None = None,
     n_clusters: int = 1500,
-    gio_params: dict[str, Any] | None = None,
+    method_params: dict[str, Any] | None = None,
+    label_map: dict[str, str] | None = None,
     leakage_guard: bool = True,
     seed: int = 0,
     dry_run: bool = False,
@@ -196,7 +209,7 @@ def select_training_subset(
     ``subset_id`` (read it with ``Results.select_subset``).
 
     ``method``: ``"gio"`` (Everaert & Potts 2023; its quantise-then-explode mode with ``n_clusters`` k-means
-    clusters when ``quantize`` or, with ``quantize=None``, above 50,000 pool rows; ``gio_params`` go to
+    clusters when ``quantize`` or, with ``quantize=None``, above 50,000 pool rows; ``method_params`` go to
     `selection.gio.gio_select`) or ``"random"``. ``budget``: a float in (0, 1] is a fraction of the pool (``1.0``
     the whole pool), an int ≥ 1 a count (``1`` one example); ``None`` lets GIO stop by its own criterion. With
     ``dry_run`` only the plan is returned (see `plan_selection`)."""
@@ -214,7 +227,8 @@ def select_training_subset(
         device=device,
         quantize=quantize,
         n_clusters=n_clusters,
-        gio_params=gio_params,
+        method_params=method_params,
+        label_map=label_map,
         leakage_guard=leakage_guard,
         seed=seed,
         workspace=workspace,
@@ -266,7 +280,43 @@ def select_training_subset(
 
 
 def _run_selection(ws: Workspace, plan: dict[str, Any], run_id: str) -> tuple[list[str], pd.DataFrame | None]:
-    """Embed (through the cache), run the method; returns (example ids in selection order, per-example scores)."""
+    """Run the planned method; returns (example ids in selection order, per-example scores or None)."""
+    params = plan["params"]
+    goal_tasks = [get_task(ws, t) for t in plan["targets"]]
+    pool_task, _ = _pool_rows(ws, plan["pool"], params["pool_split"], goal_tasks, params["leakage_guard"])
+    if plan["method"] == "random":
+        pool_ids = pool_task.split(params["pool_split"]).column("example_id").to_pylist()
+        return [pool_ids[i] for i in random_select(len(pool_ids), plan["budget"], seed=params["seed"])], None
+    if plan["method"] in GRADIENT_METHODS:
+        whole = get_task(ws, plan["pool"])
+        pool_rows = labelled_rows(whole, whole, params["pool_split"], None, max_rows=None, seed=0)
+        kept = set(pool_task.split(params["pool_split"]).column("example_id").to_pylist())
+        targets = target_rows(
+            whole,
+            goal_tasks,
+            params["target_split"],
+            params["label_map"],
+            max_rows=params["max_target_examples"],
+            seed=params["seed"],
+        )
+        return icons_order(
+            ws,
+            whole,
+            pool_rows,
+            np.array([eid in kept for eid in pool_rows.example_ids]),
+            targets,
+            plan["budget"],
+            params["method_params"],
+            model=plan["encoder_config"]["model"],
+            seed=params["seed"],
+            device=plan["encoder_config"]["device"],
+            run_id=run_id,
+        )
+    return _gio_order(ws, plan, pool_task, run_id)
+
+
+def _gio_order(ws: Workspace, plan: dict[str, Any], pool_task: Task, run_id: str) -> tuple[list[str], pd.DataFrame]:
+    """Embed pool and targets (through the cache), check one encoder made both, run GIO (quantised for big pools)."""
     params = plan["params"]
     config = plan["encoder_config"]
     splits = [(plan["pool"], params["pool_split"])] + [(t, params["target_split"]) for t in plan["targets"]]
@@ -282,9 +332,6 @@ def _run_selection(ws: Workspace, plan: dict[str, Any], run_id: str) -> tuple[li
         keys.append(key)
         loaded.append(found)
     check_same_space(keys[0], keys[1:])
-    pool_task, _ = _pool_rows(
-        ws, plan["pool"], params["pool_split"], [get_task(ws, t) for t in plan["targets"]], params["leakage_guard"]
-    )
     keep = set(pool_task.split(params["pool_split"]).column("example_id").to_pylist())
     all_ids, all_vectors = loaded[0]
     rows = np.flatnonzero([eid in keep for eid in all_ids])
@@ -292,10 +339,7 @@ def _run_selection(ws: Workspace, plan: dict[str, Any], run_id: str) -> tuple[li
     pool_vectors = all_vectors[rows]
     target_vectors = np.concatenate([vectors for _, vectors in loaded[1:]])
     target_vectors = target_vectors[sample_indices(len(target_vectors), params["max_target_examples"], params["seed"])]
-    if plan["method"] == "random":
-        picks = random_select(len(pool_ids), plan["budget"], seed=params["seed"])
-        return [pool_ids[i] for i in picks], None
-    gio_params = dict(params["gio_params"])
+    method_params = dict(params["method_params"])
     if params["quantize"]:
         result = gio.gio_quantized(
             target_vectors,
@@ -304,14 +348,14 @@ def _run_selection(ws: Workspace, plan: dict[str, Any], run_id: str) -> tuple[li
             n_target_clusters=min(params["n_clusters"], len(target_vectors)),
             budget=plan["budget"],
             seed=params["seed"],
-            **gio_params,
+            **method_params,
         )
         order = result.selected
         kl = np.full(len(order), np.nan)
     else:
         if plan["budget"] is not None:
-            gio_params.update(stop="budget", budget=plan["budget"])
-        plain = gio.gio_select(target_vectors, pool_vectors, seed=params["seed"], **gio_params)
+            method_params.update(stop="budget", budget=plan["budget"])
+        plain = gio.gio_select(target_vectors, pool_vectors, seed=params["seed"], **method_params)
         order, kl = plain.selected, plain.kl_trajectory
     first = pd.Series(range(len(order)), index=order).groupby(level=0).min().sort_values()  # drop repeats (resets)
     ids = [pool_ids[i] for i in first.index]

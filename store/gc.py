@@ -13,7 +13,7 @@ from pathlib import Path
 
 from store.workspace import Workspace
 
-ARTEFACT_GLOBS = ("tasks/*/*", "embeddings/*", "checkpoints/*", "esms/*")
+ARTEFACT_GLOBS = ("tasks/*/*", "embeddings/*", "checkpoints/*", "esms/*", "features/*")
 
 
 def collect_garbage(ws: Workspace, *, dry_run: bool = False, min_age_s: float = 3600.0) -> list[Path]:

@@ -282,3 +282,71 @@ def test_cli_select_plans_runs_and_exports(select_workspace, tmp_path):
     assert bad.exit_code == 2 and "--budget" in bad.output
     bad = runner.invoke(app, [*base, "--budget", "2.5"])
     assert bad.exit_code == 2 and "'budget' parameter" in bad.output
+
+
+@pytest.fixture(scope="module")
+def icons_summary(select_workspace):
+    from flows import select_training_subset
+
+    return select_training_subset(
+        "pool",
+        TARGET,
+        method="icons",
+        budget=0.1,
+        max_target_examples=200,
+        device="cpu",
+        method_params={"dim": 2048},
+        workspace=str(select_workspace.root),
+    )
+
+
+def test_icons_subset_prefers_the_target_domain_and_scores_the_whole_pool(
+    select_workspace, icons_summary, shared_tasks
+):
+    ids, frame = Results(select_workspace).select_subset("pool", TARGET, method="icons", budget=0.1)
+    assert len(ids) == icons_summary["n_selected"] == round(0.1 * icons_summary["n_pool"])
+    picked = domain_of(frame.text.tolist(), shared_tasks)
+    assert picked.count("review") / len(picked) > 0.78  # above the pool's share of review sentences
+    scores = select_workspace.sql("SELECT count(*) AS n FROM example_scores WHERE method = 'icons'").n.iloc[0]
+    assert scores == icons_summary["n_pool"] and frame.score.notna().all()  # every allowed row is scored
+    assert frame.score.is_monotonic_decreasing  # one target: the order is by influence
+    features = select_workspace.sql("SELECT task, n, dim FROM gradient_features ORDER BY task")
+    assert features.task.tolist() == ["pool", TARGET] and features.dim.max() <= 2048
+
+
+def test_icons_reuses_the_pool_features_for_a_new_target(select_workspace, icons_summary, shared_tasks):
+    from flows import select_training_subset
+
+    put_task(select_workspace, load_task_dir(shared_tasks / "uci_sentiment_imdb"))
+    select_training_subset(
+        "pool",
+        "uci_sentiment_imdb",
+        method="icons",
+        budget=30,
+        max_target_examples=100,
+        device="cpu",
+        method_params={"dim": 2048},
+        workspace=str(select_workspace.root),
+    )
+    features = select_workspace.sql("SELECT task FROM gradient_features ORDER BY task").task.tolist()
+    assert features == ["pool", "uci_sentiment_imdb", TARGET]  # the pool's features were computed once
+    assert select_workspace.sql("SELECT count(*) AS n FROM checkpoints").n.iloc[0] == 1  # one warm-up
+
+
+def test_label_spaces_must_match_or_be_mapped(select_workspace, shared_tasks):
+    from flows.select import plan_selection
+
+    ws = select_workspace
+    put_task(ws, load_task_dir(shared_tasks / "cr"))  # labels negative/positive: match the pool's names
+    plan_selection("pool", "cr", method="icons", budget=10, workspace=str(ws.root))
+    put_task(ws, load_task_dir(shared_tasks / "tweeteval_irony"))  # labels non_irony/irony
+    with pytest.raises(ValueError, match=r"labels \['irony', 'non_irony'\] of target 'tweeteval_irony' match no"):
+        plan_selection("pool", "tweeteval_irony", method="icons", budget=10, workspace=str(ws.root))
+    plan_selection(
+        "pool",
+        "tweeteval_irony",
+        method="icons",
+        budget=10,
+        label_map={"irony": "negative", "non_irony": "positive"},
+        workspace=str(ws.root),
+    )

@@ -1,0 +1,1 @@
+DELETE FROM gradient_features WHERE cache_key = $cache_key;
