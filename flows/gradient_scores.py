@@ -25,6 +25,7 @@ from prefect import get_run_logger
 from flows.rank import SourceData, ensure_checkpoint
 from selection.gradients import gradient_features
 from selection.icons import icons_select, specialist_influence
+from selection.vog import keep_hardest, prune_easiest, vog_scores, weighted_sample
 from store.catalog import CheckpointKey, canonical_json, config_hash
 from store.features import features_key, find_features, put_features
 from store.tasks import Task
@@ -34,6 +35,14 @@ from transfer.finetune import Recipe, load_fine_tuned, sample_indices
 
 WARMUP_RECIPE = Recipe(lr=5e-5, batch_size=16, epochs=3, max_examples=1_000_000, max_length=64, warmup_ratio=0.06)
 ICONS_DEFAULTS = {"warmup_fraction": 0.05, "dim": 8192, "projection": "kronecker", "top_fraction": 0.2}
+VOG_DEFAULTS: dict[str, Any] = {
+    "strategy": "prune_easiest",
+    "n_checkpoints": 10,
+    "normalize": "class",
+    "drop_hardest": 0.05,
+    "temperature": 1.0,
+}
+VOG_STRATEGIES = ("prune_easiest", "keep_hardest", "weighted_sample")
 SHARD_ROWS = 512
 
 
@@ -201,3 +210,66 @@ def target_rows(
 ) -> list[LabelledRows]:
     """Each target's rows (a seeded sample of at most ``max_rows`` per target) in the pool's label space."""
     return [labelled_rows(pool, goal, split, label_map, max_rows=max_rows, seed=seed) for goal in targets]
+
+
+def vog_order(
+    ws: Workspace,
+    pool: Task,
+    pool_rows: LabelledRows,
+    allowed: np.ndarray,
+    budget: int | float,
+    options: dict[str, Any],
+    *,
+    model: str,
+    seed: int,
+    device: str,
+) -> tuple[list[str], pd.DataFrame, str]:
+    """VoG selection among the ``allowed`` rows of the whole pool split: (example ids in order, the normalised VoG
+    of the allowed rows, the scores' config hash). VoG depends only on the pool (fine-tune on it, K checkpoints),
+    so its scores are stored under a config without the strategy or budget and reused for every other subset."""
+    settings = {**VOG_DEFAULTS, **options}
+    unknown = sorted(set(settings) - set(VOG_DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown VoG method parameters {unknown}; known: {sorted(VOG_DEFAULTS)}.")
+    if settings["strategy"] not in VOG_STRATEGIES:
+        raise ValueError(
+            f"The 'strategy' VoG parameter must be one of {list(VOG_STRATEGIES)}. Got {settings['strategy']!r}."
+        )
+    score_config = config_hash(
+        {
+            "method": "vog",
+            "pool": pool.name,
+            "content": config_hash({"ids": pool_rows.example_ids}),
+            "model": model,
+            "n_checkpoints": settings["n_checkpoints"],
+            "normalize": settings["normalize"],
+            "seed": seed,
+        }
+    )
+    ids = np.array(pool_rows.example_ids)
+    stored = ws.read("example_scores", {"config_hash": score_config, "pool": pool.name})
+    if len(stored) == len(ids):
+        scores = stored.set_index("example_id").score.reindex(ids).to_numpy()
+    else:
+        result = vog_scores(
+            pool_rows.texts,
+            pool_rows.labels,
+            n_classes=len(pool.label_names) if pool.kind == "classification" else None,
+            text_pairs=pool_rows.pairs,
+            model=model,
+            n_checkpoints=settings["n_checkpoints"],
+            normalize=settings["normalize"],
+            seed=seed,
+            device=device,
+        )
+        scores = result.scores
+        get_run_logger().info("VoG of %d pool examples in %.0f s", len(ids), result.seconds)
+    kept = scores[allowed]
+    if settings["strategy"] == "keep_hardest":
+        order = keep_hardest(kept, budget)
+    elif settings["strategy"] == "prune_easiest":
+        order = prune_easiest(kept, budget, drop_hardest=settings["drop_hardest"])
+    else:
+        order = weighted_sample(kept, budget, seed=seed, temperature=settings["temperature"])
+    kept_ids = ids[allowed]
+    return kept_ids[order].tolist(), pd.DataFrame({"example_id": ids, "score": scores}), score_config

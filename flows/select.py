@@ -19,7 +19,15 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.embed import embed_split, embedding_key, load_encoder
-from flows.gradient_scores import ICONS_DEFAULTS, WARMUP_RECIPE, icons_order, labelled_rows, target_rows
+from flows.gradient_scores import (
+    ICONS_DEFAULTS,
+    VOG_DEFAULTS,
+    WARMUP_RECIPE,
+    icons_order,
+    labelled_rows,
+    target_rows,
+    vog_order,
+)
 from selection import gio
 from selection.budget import resolve_budget
 from selection.random_baseline import random_select
@@ -30,15 +38,15 @@ from store.tasks import Task
 from store.workspace import Workspace
 from transfer.finetune import sample_indices
 
-METHODS = ("gio", "icons", "random")
-GRADIENT_METHODS = ("icons",)
+METHODS = ("gio", "icons", "vog", "random")
+GRADIENT_METHODS = ("icons", "vog")
 QUANTIZE_ABOVE = 50_000  # plain GIO's nearest-candidate step is O(pool) per pick; cluster bigger pools first
 # Rough costs on 2 CPU cores (MEASURED.md, bench/gio.py), for the printed plan only.
 EMBED_TEXTS_PER_S = 290.0
 GRADIENT_FEATURES_PER_S = 60.0  # Kronecker path, last block + head, max_length 64 (bench/gradients.py)
 SECONDS_PER_EXAMPLE_EPOCH = 0.05
-GIO_SECONDS_PER_STEP_PER_TARGET_ROW = 2e-7
-KMEANS_FLOPS_PER_S = 5e10
+GIO_SECONDS_PER_STEP_PER_TARGET_ROW = 1.7e-6  # bench/gio.py: 85 ms per 50-step pick, 1,000 target rows
+KMEANS_FLOPS_PER_S = 7.7e10
 OWNER = "select_training_subset"
 
 
@@ -159,6 +167,9 @@ def plan_selection(
             picks, rows = min(n_clusters, -(-picks * n_clusters // n_pool)), min(n_target, n_clusters)
             estimate += 20 * 2 * n_pool * n_clusters * 384 / KMEANS_FLOPS_PER_S
         estimate += picks * (method_params or {}).get("steps", 50) * rows * GIO_SECONDS_PER_STEP_PER_TARGET_ROW
+    if method == "vog":  # the fine-tune, then K forward and backward passes over the pool
+        n_checkpoints = (method_params or {}).get("n_checkpoints", VOG_DEFAULTS["n_checkpoints"])
+        estimate += min(n_pool, 500) * SECONDS_PER_EXAMPLE_EPOCH + n_checkpoints * n_pool / GRADIENT_FEATURES_PER_S
     if method == "icons":
         fraction = (method_params or {}).get("warmup_fraction", ICONS_DEFAULTS["warmup_fraction"])
         estimate += fraction * n_pool * WARMUP_RECIPE.epochs * SECONDS_PER_EXAMPLE_EPOCH
@@ -255,7 +266,7 @@ def select_training_subset(
     run_id, _ = start_run(ws, OWNER, {"pool": pool, "targets": plan["targets"], "method": method, **plan["params"]})
     started = time.perf_counter()
     try:
-        ids, scores = _run_selection(ws, plan, run_id)
+        ids, scores, score_config = _run_selection(ws, plan, run_id)
         put_selection(
             ws,
             subset_id=plan["subset_id"],
@@ -266,7 +277,7 @@ def select_training_subset(
             budget=budget,
             n_pool=plan["n_pool"],
             example_ids=ids,
-            params={**plan["params"], "score_config": plan["subset_id"] if scores is not None else None},
+            params={**plan["params"], "score_config": score_config},
             run_id=run_id,
             scores=scores,
         )
@@ -279,14 +290,17 @@ def select_training_subset(
     return {**summary, "n_selected": len(ids), "run_id": run_id, "cached": False, "seconds": seconds}
 
 
-def _run_selection(ws: Workspace, plan: dict[str, Any], run_id: str) -> tuple[list[str], pd.DataFrame | None]:
-    """Run the planned method; returns (example ids in selection order, per-example scores or None)."""
+def _run_selection(
+    ws: Workspace, plan: dict[str, Any], run_id: str
+) -> tuple[list[str], pd.DataFrame | None, str | None]:
+    """Run the planned method; returns (example ids in selection order, per-example scores or None, the config
+    hash the scores are stored under: the subset's own id, or VoG's pool-only scoring config)."""
     params = plan["params"]
     goal_tasks = [get_task(ws, t) for t in plan["targets"]]
     pool_task, _ = _pool_rows(ws, plan["pool"], params["pool_split"], goal_tasks, params["leakage_guard"])
     if plan["method"] == "random":
         pool_ids = pool_task.split(params["pool_split"]).column("example_id").to_pylist()
-        return [pool_ids[i] for i in random_select(len(pool_ids), plan["budget"], seed=params["seed"])], None
+        return [pool_ids[i] for i in random_select(len(pool_ids), plan["budget"], seed=params["seed"])], None, None
     if plan["method"] in GRADIENT_METHODS:
         whole = get_task(ws, plan["pool"])
         pool_rows = labelled_rows(whole, whole, params["pool_split"], None, max_rows=None, seed=0)
@@ -299,11 +313,24 @@ def _run_selection(ws: Workspace, plan: dict[str, Any], run_id: str) -> tuple[li
             max_rows=params["max_target_examples"],
             seed=params["seed"],
         )
-        return icons_order(
+        allowed = np.array([eid in kept for eid in pool_rows.example_ids])
+        if plan["method"] == "vog":
+            return vog_order(
+                ws,
+                whole,
+                pool_rows,
+                allowed,
+                plan["budget"],
+                params["method_params"],
+                model=plan["encoder_config"]["model"],
+                seed=params["seed"],
+                device=plan["encoder_config"]["device"],
+            )
+        ids, scores = icons_order(
             ws,
             whole,
             pool_rows,
-            np.array([eid in kept for eid in pool_rows.example_ids]),
+            allowed,
             targets,
             plan["budget"],
             params["method_params"],
@@ -312,7 +339,9 @@ def _run_selection(ws: Workspace, plan: dict[str, Any], run_id: str) -> tuple[li
             device=plan["encoder_config"]["device"],
             run_id=run_id,
         )
-    return _gio_order(ws, plan, pool_task, run_id)
+        return ids, scores, plan["subset_id"]
+    ids, scores = _gio_order(ws, plan, pool_task, run_id)
+    return ids, scores, plan["subset_id"]
 
 
 def _gio_order(ws: Workspace, plan: dict[str, Any], pool_task: Task, run_id: str) -> tuple[list[str], pd.DataFrame]:

@@ -17,8 +17,15 @@ from typer.testing import CliRunner
 
 from store.catalog import EmbeddingKey, get_task, put_task
 from store.results import Results
-from store.selections import budget_kind, check_same_space, export_selection, find_selection, put_selection
-from store.tasks import load_task_dir, load_task_file
+from store.selections import (
+    budget_kind,
+    check_same_space,
+    export_selection,
+    find_selection,
+    put_selection,
+    selection_frame,
+)
+from store.tasks import load_task_dir, load_task_file, task_from_table
 from store.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -350,3 +357,37 @@ def test_label_spaces_must_match_or_be_mapped(select_workspace, shared_tasks):
         label_map={"irony": "negative", "non_irony": "positive"},
         workspace=str(ws.root),
     )
+
+
+def test_vog_strategies_share_one_scoring_of_the_pool(select_workspace):
+    """VoG on a 300-row slice of the pool (100 per source task) with 3 checkpoints: two strategies, one scoring."""
+    from flows import select_training_subset
+
+    ws = select_workspace
+    rows = get_task(ws, "pool").split("train").to_pandas()
+    names = get_task(ws, "pool").label_names
+    small = pd.concat([rows.iloc[:100], rows.iloc[800:900], rows.iloc[1600:1700]])
+    small = pd.DataFrame({"text": small.text, "label": [names[int(i)] for i in small.label]})
+    put_task(ws, task_from_table(small, "pool_small"))
+    options = {"device": "cpu", "workspace": str(ws.root), "method": "vog", "budget": 0.3}
+    hardest = select_training_subset(
+        "pool_small", TARGET, method_params={"strategy": "keep_hardest", "n_checkpoints": 3}, **options
+    )
+    pruned = select_training_subset(
+        "pool_small", TARGET, method_params={"strategy": "prune_easiest", "n_checkpoints": 3}, **options
+    )
+    assert hardest["subset_id"] != pruned["subset_id"] and hardest["n_selected"] == pruned["n_selected"] == 90
+    configs = ws.sql(
+        "SELECT DISTINCT json_extract_string(params_json, '$.score_config') AS c FROM selections WHERE method = 'vog'"
+    )
+    assert len(configs) == 1  # one VoG scoring of the pool serves both strategies
+    scored = ws.sql("SELECT example_id, score FROM example_scores WHERE method = 'vog'")
+    assert len(scored) == 300 and scored.score.notna().all()
+    timings = ws.sql("SELECT timings_json FROM runs WHERE flow = 'select_training_subset' ORDER BY started_at DESC")
+    assert json.loads(timings.timings_json[0])["total_s"] < json.loads(timings.timings_json[1])["total_s"] / 3
+    _, newest = Results(ws).select_subset("pool_small", TARGET, method="vog", budget=0.3)
+    assert newest.attrs["subset_id"] == pruned["subset_id"]
+    hard = selection_frame(ws, find_selection(ws, hardest["subset_id"]))
+    left_out = scored[~scored.example_id.isin(hard.example_id)]
+    assert hard.score.is_monotonic_decreasing and hard.score.min() >= left_out.score.max()
+    assert set(hard.example_id) != set(newest.example_id)
