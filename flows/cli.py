@@ -270,12 +270,27 @@ def parse_budget(text: str) -> int | float | None:
         ) from None
 
 
+def parse_pairs(text: str, option: str) -> dict[str, str]:
+    """'a=b,c=d' → {'a': 'b', 'c': 'd'}."""
+    pairs = [item.partition("=") for item in text.split(",") if item]
+    if any(not key or not sep for key, sep, _ in pairs):
+        raise typer.BadParameter(f"expected NAME=VALUE pairs, got {text!r}", param_hint=option)
+    return {key: value for key, _, value in pairs}
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
 @app.command()
 def select(
     ctx: typer.Context,
     pool: Annotated[str, typer.Argument(help="Task holding the candidate training pool.")],
     target: Annotated[list[str], typer.Option(help="Target task(s) whose distribution the subset should match.")],
-    method: Annotated[str, typer.Option(help="gio or random.")] = "gio",
+    method: Annotated[str, typer.Option(help="gio, icons, vog or random.")] = "gio",
     budget: Annotated[str, typer.Option(help=SELECT_BUDGET_HELP)] = "0.2",
     pool_split: Annotated[str, typer.Option(help="Split of the pool to select from.")] = "train",
     target_split: Annotated[str, typer.Option(help="Split of the targets to match.")] = "train",
@@ -283,6 +298,16 @@ def select(
         bool | None, typer.Option(help="GIO on k-means clusters (default: when the pool exceeds 50,000 rows).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling, start sets and k-means.")] = 0,
+    label_map: Annotated[
+        str | None, typer.Option(help="icons/vog: TARGET_LABEL=POOL_LABEL pairs, comma-separated.")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Method parameter NAME=VALUE (repeatable; VALUE read as JSON when it parses), e.g. "
+            "strategy=keep_hardest (vog), dim=4096 (icons), steps=30 (gio)."
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Also export the subset here (.jsonl, .csv or .parquet) with a .meta.json.")
     ] = None,
@@ -296,6 +321,8 @@ def select(
     options: dict[str, Any] = {
         "method": method,
         "budget": parse_budget(budget),
+        "label_map": parse_pairs(label_map, "--label-map") if label_map else None,
+        "method_params": {k: _json_or_text(v) for k, v in parse_pairs(",".join(param or []), "--param").items()},
         "pool_split": pool_split,
         "target_split": target_split,
         "quantize": quantize,

@@ -46,6 +46,22 @@ VOG_STRATEGIES = ("prune_easiest", "keep_hardest", "weighted_sample")
 SHARD_ROWS = 512
 
 
+def method_settings(method: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``options`` over the method's defaults; unknown names and a VoG strategy outside the list are errors."""
+    defaults = ICONS_DEFAULTS if method == "icons" else VOG_DEFAULTS
+    settings = {**defaults, **(options or {})}
+    unknown = sorted(set(settings) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"The 'method_params' parameter has unknown {method} parameters {unknown}; known: {sorted(defaults)}."
+        )
+    if method == "vog" and settings["strategy"] not in VOG_STRATEGIES:
+        raise ValueError(
+            f"The 'strategy' VoG parameter must be one of {list(VOG_STRATEGIES)}. Got {settings['strategy']!r}."
+        )
+    return settings
+
+
 @dataclass(frozen=True)
 class LabelledRows:
     """Rows of one task split with labels as pool class indices (float64; the value for regression)."""
@@ -187,10 +203,7 @@ def icons_order(
     """ICONS selection among the ``allowed`` rows (bool [N], the leakage guard's survivors) of the whole pool split
     ``pool_rows``: (example ids in order, per-example consensus scores of the allowed rows). The warm-up sample
     and the pool's features cover the whole split, so they do not depend on the targets and are computed once."""
-    settings = {**ICONS_DEFAULTS, **options}
-    unknown = sorted(set(settings) - set(ICONS_DEFAULTS))
-    if unknown:
-        raise ValueError(f"Unknown ICONS method parameters {unknown}; known: {sorted(ICONS_DEFAULTS)}.")
+    settings = method_settings("icons", options)
     tuned, checkpoint = warmup_checkpoint(
         ws, pool, pool_rows, settings["warmup_fraction"], model=model, seed=seed, device=device, run_id=run_id
     )
@@ -227,14 +240,7 @@ def vog_order(
     """VoG selection among the ``allowed`` rows of the whole pool split: (example ids in order, the normalised VoG
     of the allowed rows, the scores' config hash). VoG depends only on the pool (fine-tune on it, K checkpoints),
     so its scores are stored under a config without the strategy or budget and reused for every other subset."""
-    settings = {**VOG_DEFAULTS, **options}
-    unknown = sorted(set(settings) - set(VOG_DEFAULTS))
-    if unknown:
-        raise ValueError(f"Unknown VoG method parameters {unknown}; known: {sorted(VOG_DEFAULTS)}.")
-    if settings["strategy"] not in VOG_STRATEGIES:
-        raise ValueError(
-            f"The 'strategy' VoG parameter must be one of {list(VOG_STRATEGIES)}. Got {settings['strategy']!r}."
-        )
+    settings = method_settings("vog", options)
     score_config = config_hash(
         {
             "method": "vog",

@@ -25,6 +25,7 @@ from flows.gradient_scores import (
     WARMUP_RECIPE,
     icons_order,
     labelled_rows,
+    method_settings,
     target_rows,
     vog_order,
 )
@@ -133,7 +134,8 @@ def plan_selection(
         if ws.read("find_embedding", {"cache_key": key.cache_key}).empty:
             to_embed.append({"task": name, "split": split, "n": stored.counts()[split]})
     n_target = min(max_target_examples, sum(g.counts()[target_split] for g in goal_tasks))
-    if method in GRADIENT_METHODS:  # the label spaces must line up before anything is computed
+    if method in GRADIENT_METHODS:  # parameters and label spaces must line up before anything is computed
+        method_settings(method, method_params)
         target_rows(pool_task, goal_tasks, target_split, label_map, max_rows=1, seed=seed)
     use_quantized = method == "gio" and (n_pool > QUANTIZE_ABOVE if quantize is None else quantize)
     params = {

@@ -285,6 +285,18 @@ def test_cli_select_plans_runs_and_exports(select_workspace, tmp_path):
     done = runner.invoke(app, [*base, "--method", "random", "--budget", "25", "--out", str(out)])
     assert done.exit_code == 0, done.output
     assert len(out.read_text().splitlines()) == 25 and (tmp_path / "picked.jsonl.meta.json").exists()
+    vog = runner.invoke(
+        app, [*base, "--method", "vog", "--budget", "30", "--param", "strategy=keep_hardest", "--dry-run"]
+    )
+    assert vog.exit_code == 0 and "plan: vog" in vog.output, vog.output
+    bad = runner.invoke(app, [*base, "--method", "vog", "--budget", "30", "--param", "strategy=bogus", "--dry-run"])
+    assert bad.exit_code == 2 and "'strategy' VoG parameter must be one of" in bad.output
+    bad = runner.invoke(app, [*base, "--method", "icons", "--budget", "30", "--param", "rank=8", "--dry-run"])
+    assert bad.exit_code == 2 and "unknown icons parameters ['rank']" in bad.output
+    icons = runner.invoke(app, [*base, "--method", "icons", "--budget", "30", "--label-map", "x=y", "--dry-run"])
+    assert icons.exit_code == 0 and "plan: icons" in icons.output
+    bad = runner.invoke(app, [*base, "--method", "icons", "--label-map", "oops", "--dry-run"])
+    assert bad.exit_code == 2 and "NAME=VALUE" in bad.output
     bad = runner.invoke(app, [*base, "--budget", "lots"])
     assert bad.exit_code == 2 and "--budget" in bad.output
     bad = runner.invoke(app, [*base, "--budget", "2.5"])
