@@ -1,4 +1,5 @@
-"""The end-to-end demo on real tasks: register, embed, query, rank sources for a target, write the HTML report.
+"""The end-to-end demo on real tasks: register, embed, query, rank sources for a target, select a training subset
+for it with GIO, write the HTML report.
 Grows with the pipeline; stays within minutes on 2 CPU cores.
 
 Data, in order: ``--data`` / ``$TRANSFERSCOPE_DEMO_DATA``; ``../shared/data/tasks`` beside this repository (the
@@ -59,8 +60,10 @@ def demo_tasks(data: str | None) -> list[Task]:
 def run_demo(*, workspace: str, data: str | None, device: str, console: Console, show: Callable[..., Any]) -> None:
     from flows.embed import embed_tasks
     from flows.rank import rank_sources
+    from flows.select import select_training_subset
     from reports.html import build_report
     from store.results import Results
+    from store.selections import export_selection, find_selection
 
     started = time.perf_counter()
     ws = Workspace(workspace)
@@ -94,7 +97,19 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
     rank_sources(target=target, sources=sources, budget="small", device=device, workspace=str(ws.root))
     show(Results(ws).recommend_sources(target, k=len(sources)), title=f"recommended sources for {target}")
     console.print(f"(score: LogME evidence per example of {target}'s embeddings mapped by each source's ESM)")
-    console.rule("5. Report")
+    console.rule("5. Which training data to keep? GIO subset of a candidate pool")
+    pool = sources[0]
+    summary = select_training_subset(
+        pool, target, method="gio", budget=200, max_target_examples=500, device=device, workspace=str(ws.root)
+    )
+    ids, subset = Results(ws).select_subset(pool, target, method="gio", budget=200)
+    show(subset.head(8)[["rank", "text", "label", "score"]], title=f"first GIO picks from {pool} for {target}")
+    exported, _ = export_selection(ws, find_selection(ws, summary["subset_id"]), ws.root / "exports" / "subset.jsonl")
+    console.print(
+        f"{len(ids)} of {summary['n_pool']} {pool} examples chosen to match {target} (score: KL(target ‖ subset) after "
+        f"each pick); exported with its licence metadata to {exported}"
+    )
+    console.rule("6. Report")
     console.print(f"HTML report (opens offline): {build_report(ws)}")
     console.print(
         f'Workspace: {ws.root}  (SQL: `transferscope sql "SELECT * FROM tasks"`, or open '
