@@ -355,6 +355,29 @@ def select(
         console.print(f"exported to {written[0]} (metadata: {written[1]})")
 
 
+@app.command("export")
+def export_cmd(ctx: typer.Context, directory: Annotated[Path, typer.Argument(help="New or empty folder.")]) -> None:
+    """Copy the workspace (catalog and every referenced artefact) to DIRECTORY, to move it to another machine."""
+    from store.archive import export_workspace
+
+    manifest = export_workspace(Workspace(ctx.obj["workspace"]), directory)
+    console.print(f"exported to {directory} (manifest {manifest.name})")
+
+
+@app.command("import")
+def import_cmd(ctx: typer.Context, directory: Annotated[Path, typer.Argument(help="A folder from `export`.")]) -> None:
+    """Create the workspace (--workspace, new or empty) from an exported folder, verifying every artefact."""
+    from store.archive import import_workspace
+    from store.workspace import resolve_root
+
+    try:
+        ws = import_workspace(directory, resolve_root(ctx.obj["workspace"]))
+    except ValueError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    console.print(f"imported into {ws.root}; every artefact matches its checksum")
+
+
 @esm_app.command("build")
 def esm_build(
     ctx: typer.Context,

@@ -146,6 +146,10 @@ class Workspace:
                     ) from None
                 time.sleep(0.1)
 
+    def writer_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the inter-process writer lock (no commit lands meanwhile), e.g. to copy the catalog file."""
+        return self._lock.hold()
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One short write transaction under the workspace lock; table snapshots are refreshed after commit."""

@@ -266,3 +266,41 @@ def test_gc_removes_only_unreferenced_artefacts(workspace):
     assert sorted(collect_garbage(workspace, min_age_s=0)) == sorted([old_version, stray])
     assert not old_version.exists() and not stray.exists() and kept.exists()
     assert get_task(workspace, "toy").content_hash == task.content_hash
+
+
+def test_workspace_export_import_round_trip_and_verification(workspace, tmp_path):
+    from store.archive import MANIFEST, export_workspace, import_workspace
+    from store.features import features_key, find_features, put_features
+
+    put_task(workspace, small_task())
+    task = get_task(workspace, "toy")
+    ids = task.split("train").column("example_id").to_pylist()
+    put_embeddings(workspace, key_for(task), ids, np.ones((3, 4)))
+    key = features_key("toy", "train", "ckpt", {"dim": 2})
+    put_features(
+        workspace,
+        key,
+        task="toy",
+        split="train",
+        checkpoint_key="ckpt",
+        params={"dim": 2},
+        example_ids=ids,
+        shards=iter([np.eye(3, 2)[:2], np.eye(3, 2)[2:]]),
+    )
+    manifest = export_workspace(workspace, tmp_path / "export")
+    assert manifest.name == MANIFEST
+    with pytest.raises(ValueError, match="'destination' parameter of export_workspace must be a new or empty folder"):
+        export_workspace(workspace, tmp_path / "export")
+    moved = import_workspace(tmp_path / "export", tmp_path / "elsewhere")
+    assert get_task(moved, "toy").content_hash == task.content_hash
+    assert np.array_equal(find_embeddings(moved, key_for(task))[1], np.ones((3, 4), np.float32))
+    got_ids, features = find_features(moved, key)
+    assert got_ids == ids and features.dtype == np.float16 and np.array_equal(features, np.eye(3, 2))
+    assert moved.sql("SELECT count(*) AS n FROM tasks").n[0] == 1
+    # A corrupted artefact in the export is named, not silently used.
+    shard = next((tmp_path / "export" / "features").rglob("shard-00001.npy"))
+    shard.write_bytes(shard.read_bytes()[:-4] + b"\0\0\0\1")
+    with pytest.raises(ValueError, match=r"gradient_features: 'features/[0-9a-f]+' is corrupt"):
+        import_workspace(tmp_path / "export", tmp_path / "third")
+    with pytest.raises(ValueError, match="written by export_workspace"):
+        import_workspace(tmp_path / "nothing-here", tmp_path / "fourth")
