@@ -491,6 +491,67 @@ def report(
 
 
 @app.command()
+def serve(
+    ctx: typer.Context,
+    targets: Annotated[
+        list[str] | None,
+        typer.Option(help="Target task(s) to re-rank nightly and measure weekly (repeatable or comma-separated)."),
+    ] = None,
+    cron: Annotated[
+        list[str] | None,
+        typer.Option(help="Override a schedule: NAME=CRON with NAME refresh or measure_grid (repeatable)."),
+    ] = None,
+    schedules: Annotated[
+        bool, typer.Option("--schedules/--no-schedules", help="Register the schedules active (or inactive).")
+    ] = True,
+) -> None:
+    """Serve the deployments (nightly refresh, weekly measured-transfer grid, selection on demand) until stopped.
+
+    Needs a Prefect server: `prefect server start` and PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)."""
+    from dataclasses import replace
+
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.deploy import SCHEDULES, serve_deployments
+    from store.catalog import list_tasks
+    from store.workspace import resolve_root
+
+    if not PREFECT_API_URL.value():
+        console.print(
+            "[red]error:[/red] PREFECT_API_URL is not set; start a server (`prefect server start`) and point "
+            "PREFECT_API_URL at it (e.g. http://127.0.0.1:4200/api): schedules and triggered runs need one."
+        )
+        raise typer.Exit(2)
+    pairs = [item.partition("=") for item in cron or []]
+    if any(not sep or name not in ("refresh", "measure_grid") for name, sep, _ in pairs):
+        raise typer.BadParameter(
+            f"expected NAME=CRON with NAME refresh or measure_grid; got {cron}", param_hint="--cron"
+        )
+    crons = {name: expression or None for name, _, expression in pairs}
+    try:
+        plan = replace(
+            SCHEDULES,
+            refresh=crons.get("refresh", SCHEDULES.refresh),
+            measure_grid=crons.get("measure_grid", SCHEDULES.measure_grid),
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--cron") from None
+    names = [name for item in targets or [] for name in item.split(",") if name]
+    missing = sorted(set(names) - set(list_tasks(Workspace(ctx.obj["workspace"]))["name"]))
+    if missing:
+        console.print(
+            f"[red]error:[/red] targets {missing} are not stored tasks; add them with `transferscope tasks add`."
+        )
+        raise typer.Exit(2)
+    console.print(
+        f"serving workspace {resolve_root(ctx.obj['workspace'])} for targets {names or 'none (refresh only embeds)'}: "
+        f"refresh {plan.refresh!r}, measure_grid {plan.measure_grid if names else None!r} ({plan.timezone}"
+        + (")" if schedules else ", registered inactive)")
+    )
+    serve_deployments(ctx.obj["workspace"], names, device=ctx.obj["device"], schedules=plan, active=schedules)
+
+
+@app.command()
 def demo(
     ctx: typer.Context,
     data: Annotated[
