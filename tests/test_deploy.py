@@ -1,0 +1,274 @@
+"""Deployments: schedules from one place, typed parameters, the workspace as a parameter (fast); the `refresh` and
+`measure_grid` flows on small real tasks (slow, session harness); and end to end (slow, its own server): a real
+`prefect server start`, `transferscope serve` against it, one on-demand selection triggered through the API and
+checked in the store."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from store.catalog import put_task
+from store.tasks import load_task_dir
+from store.workspace import Workspace
+
+POOL, TARGET, OTHER = "uci_sentiment_amazon", "uci_sentiment_yelp", "uci_sentiment_imdb"
+BIN = Path(sys.executable).parent
+TINY = {"max_examples": 16, "epochs": 1, "batch_size": 8, "max_length": 32}  # a few optimiser steps per fine-tune
+
+
+def small_task(shared_tasks: Path, name: str, folder: Path, n_train: int = 80):
+    """The first ``n_train`` training rows of a real task (and a quarter as many validation and test rows)."""
+    (folder / name).mkdir(parents=True)
+    (folder / name / "meta.json").write_bytes((shared_tasks / name / "meta.json").read_bytes())
+    for split, n in (("train", n_train), ("validation", n_train // 4), ("test", n_train // 4)):
+        lines = (shared_tasks / name / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+        (folder / name / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return load_task_dir(folder / name, name)
+
+
+# ------------------------------------------------------------------------------------------ deployments (fast)
+
+
+def test_deployments_take_their_schedules_from_one_place(tmp_path, monkeypatch):
+    from flows.deploy import DEPLOYMENT, SCHEDULES, build_deployments
+
+    monkeypatch.chdir(tmp_path)
+    refresh, grid, select = build_deployments("ws", [TARGET], device="cpu")
+    assert [d.full_name for d in (refresh, grid, select)] == [
+        f"refresh/{DEPLOYMENT}",
+        f"measure_grid/{DEPLOYMENT}",
+        f"select_training_subset/{DEPLOYMENT}",
+    ]
+    assert [d.entrypoint for d in (refresh, grid, select)] == [
+        "flows.deploy.refresh",
+        "flows.deploy.measure_grid",
+        "flows.select.select_training_subset",
+    ]
+    crons = [[(s.schedule.cron, s.schedule.timezone, s.active) for s in d.schedules] for d in (refresh, grid, select)]
+    assert crons == [[(SCHEDULES.refresh, "UTC", True)], [(SCHEDULES.measure_grid, "UTC", True)], []]
+    root = str(tmp_path / "ws")  # resolved when serving, so runs write where the server was started for
+    assert refresh.parameters == grid.parameters == {"targets": [TARGET], "device": "cpu", "workspace": root}
+    assert select.parameters == {"device": "cpu", "workspace": root}
+    schema = select._parameter_openapi_schema.model_dump()
+    assert schema["required"] == ["pool", "targets"]
+    assert {t["type"] for t in schema["properties"]["budget"]["anyOf"]} == {"integer", "number", "null"}
+    assert grid._parameter_openapi_schema.model_dump()["required"] == ["targets"]
+
+    hourly = replace(SCHEDULES, refresh="0 * * * *", timezone="Europe/Berlin")
+    refresh, grid, _ = build_deployments("ws", [TARGET], schedules=hourly, active=False)
+    assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in refresh.schedules] == [
+        ("0 * * * *", "Europe/Berlin", False)
+    ]
+    refresh, grid, _ = build_deployments("ws")  # no targets: the refresh only embeds; the grid waits for targets
+    assert "targets" not in refresh.parameters and [s.active for s in refresh.schedules] == [True]
+    assert [s.active for s in grid.schedules] == [False]
+
+
+def test_schedules_reject_bad_cron_strings_and_time_zones():
+    from flows.deploy import SCHEDULES
+
+    with pytest.raises(ValueError, match="Invalid cron string"):
+        replace(SCHEDULES, measure_grid="every sunday")
+    with pytest.raises(ValueError, match="IANA time zone"):
+        replace(SCHEDULES, timezone="Mars/Olympus")
+    assert replace(SCHEDULES, refresh=None).refresh is None  # on demand only
+
+
+def test_cli_serve_checks_before_serving(tmp_path, shared_tasks):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.cli import app
+
+    ws = Workspace(tmp_path / "ws")
+    put_task(ws, small_task(shared_tasks, TARGET, tmp_path / "data"))
+    args = ["--workspace", str(ws.root), "serve"]
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "PREFECT_API_URL is not set" in result.output
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # nothing listens: never reached
+        bad_cron = CliRunner().invoke(app, [*args, "--cron", "refresh=at midnight"])
+        bad_name = CliRunner().invoke(app, [*args, "--cron", "nightly=0 2 * * *"])
+        missing = CliRunner().invoke(app, [*args, "--targets", f"{TARGET},nope"])
+    assert bad_cron.exit_code == 2 and "Invalid cron string" in bad_cron.output
+    assert bad_name.exit_code == 2 and "expected NAME=CRON" in bad_name.output
+    assert missing.exit_code == 2 and "['nope'] are not stored tasks" in missing.output
+
+
+# ------------------------------------------------------------------------------- the deployed flows (slow)
+
+
+@pytest.fixture(scope="module")
+def small_workspace(tmp_path_factory, shared_tasks, prefect_harness):
+    root = tmp_path_factory.mktemp("deploy")
+    ws = Workspace(root / "ws")
+    for name in (POOL, TARGET, OTHER):
+        put_task(ws, small_task(shared_tasks, name, root / "data"))
+    return ws
+
+
+@pytest.mark.slow
+def test_refresh_ranks_again_only_when_tasks_change(small_workspace, shared_tasks, tmp_path):
+    from flows.deploy import refresh
+    from store.results import Results
+
+    ws = small_workspace
+    options = {"targets": [TARGET], "methods": ("centroid-cosine",), "device": "cpu", "workspace": str(ws.root)}
+
+    def distinct(column: str, table: str) -> int:
+        return int(ws.sql(f"SELECT count(DISTINCT {column}) AS n FROM {table}")["n"].iloc[0])
+
+    assert refresh(**options) == {TARGET: "ranked"}
+    ranking = Results(ws).recommend_sources(TARGET, method="centroid-cosine")
+    assert sorted(ranking.source) == [POOL, OTHER]
+    embedded, rankings = distinct("cache_key", "embeddings"), distinct("run_id", "pair_scores")
+    assert embedded == 3 * 3  # every split of every task, with embed_tasks' defaults (the divergences reuse them)
+
+    assert refresh(**options) == {TARGET: "unchanged"}
+    assert (distinct("cache_key", "embeddings"), distinct("run_id", "pair_scores")) == (embedded, rankings)
+
+    put_task(ws, small_task(shared_tasks, POOL, tmp_path / "data", n_train=60))  # a changed source
+    assert refresh(**options) == {TARGET: "ranked"}
+    assert distinct("run_id", "pair_scores") == rankings + 1
+    assert Results(ws).recommend_sources(TARGET, method="centroid-cosine").run_id.iloc[0] != ranking.run_id.iloc[0]
+    with pytest.raises(ValueError, match=r"not stored: \['nope'\]"):
+        refresh(targets=["nope"], workspace=str(ws.root))
+
+
+@pytest.mark.slow
+def test_measure_grid_measures_and_evaluates_each_target(small_workspace):
+    from flows.deploy import measure_grid
+
+    ws = small_workspace
+    quality = measure_grid(
+        targets=[TARGET],
+        sources=[POOL, OTHER, TARGET],  # the target itself is left out of its own sources
+        seeds=(0,),
+        budget=TINY,
+        target_budget=TINY,
+        device="cpu",
+        workspace=str(ws.root),
+    )
+    gains = ws.sql("SELECT target, source FROM transfer_gains ORDER BY source")
+    assert gains.values.tolist() == [[TARGET, POOL], [TARGET, OTHER]]
+    assert "random" in quality[TARGET].index
+    with pytest.raises(ValueError, match="leaves no source"):
+        measure_grid(targets=[TARGET], sources=[TARGET], workspace=str(ws.root))
+
+
+# ------------------------------------------------------------------------- end to end: server + serve (slow)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A subprocess leading its own process group (so its children stop with it), output to ``log``."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM to the process group of ``process``, SIGKILL to whatever is left after ``timeout`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def wait_for(what: str, check, processes: dict[str, tuple[subprocess.Popen, Path]], timeout: float) -> object:
+    """Poll ``check()`` until it returns something truthy; fail with the logs if a process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, (process, log) in processes.items():
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited ({process.returncode}) while waiting for {what}:\n{tail(log)}")
+        with contextlib.suppress(Exception):
+            found = check()
+            if found:
+                return found
+        time.sleep(1)
+    logs = "\n".join(f"--- {name}\n{tail(log)}" for name, (_, log) in processes.items())
+    pytest.fail(f"no {what} after {timeout:.0f} s:\n{logs}")
+
+
+def tail(log: Path, n: int = 4000) -> str:
+    return log.read_text(errors="replace")[-n:]
+
+
+def healthy(api: str) -> bool:
+    with urllib.request.urlopen(f"{api}/health", timeout=5) as response:
+        return response.status == 200
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_serve_runs_an_on_demand_selection_triggered_through_the_api(tmp_path, shared_tasks):
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deploy import DEPLOYMENT
+    from store.results import Results
+
+    ws = Workspace(tmp_path / "ws")
+    for name in (POOL, TARGET):
+        put_task(ws, load_task_dir(shared_tasks / name))
+    home, port = tmp_path / "prefect-home", free_port()
+    home.mkdir()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    server_command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
+    serve_command = [str(BIN / "transferscope"), "--workspace", str(ws.root), "--device", "cpu", "serve"]
+    serve_command += ["--targets", TARGET, "--no-schedules"]
+    processes: dict[str, tuple[subprocess.Popen, Path]] = {}
+    try:
+        processes["server"] = (start(server_command, env, tmp_path / "server.log"), tmp_path / "server.log")
+        wait_for("healthy server", lambda: healthy(api), processes, timeout=240)
+        serve_env = env | {"PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+        processes["serve"] = (start(serve_command, serve_env, tmp_path / "serve.log"), tmp_path / "serve.log")
+        with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+            names = [f"{flow}/{DEPLOYMENT}" for flow in ("refresh", "measure_grid", "select_training_subset")]
+            deployments = wait_for(
+                "served deployments", lambda: [client.read_deployment_by_name(n) for n in names], processes, 240
+            )
+            assert all(d.parameters["workspace"] == str(ws.root) for d in deployments)
+            assert deployments[0].parameters["targets"] == [TARGET]
+            assert [[s.active for s in d.schedules] for d in deployments] == [[False], [False], []]  # --no-schedules
+            run = run_deployment(
+                f"select_training_subset/{DEPLOYMENT}",
+                parameters={"pool": POOL, "targets": [TARGET], "method": "random", "budget": 40},
+                timeout=300,
+                poll_interval=2,
+                as_subflow=False,
+            )
+        assert run.state is not None and run.state.is_completed(), f"{run.state}\n{tail(tmp_path / 'serve.log')}"
+        ids, frame = Results(ws).select_subset(POOL, TARGET, "random", 40)
+        pool_ids = set(load_task_dir(shared_tasks / POOL).split("train").column("example_id").to_pylist())
+        assert len(ids) == 40 == len(set(ids)) and set(ids) <= pool_ids
+        assert frame.attrs["run_id"] in set(ws.sql("SELECT run_id FROM runs WHERE status = 'completed'").run_id)
+    finally:
+        for process, _ in reversed(processes.values()):
+            stop(process)
+    assert all(process.poll() is not None for process, _ in processes.values())
