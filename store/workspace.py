@@ -37,6 +37,9 @@ QUERY_DIR = Path(__file__).with_name("queries")
 DEFAULT_WORKSPACE = "transferscope-workspace"
 WORKSPACE_ENV = "TRANSFERSCOPE_WORKSPACE"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+SNAPSHOT_RETRIES = 5
+# DuckDB's messages when a Parquet file changed between planning and scanning a query.
+_SNAPSHOT_CHANGED = re.compile(r"TProtocolException|Invalid data|No magic bytes|parquet|metadata", re.I)
 
 # Artefact views: name -> (glob relative to the root, SELECT over `files`). Created once a matching file exists.
 # Each keeps only files that a catalog row references (current task versions, cached embeddings), so an orphan
@@ -284,13 +287,24 @@ class Workspace:
             tmp.write_text(json.dumps(definitions))
 
     def sql(self, statement: str, params: Mapping[str, Any] | list[Any] | None = None) -> pd.DataFrame:
-        """Run ad-hoc (read) SQL over the views in a private in-memory database; never touches the catalog."""
-        con = duckdb.connect(":memory:")
-        try:
-            self.attach_views(con)
-            return con.execute(statement, params or []).df()
-        finally:
-            con.close()
+        """Run ad-hoc (read) SQL over the views in a private in-memory database; never touches the catalog.
+
+        A snapshot is replaced by an atomic rename after each commit, but DuckDB opens a Parquet file once to plan
+        and again to scan: a commit landing in between makes the scan see a different file ("Invalid data").
+        Such a query is simply run again (up to ``SNAPSHOT_RETRIES`` times) and then sees one committed state."""
+        attempt = 0
+        while True:
+            con = duckdb.connect(":memory:")
+            try:
+                self.attach_views(con)
+                return con.execute(statement, params or []).df()
+            except duckdb.Error as err:
+                attempt += 1
+                if attempt > SNAPSHOT_RETRIES or not _SNAPSHOT_CHANGED.search(str(err)):
+                    raise
+            finally:
+                con.close()
+            time.sleep(0.05 * attempt)
 
 
 def _sql_path(path: Path) -> str:

@@ -304,3 +304,29 @@ def test_workspace_export_import_round_trip_and_verification(workspace, tmp_path
         import_workspace(tmp_path / "export", tmp_path / "third")
     with pytest.raises(ValueError, match="written by export_workspace"):
         import_workspace(tmp_path / "nothing-here", tmp_path / "fourth")
+
+
+def test_sql_runs_again_when_a_snapshot_changes_under_it(workspace, monkeypatch):
+    """A commit can replace a snapshot between DuckDB's planning and scanning of a query; sql() retries those
+    errors (and only those)."""
+    put_task(workspace, small_task())
+    real_connect = duckdb.connect
+    failures = iter(["TProtocolException: Invalid data", "IO Error: No magic bytes found at end of file"])
+
+    class Flaky:
+        def __init__(self, con):
+            self.con = con
+
+        def execute(self, statement, params=None):
+            message = next(failures, None)
+            if message is not None and "count" in statement:
+                raise duckdb.Error(message)
+            return self.con.execute(statement, params or [])
+
+        def close(self):
+            self.con.close()
+
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: Flaky(real_connect(*a, **k)))
+    assert workspace.sql("SELECT count(*) AS n FROM tasks").n[0] == 1
+    with pytest.raises(duckdb.Error, match="syntax error"):
+        workspace.sql("SELEC 1")
