@@ -269,7 +269,12 @@ def vog_order(
             device=device,
         )
         scores = result.scores
-        get_run_logger().info("VoG of %d pool examples in %.0f s", len(ids), result.seconds)
+        get_run_logger().info(
+            "VoG of %d pool examples: fine-tune %.0f s, gradients %.0f s",
+            len(ids),
+            result.seconds["fine_tune"],
+            result.seconds["gradients"],
+        )
     kept = scores[allowed]
     if settings["strategy"] == "keep_hardest":
         order = keep_hardest(kept, budget)
