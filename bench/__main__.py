@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("embed", "logme", "esm_logme", "divergence", "gio")
+BENCHMARKS = ("embed", "logme", "esm_logme", "divergence", "gio", "gradients")
 QUALITY = ("ranking_quality",)
 
 
