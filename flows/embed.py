@@ -3,7 +3,8 @@
 One Prefect task per (task, split). Each looks the embedding up in the store's content-keyed cache first (model
 fingerprint, pooling, max_length, normalisation, precision, split content hash), so a second run computes nothing
 and a changed task or model recomputes only what changed. Only small summaries pass through Prefect; the vectors
-go straight to Parquet.
+go straight to Parquet, written by the task, and the flow commits their catalog rows (`flows.runners`), so the
+tasks can run on Dask workers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from tqdm.auto import tqdm
 
+from flows.runners import Deferred, WorkerWorkspace, gather
 from store.catalog import EmbeddingKey, find_embeddings, finish_run, get_task, put_embeddings, start_run
 from store.tasks import Task
 from store.workspace import Workspace
@@ -66,10 +68,13 @@ def ensure_embeddings(
 
 
 @task(retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE, task_run_name="embed-{task_name}-{split}")
-def embed_split(workspace: str, task_name: str, split: str, encoder_config: dict[str, Any], run_id: str) -> dict:
-    """Embed one split of one stored task unless the cache already holds it; return a summary row."""
+def embed_split(
+    workspace: str, task_name: str, split: str, encoder_config: dict[str, Any], run_id: str
+) -> Deferred[dict]:
+    """Embed one split of one stored task unless the cache already holds it; return a summary row (and the
+    embedding's catalog row, for the flow to commit: `flows.runners.gather`)."""
     logger = get_run_logger()
-    ws = Workspace(workspace)
+    ws = WorkerWorkspace(workspace)
     encoder = load_encoder(**encoder_config)
     start = time.perf_counter()
     ids, vectors, cached = ensure_embeddings(ws, get_task(ws, task_name), split, encoder, run_id=run_id)
@@ -77,14 +82,16 @@ def embed_split(workspace: str, task_name: str, split: str, encoder_config: dict
     logger.info(
         "%s/%s: %s %d vectors in %.1f s", task_name, split, "cached" if cached else "embedded", len(ids), seconds
     )
-    return {
-        "task": task_name,
-        "split": split,
-        "n": len(ids),
-        "dim": vectors.shape[1],
-        "cached": cached,
-        "seconds": seconds,
-    }
+    return ws.deferred(
+        {
+            "task": task_name,
+            "split": split,
+            "n": len(ids),
+            "dim": vectors.shape[1],
+            "cached": cached,
+            "seconds": seconds,
+        }
+    )
 
 
 @flow(name="embed_tasks", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
@@ -103,7 +110,8 @@ def embed_tasks(
     """Embed ``tasks`` (default: every stored task), ``splits`` (default: every split each task has).
 
     Returns one summary per (task, split): n, dim, seconds, and whether it came from the cache. The encoder runs
-    one split at a time (two torch jobs on two cores thrash); a Dask task runner spreads splits over workers.
+    one split at a time (two torch jobs on two cores thrash); a Dask task runner spreads splits over workers:
+    ``embed_tasks.with_options(task_runner=flows.runners.task_runner(dask_local=2))(...)``.
     """
     ws = Workspace(workspace)
     names = tasks or ws.read("list_tasks")["name"].tolist()
@@ -130,7 +138,7 @@ def embed_tasks(
     started = time.perf_counter()
     try:
         futures = [embed_split.submit(str(ws.root), name, split, encoder_config, run_id) for name, split in plan]
-        results = [f.result() for f in futures]
+        results = gather(ws, futures)
     except BaseException as err:
         finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
         raise

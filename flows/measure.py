@@ -18,6 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.embed import load_encoder
 from flows.rank import ensure_checkpoint, resolve_budget, source_data
+from flows.runners import Deferred, WorkerWorkspace, gather
 from store.catalog import (
     config_hash,
     done_transfer_runs,
@@ -56,10 +57,11 @@ def target_splits(goal: Task, recipe: Recipe, max_test: int, seed: int) -> tuple
 @task(cache_policy=NO_CACHE, task_run_name="measure-{target}-{source}-seed{seed}")
 def measure_run(
     workspace: str, target: str, source: str, seed: int, setup_json: str, config: str, run_id: str
-) -> dict[str, float]:
-    """One fine-tuning run on the target (from the base encoder, or from ``source``'s checkpoint); stored at once."""
+) -> Deferred[dict[str, float]]:
+    """One fine-tuning run on the target (from the base encoder, or from ``source``'s checkpoint); the flow stores
+    it as soon as it finishes (`flows.runners.gather`)."""
     setup = json.loads(setup_json)
-    ws = Workspace(workspace)
+    ws = WorkerWorkspace(workspace)
     goal = get_task(ws, target)
     target_recipe, source_recipe = Recipe(**setup["target_recipe"]), Recipe(**setup["source_recipe"])
     train, test = target_splits(goal, target_recipe, setup["max_test"], seed)
@@ -87,7 +89,7 @@ def measure_run(
     )
     put_transfer_result(ws, config, target, source, seed, metrics, run_id)
     get_run_logger().info("%s <- %s (seed %d): %.4f", target, source or "no transfer", seed, metrics["primary"])
-    return metrics
+    return ws.deferred(metrics)
 
 
 @flow(name="measure_transfer", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
@@ -146,8 +148,7 @@ def measure_transfer(
         )
         setup_json = json.dumps(setup)
         futures = [measure_run.submit(str(ws.root), target, s, seed, setup_json, config, run_id) for s, seed in todo]
-        for future in futures:
-            future.result()
+        gather(ws, futures)
         summary = summarise(ws, config, target, names, seeds, run_id)
     except BaseException as err:
         finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")

@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.embed import ensure_embeddings, load_encoder
+from flows.runners import Deferred, WorkerWorkspace, commit, gather
 from store.catalog import (
     CheckpointKey,
     canonical_json,
@@ -151,17 +152,18 @@ def ensure_checkpoint(
 @task(retries=1, cache_policy=NO_CACHE, task_run_name="esm-{source}")
 def build_source_esm(
     workspace: str, source: str, model: str, recipe_json: str, seed: int, device: str, run_id: str
-) -> str:
-    """Fine-tune (or reuse the checkpoint), embed the tuned-on texts both ways, fit and store the ESM."""
+) -> Deferred[str]:
+    """Fine-tune (or reuse the checkpoint), embed the tuned-on texts both ways, fit and store the ESM; the flow
+    commits the catalog rows (`flows.runners.gather`)."""
     logger = get_run_logger()
-    ws = Workspace(workspace)
+    ws = WorkerWorkspace(workspace)
     recipe = Recipe(**json.loads(recipe_json))
     base = load_encoder(model, recipe.pooling, recipe.max_length, False, device, "exact", 64)
     data = source_data(ws, source, recipe, seed)
     key = esm_cache_key(base.fingerprint, source, data.data_hash, EmbeddingSpaceMap().params())
     if find_esm(ws, key) is not None:
         logger.info("%s: ESM cached", source)
-        return key
+        return ws.deferred(key)
     directory = ensure_checkpoint(
         ws, data, recipe, model=model, base_fp=base.fingerprint, seed=seed, device=device, run_id=run_id
     )
@@ -184,7 +186,7 @@ def build_source_esm(
         run_id=run_id,
     )
     logger.info("%s: ESM fitted (held-out MSE %.2e vs identity %.2e)", source, heldout, identity)
-    return key
+    return ws.deferred(key)
 
 
 def esm_logme_ranking(
@@ -205,7 +207,7 @@ def esm_logme_ranking(
     recipe_json = canonical_json(recipe.as_dict())
     if build_missing:
         futures = [build_source_esm.submit(str(ws.root), s, model, recipe_json, seed, device, run_id) for s in names]
-        keys = dict(zip(names, [f.result() for f in futures], strict=True))
+        keys = dict(zip(names, gather(ws, futures), strict=True))
     else:
         params = EmbeddingSpaceMap().params()
         keys = {
@@ -241,10 +243,11 @@ def divergence_scores(
     max_examples: int,
     seed: int,
     run_id: str,
-) -> dict[str, dict[str, float]]:
+) -> Deferred[dict[str, dict[str, float]]]:
     """{measure: {source: score}} on base embeddings (the `embed_tasks` defaults, so its cache is reused) of the
-    training splits, sub-sampled to ``max_examples`` (seeded)."""
-    ws = Workspace(workspace)
+    training splits, sub-sampled to ``max_examples`` (seeded). Embeddings it has to compute are committed by the
+    flow (`flows.runners.commit`)."""
+    ws = WorkerWorkspace(workspace)
     encoder = load_encoder(model, "mean", 128, True, device, "exact", 64)
     goal = get_task(ws, target)
     labelled = [m for m in measures if MEASURES[m].needs_labels]
@@ -262,7 +265,7 @@ def divergence_scores(
         source_x, source_y = train(get_task(ws, name))
         for measure in measures:
             scores[measure][name] = score_pair(measure, source_x, context, source_y=source_y)
-    return scores
+    return ws.deferred(scores)
 
 
 def parse_prefilter(prefilter: str) -> tuple[str, int]:
@@ -340,12 +343,14 @@ def rank_sources(
         results: dict[str, dict[str, float]] = {}
         if prefilter:
             measure, keep = parse_prefilter(prefilter)
-            results |= divergence_scores(str(ws.root), target, names, [measure], **divergence_options)
+            future = divergence_scores.submit(str(ws.root), target, names, [measure], **divergence_options)
+            results |= commit(ws, future.result())
             oriented = pd.Series(results[measure]) * (1 if MEASURES[measure].higher_is_better else -1)
             names = oriented.sort_values(ascending=False).index[:keep].tolist()
         measures = [m for m in methods if m in MEASURES and m not in results]
         if measures:
-            results |= divergence_scores(str(ws.root), target, names, measures, **divergence_options)
+            future = divergence_scores.submit(str(ws.root), target, names, measures, **divergence_options)
+            results |= commit(ws, future.result())
         if "esm-logme" in methods:
             results["esm-logme"] = esm_logme_ranking(
                 ws,
@@ -403,7 +408,7 @@ def build_esms(
     try:
         args = (model, canonical_json(recipe.as_dict()), seed, device, run_id)
         futures = [build_source_esm.submit(str(ws.root), s, *args) for s in sources]
-        keys = dict(zip(sources, [f.result() for f in futures], strict=True))
+        keys = dict(zip(sources, gather(ws, futures), strict=True))
     except BaseException as err:
         finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
         raise

@@ -29,6 +29,7 @@ from flows.gradient_scores import (
     target_rows,
     vog_order,
 )
+from flows.runners import gather
 from selection import gio
 from selection.budget import resolve_budget
 from selection.random_baseline import random_select
@@ -351,8 +352,7 @@ def _gio_order(ws: Workspace, plan: dict[str, Any], pool_task: Task, run_id: str
     params = plan["params"]
     config = plan["encoder_config"]
     splits = [(plan["pool"], params["pool_split"])] + [(t, params["target_split"]) for t in plan["targets"]]
-    for future in [embed_split.submit(str(ws.root), name, split, config, run_id) for name, split in splits]:
-        future.result()
+    gather(ws, [embed_split.submit(str(ws.root), name, split, config, run_id) for name, split in splits])
     encoder = load_encoder(**config)
     keys, loaded = [], []
     for name, split in splits:
