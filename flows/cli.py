@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import pandas as pd
 import typer
@@ -13,6 +13,12 @@ from rich.console import Console
 from rich.table import Table
 
 from store.workspace import WORKSPACE_ENV, Workspace
+
+if TYPE_CHECKING:
+    from prefect import Flow
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 app = typer.Typer(
     help="TransferScope: which source tasks to fine-tune on first, and which training data to keep.",
@@ -32,8 +38,31 @@ def main(
         typer.Option(help=f"Workspace directory (default ${WORKSPACE_ENV} or ./transferscope-workspace)."),
     ] = None,
     device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")] = "auto",
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the flows' tasks on the Dask scheduler at this address (tcp://HOST:8786); workers need the "
+            "workspace at the same path and PREFECT_API_URL."
+        ),
+    ] = None,
+    dask_local: Annotated[
+        int | None, typer.Option(help="Run the flows' tasks on a local Dask cluster of N single-threaded workers.")
+    ] = None,
 ) -> None:
-    ctx.obj = {"workspace": workspace, "device": device}
+    from flows.runners import check_runner_options
+
+    try:
+        check_runner_options(dask_address, dask_local)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--dask-address/--dask-local") from None
+    ctx.obj = {"workspace": workspace, "device": device, "dask_address": dask_address, "dask_local": dask_local}
+
+
+def with_runner(ctx: typer.Context, flow: Flow[P, R]) -> Flow[P, R]:
+    """``flow`` with the task runner the global --dask-address / --dask-local options ask for (flows/runners.py)."""
+    from flows.runners import task_runner
+
+    return flow.with_options(task_runner=task_runner(ctx.obj["dask_address"], ctx.obj["dask_local"]))
 
 
 def print_frame(frame: pd.DataFrame, title: str | None = None) -> None:
@@ -126,7 +155,7 @@ def embed(
     """Embed stored tasks (cached by content: unchanged inputs are not recomputed)."""
     from flows.embed import embed_tasks
 
-    results = embed_tasks(
+    results = with_runner(ctx, embed_tasks)(
         tasks=tasks or None,
         splits=split or None,
         model=model,
@@ -186,7 +215,7 @@ def rank(
     if dry_run:
         return
     rankings = pd.DataFrame(
-        rank_sources(
+        with_runner(ctx, rank_sources)(
             target=target,
             sources=names,
             methods=methods,
@@ -230,7 +259,7 @@ def measure(
     if dry_run:
         return
     summary = pd.DataFrame(
-        measure_transfer(
+        with_runner(ctx, measure_transfer)(
             target=target,
             sources=names,
             seeds=seed_list,
@@ -345,7 +374,7 @@ def select(
     )
     if dry_run:
         return
-    summary = select_training_subset(pool, target, **options)
+    summary = with_runner(ctx, select_training_subset)(pool, target, **options)
     ids, frame = Results(ctx.obj["workspace"]).select_subset(pool, target, method, options["budget"])
     console.print(f"subset {summary['subset_id']}: {len(ids)} of {plan['n_pool']} examples")
     print_frame(frame.head(10)[["rank", "example_id", "text", "label", "score"]], title="first picks")
@@ -387,7 +416,9 @@ def esm_build(
     """Fine-tune each source (or reuse its checkpoint) and fit its ESM."""
     from flows.rank import build_esms
 
-    keys = build_esms(sources=sources, budget=budget, device=ctx.obj["device"], workspace=ctx.obj["workspace"])
+    keys = with_runner(ctx, build_esms)(
+        sources=sources, budget=budget, device=ctx.obj["device"], workspace=ctx.obj["workspace"]
+    )
     console.print(f"{len(keys)} ESMs ready: {', '.join(keys)}")
 
 
