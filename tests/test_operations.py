@@ -31,17 +31,20 @@ def test_embedding_flow_killed_mid_way_resumes_cleanly(tmp_path, shared_tasks):
     for name in TASKS:
         put_task(ws, load_task_dir(shared_tasks / name))
     n_splits = 9  # three splits per task
-    process = subprocess.Popen(embed_command(ws), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own session, so the kill takes the whole process group: the flow and the Prefect server it started.
+    process = subprocess.Popen(
+        embed_command(ws), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 300
         while not ws.read("find_embedding_rows").shape[0] and time.monotonic() < deadline:
             assert process.poll() is None, "the flow ended before it could be killed"
             time.sleep(0.2)
-        os.kill(process.pid, signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
     finally:
         if process.poll() is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
     before = ws.read("find_embedding_rows")
     assert 1 <= len(before) < n_splits, "kill the flow while it still has splits to embed"
     killed = ws.sql("SELECT status FROM runs WHERE flow = 'embed_tasks'")
