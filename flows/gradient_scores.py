@@ -178,7 +178,6 @@ def ensure_features(
         example_ids=rows.example_ids,
         shards=shards(),
         run_id=run_id,
-        seconds=None,
     )
     get_run_logger().info(
         "%s/%s: %d gradient features in %.1f s", rows.task, rows.split, len(features), time.perf_counter() - start

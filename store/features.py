@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 import warnings
 from collections.abc import Iterable, Sequence
@@ -53,10 +54,10 @@ def put_features(
     example_ids: Sequence[str],
     shards: Iterable[np.ndarray],
     run_id: str | None = None,
-    seconds: float | None = None,
 ) -> np.ndarray:
-    """Write ``shards`` (computed lazily, one at a time: memory stays one shard) as float16, then the catalog row.
-    Returns the features, float16 [n, k]."""
+    """Write ``shards`` (computed lazily, one at a time: memory stays one shard) as float16, then the catalog row,
+    which records the seconds spent producing and writing them. Returns the features, float16 [n, k]."""
+    start = time.perf_counter()
     final = ws.path(f"features/{cache_key}")
     staging = final.with_name(f"{cache_key}{TMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     staging.mkdir(parents=True)
@@ -88,7 +89,7 @@ def put_features(
             "dim": features.shape[1],
             "checksum": directory_checksum(final),
             "run_id": run_id,
-            "seconds": seconds,
+            "seconds": time.perf_counter() - start,
         },
     )
     return features
