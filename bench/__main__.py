@@ -7,7 +7,7 @@ import argparse
 import importlib
 
 BENCHMARKS = ("embed", "logme", "esm_logme", "divergence", "gio", "gradients")
-QUALITY = ("ranking_quality", "scale")
+QUALITY = ("ranking_quality", "selection_quality", "scale")
 
 
 def main() -> None:

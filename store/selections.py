@@ -202,3 +202,60 @@ def _source_format(task: Task) -> str:
             if next(source.glob(f"*.{fmt}"), None) is not None:
                 return fmt
     return "jsonl"
+
+
+# -------------------------------------------------------------------------------------- selection quality
+
+
+def put_selection_result(
+    ws: Workspace,
+    config: str,
+    *,
+    pool: str,
+    arm: str,
+    method: str,
+    budget: float,
+    seed: int,
+    subset_id: str,
+    n_train: int,
+    train_seconds: float,
+    metrics: dict[str, dict[str, float]],
+    run_id: str,
+) -> None:
+    """Store one fine-tune on a subset, evaluated on every target (``metrics``: {target: {metric: value}}), in one
+    transaction."""
+    with ws.transaction() as con:
+        for target, values in metrics.items():
+            for metric, value in values.items():
+                con.execute(
+                    query("insert_selection_result"),
+                    {
+                        "config_hash": config,
+                        "pool": pool,
+                        "arm": arm,
+                        "method": method,
+                        "budget": float(budget),
+                        "seed": seed,
+                        "target": target,
+                        "subset_id": subset_id,
+                        "n_train": n_train,
+                        "train_seconds": float(train_seconds),
+                        "metric": metric,
+                        "value": float(value),
+                        "run_id": run_id,
+                    },
+                )
+
+
+def done_selection_runs(ws: Workspace, config: str) -> dict[tuple[str, float, int, str], str]:
+    """{(arm, budget, seed, target): the subset id it trained on} of the runs stored under this measurement
+    config."""
+    rows = ws.read("done_selection_runs", {"config_hash": config})
+    return {(r.arm, float(r.budget), int(r.seed), r.target): r.subset_id for r in rows.itertuples()}
+
+
+def selection_results(ws: Workspace, config: str | None = None, pool: str | None = None) -> pd.DataFrame:
+    """Primary metric per (arm, budget, seed, target) of one measurement: ``config``, else the newest one of
+    ``pool``, else the newest of any pool. Columns: config_hash, pool, arm, method, budget, seed, target, subset_id,
+    n_train, train_seconds, value."""
+    return ws.read("selection_results", {"config_hash": config, "pool": pool})

@@ -1,0 +1,148 @@
+"""``python -m bench selection_quality``: what each selection method's training subsets are worth on real targets.
+
+Pool: 2,100 real binary-sentiment training sentences, 700 drawn (seeded) from each of sst2 and mr (movie reviews)
+and mpqa (opinion phrases from news), labels negative/positive. Targets, from other domains in that label space:
+cr (product reviews), uci_sentiment_yelp (restaurants) and uci_sentiment_amazon (phones); selection sees 300
+training rows per target, evaluation uses each target's validation and test splits (754, 200 and 200 rows), and
+the leakage guard drops pool rows that occur in them. Arms: GIO, ICONS, VoG (prune-easiest, keep-hardest,
+weighted-sample) and random, at 10%, 20% and 50% of the pool, plus the whole pool; keep-hardest and
+weighted-sample VoG run at 20% only (DECISIONS.md allows dropping arms at 10% and 50%). Each subset is fine-tuned
+from all-MiniLM-L6-v2 for 3 epochs (batch 16, lr 5e-5, 6% warm-up, max_length 64), 3 seeds (the seed drives
+both the selection and the fine-tune). Runs resume (`flows.measure_selection`), so the grid may finish over
+several sessions; the table is written to ``reports/results/`` only once it is complete.
+``--quick``: a 120-row pool, one target, 20% budget, one seed, one epoch (a couple of minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from bench.common import SHARED_TASKS, emit
+
+RESULTS = Path(__file__).resolve().parents[1] / "reports" / "results"
+# Outside the repository and /tmp, so a grid interrupted by the end of a session resumes in the next one.
+WORKSPACE = Path(os.environ.get("TRANSFERSCOPE_BENCH_WORKSPACE", "~/.cache/transferscope/bench/selection-quality"))
+WORKSPACE = WORKSPACE.expanduser()
+POOL = "sentiment_pool"
+POOL_SOURCES = ("sst2", "mr", "mpqa")
+TARGETS = ("cr", "uci_sentiment_yelp", "uci_sentiment_amazon")
+ARMS = {
+    "gio": {"method": "gio"},
+    "icons": {"method": "icons"},
+    "vog-prune_easiest": {"method": "vog", "params": {"strategy": "prune_easiest"}},
+    "vog-keep_hardest": {"method": "vog", "params": {"strategy": "keep_hardest"}, "budgets": [0.2]},
+    "vog-weighted_sample": {"method": "vog", "params": {"strategy": "weighted_sample"}, "budgets": [0.2]},
+    "random": {"method": "random"},
+}
+QUICK_ARMS = {
+    "gio": {"method": "gio"},
+    "icons": {"method": "icons"},
+    "vog-prune_easiest": {"method": "vog", "params": {"strategy": "prune_easiest", "n_checkpoints": 3}},
+    "random": {"method": "random"},
+}
+
+
+def grid(quick: bool) -> dict:
+    if quick:
+        return {
+            "per_source": 40,
+            "targets": ("uci_sentiment_yelp",),
+            "arms": QUICK_ARMS,
+            "budgets": (0.2,),
+            "seeds": (0,),
+            "recipe": {"epochs": 1, "max_length": 32},
+            "max_test": 100,
+            "workspace": WORKSPACE / "quick",
+        }
+    return {
+        "per_source": 700,
+        "targets": TARGETS,
+        "arms": ARMS,
+        "budgets": (0.1, 0.2, 0.5),
+        "seeds": (0, 1, 2),
+        "recipe": {},
+        "max_test": 2000,
+        "workspace": WORKSPACE / "full",
+    }
+
+
+def sentiment_pool(per_source: int):
+    """The pool task: ``per_source`` seeded training rows of each of `POOL_SOURCES`, labels by name."""
+    from store.tasks import load_task_dir, task_from_table
+    from transfer.finetune import sample_indices
+
+    frames, licences = [], []
+    for name in POOL_SOURCES:
+        source = load_task_dir(SHARED_TASKS / name)
+        rows = source.split("train")
+        rows = rows.take(sample_indices(rows.num_rows, per_source, 0)).to_pandas()
+        labels = [source.label_names[int(i)] for i in rows.label]
+        frames.append(pd.DataFrame({"text": rows.text, "label": labels}))
+        licences.append(f"{name}: {source.license}")
+    return task_from_table(
+        pd.concat(frames, ignore_index=True),
+        POOL,
+        label_names=("negative", "positive"),
+        source_uri="shared tasks " + ", ".join(POOL_SOURCES),
+        license="; ".join(licences),
+    )
+
+
+def run(quick: bool = False) -> None:
+    from flows.measure_selection import measure_selection
+    from selection.quality import summarise_selection
+    from store.catalog import put_task
+    from store.selections import selection_results
+    from store.tasks import load_task_dir
+    from store.workspace import Workspace
+
+    config = grid(quick)
+    ws = Workspace(config["workspace"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        put_task(ws, sentiment_pool(config["per_source"]))
+        for name in config["targets"]:
+            put_task(ws, load_task_dir(SHARED_TASKS / name))
+    start = time.perf_counter()
+    measure_selection(
+        pool=POOL,
+        targets=list(config["targets"]),
+        arms=config["arms"],
+        budgets=config["budgets"],
+        seeds=config["seeds"],
+        recipe=config["recipe"],
+        max_test=config["max_test"],
+        device="cpu",
+        workspace=str(ws.root),
+    )
+    runs = selection_results(ws, pool=POOL)
+    summary = summarise_selection(runs)
+    overall = summary[summary.target == "all"].drop(columns="target")
+    result = {
+        "bench": "selection_quality",
+        "quick": quick,
+        "grid": {
+            **{k: v for k, v in config.items() if k != "workspace"},
+            "pool": POOL,
+            "pool_sources": POOL_SOURCES,
+            "n_pool": int(runs[runs.arm == "full"].n_train.iloc[0]),
+        },
+        "summary": json.loads(overall.to_json(orient="records")),
+        "per_target": json.loads(summary[summary.target != "all"].to_json(orient="records")),
+        "runs": json.loads(runs.drop(columns=["config_hash", "pool"]).to_json(orient="records")),
+        "config_hash": runs.config_hash.iloc[0],
+        "seconds_this_call": time.perf_counter() - start,
+        "train_seconds_total": float(runs.drop_duplicates(["arm", "budget", "seed"]).train_seconds.sum()),
+    }
+    if not quick:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "selection_quality.json").write_text(json.dumps(result, indent=1) + "\n")
+        overall.round(4).to_csv(RESULTS / "selection_quality.csv", index=False)
+        result = {k: v for k, v in result.items() if k != "runs"}  # the committed JSON has them; keep the line short
+    emit({**result, "quick": True})  # print only: the table lives in reports/results/, not reports/bench/

@@ -1,0 +1,248 @@
+"""Flow ``measure_selection``: what each selection method's subsets are worth on the targets (`selection.quality`).
+
+For every arm (a method with its parameters), budget and seed: select the subset with `select_training_subset`
+(stored, so asking again reuses it; the seed is the selection's and the fine-tune's), fine-tune the base encoder on
+it and evaluate the model on every target's held-out rows (the target labels mapped into the pool's label space).
+The whole pool, trained the same way per seed, is the reference arm ``"full"``. Each fine-tune is one Prefect task
+and is stored as soon as it finishes, keyed by the measurement config (pool and target content, recipe, model,
+held-out rows) and the subset id, so an interrupted or extended grid resumes without repeating finished runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.gradient_scores import WARMUP_RECIPE, labelled_rows
+from flows.runners import Deferred, WorkerWorkspace, gather
+from flows.select import METHODS, SECONDS_PER_EXAMPLE_EPOCH, plan_selection, select_training_subset
+from selection.quality import FULL, RANDOM, summarise_selection
+from store.catalog import config_hash, finish_run, get_task, start_run
+from store.selections import done_selection_runs, find_selection, put_selection_result, selection_results
+from store.workspace import Workspace
+from transfer.finetune import Recipe, fine_tune, predict, sample_indices
+from transfer.groundtruth import evaluate_outputs
+
+OWNER = "measure_selection"
+# Every method at every budget; the bench drops some VoG strategies at the outer budgets (DECISIONS.md).
+DEFAULT_ARMS: dict[str, dict[str, Any]] = {
+    "gio": {"method": "gio"},
+    "icons": {"method": "icons"},
+    "vog-prune_easiest": {"method": "vog", "params": {"strategy": "prune_easiest"}},
+    "vog-keep_hardest": {"method": "vog", "params": {"strategy": "keep_hardest"}},
+    "vog-weighted_sample": {"method": "vog", "params": {"strategy": "weighted_sample"}},
+    RANDOM: {"method": "random"},
+}
+# The subset fine-tune: every selected example, 3 epochs, batch 16, lr 5e-5, 6% warm-up, max_length 64 (the
+# warm-up recipe of ICONS; it trains a few hundred examples properly, DECISIONS.md).
+SUBSET_RECIPE = WARMUP_RECIPE
+
+
+def check_arms(arms: dict[str, dict[str, Any]], budgets: tuple[float, ...]) -> list[tuple[str, str, Any, float]]:
+    """The (arm, method, method params, budget) runs of one seed, full pool first; errors name the bad arm."""
+    if not budgets or not all(isinstance(b, float) and 0 < b < 1 for b in budgets):
+        raise ValueError(f"The 'budgets' parameter of {OWNER} must be fractions in (0, 1). Got {budgets!r} instead.")
+    runs: list[tuple[str, str, Any, float]] = [(FULL, "random", None, 1.0)]
+    for name, spec in arms.items():
+        if name == FULL or not isinstance(spec, dict) or spec.get("method") not in METHODS:
+            raise ValueError(
+                f"The 'arms' parameter of {OWNER} maps names (not {FULL!r}) to {{'method': one of {list(METHODS)}, "
+                f"'params': {{...}}, 'budgets': [...]}}. Got {name!r}: {spec!r} instead."
+            )
+        unknown = sorted(set(spec) - {"method", "params", "budgets"})
+        if unknown:
+            raise ValueError(f"Arm {name!r} of {OWNER} has unknown keys {unknown}; known: method, params, budgets.")
+        arm_budgets = tuple(spec.get("budgets", budgets))
+        if not set(arm_budgets) <= set(budgets):
+            raise ValueError(f"Arm {name!r} asks for budgets {list(arm_budgets)} outside {list(budgets)}.")
+        runs += [(name, spec["method"], spec.get("params"), b) for b in arm_budgets]
+    return runs
+
+
+@task(cache_policy=NO_CACHE, task_run_name="train-{arm}-{budget}-seed{seed}")
+def train_on_subset(
+    workspace: str, arm: str, budget: float, seed: int, subset_id: str, setup_json: str, config: str, run_id: str
+) -> Deferred[dict[str, float]]:
+    """Fine-tune the base encoder on one stored subset and evaluate it on every target's held-out rows; the flow
+    stores the metrics as soon as it finishes. Returns {target: primary metric}."""
+    setup = json.loads(setup_json)
+    ws = WorkerWorkspace(workspace)
+    selection = find_selection(ws, subset_id)
+    if selection is None:
+        raise LookupError(f"Subset {subset_id} is not stored; select_training_subset stores it before training.")
+    pool = get_task(ws, setup["pool"])
+    rows = labelled_rows(pool, pool, setup["pool_split"], None, max_rows=None, seed=0)
+    position = {eid: i for i, eid in enumerate(rows.example_ids)}
+    members = ws.read("selection_members", {"subset_id": subset_id}).example_id
+    chosen = [position[eid] for eid in members]
+    recipe = Recipe(**setup["recipe"])
+    tuned = fine_tune(
+        [rows.texts[i] for i in chosen],
+        rows.labels[chosen],
+        n_classes=len(pool.label_names) if pool.kind == "classification" else None,
+        text_pairs=[rows.pairs[i] for i in chosen] if rows.pairs is not None else None,
+        model=setup["model"],
+        recipe=recipe,
+        seed=seed,
+        device=setup["device"],
+    )
+    metrics = {}
+    for target in setup["targets"]:
+        held = held_out_rows(ws, pool, target, setup)
+        outputs = predict(tuned.model, tuned.tokenizer, held["texts"], held["pairs"], max_length=recipe.max_length)
+        metrics[target] = evaluate_outputs(outputs, held["labels"], regression=pool.kind == "regression")
+    put_selection_result(
+        ws,
+        config,
+        pool=setup["pool"],
+        arm=arm,
+        method=selection.method,
+        budget=budget,
+        seed=seed,
+        subset_id=subset_id,
+        n_train=len(chosen),
+        train_seconds=tuned.seconds,
+        metrics=metrics,
+        run_id=run_id,
+    )
+    primary = {t: m["primary"] for t, m in metrics.items()}
+    get_run_logger().info("%s at %.0f%% (seed %d, %d rows): %s", arm, 100 * budget, seed, len(chosen), primary)
+    return ws.deferred(primary)
+
+
+def held_out_rows(ws: Workspace, pool: Any, target: str, setup: dict[str, Any]) -> dict[str, Any]:
+    """A target's held-out rows (its ``held_out`` splits that exist, at most ``max_test``, one fixed sample so
+    every arm and seed is scored on the same rows) with labels in the pool's label space."""
+    goal = get_task(ws, target)
+    parts = [
+        labelled_rows(pool, goal, split, setup["label_map"], max_rows=None, seed=0)
+        for split in setup["held_out"]
+        if split in goal.splits
+    ]
+    texts = [t for p in parts for t in p.texts]
+    pairs = [t for p in parts for t in p.pairs] if goal.input == "pair" else None  # type: ignore[union-attr]
+    labels = np.concatenate([p.labels for p in parts])
+    keep = np.sort(sample_indices(len(texts), setup["max_test"], 0))
+    return {
+        "texts": [texts[i] for i in keep],
+        "pairs": [pairs[i] for i in keep] if pairs is not None else None,
+        "labels": labels[keep],
+    }
+
+
+@flow(name="measure_selection", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
+def measure_selection(
+    pool: str,
+    targets: str | list[str],
+    arms: dict[str, dict[str, Any]] | None = None,
+    budgets: tuple[float, ...] = (0.1, 0.2, 0.5),
+    seeds: tuple[int, ...] = (0, 1, 2),
+    recipe: dict[str, Any] | None = None,
+    held_out: tuple[str, ...] = ("validation", "test"),
+    max_test: int = 2000,
+    max_target_examples: int = 300,
+    label_map: dict[str, str] | None = None,
+    pool_split: str = "train",
+    model: str = "all-MiniLM-L6-v2",
+    device: str = "auto",
+    dry_run: bool = False,
+    workspace: str | None = None,
+) -> pd.DataFrame:
+    """Fine-tune on the subsets each arm selects from ``pool`` for ``targets`` at each budget and seed, and on the
+    whole pool; returns `selection.quality.summarise_selection` of the stored runs (share of the full-pool score
+    and the paired comparison against ``random``, per target and averaged over targets).
+
+    ``arms``: {name: {"method": gio|icons|vog|random, "params": method parameters, "budgets": a subset of
+    ``budgets``}} (default `DEFAULT_ARMS`); ``budgets``: fractions of the pool in (0, 1); ``recipe``: Recipe
+    fields over `SUBSET_RECIPE`. Selection sees a seeded sample of at most ``max_target_examples`` rows of each
+    target's train split; evaluation uses its ``held_out`` splits (at most ``max_test`` rows, one fixed sample).
+    With ``dry_run`` nothing is computed: the summary of the plan is logged and an empty frame returned."""
+    logger = get_run_logger()
+    names = [targets] if isinstance(targets, str) else list(targets)
+    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds):
+        raise ValueError(f"The 'seeds' parameter of {OWNER} must be a non-empty tuple of ints. Got {seeds!r}.")
+    runs = check_arms(DEFAULT_ARMS if arms is None else arms, tuple(budgets))
+    subset_recipe = Recipe(**{**SUBSET_RECIPE.as_dict(), **(recipe or {})})
+    ws = Workspace(workspace)
+    stored_pool = get_task(ws, pool)
+    goals = [get_task(ws, name) for name in names]
+    for goal in goals:
+        if not set(held_out) & set(goal.splits):
+            raise ValueError(
+                f"The 'held_out' parameter of {OWNER} names splits {list(held_out)}, none of which target "
+                f"{goal.name!r} has ({list(goal.splits)})."
+            )
+    setup = {
+        "pool": pool,
+        "pool_content": stored_pool.split_hash(pool_split),
+        "pool_split": pool_split,
+        "targets": names,
+        "target_content": {g.name: g.content_hash for g in goals},
+        "recipe": subset_recipe.as_dict(),
+        "held_out": list(held_out),
+        "max_test": max_test,
+        "max_target_examples": max_target_examples,
+        "label_map": label_map,
+        "model": model,
+    }
+    config = config_hash(setup)
+    done = done_selection_runs(ws, config)
+    selection_options: dict[str, Any] = {
+        "pool_split": pool_split,
+        "max_target_examples": max_target_examples,
+        "model": model,
+        "device": device,
+        "label_map": label_map,
+        "workspace": workspace,
+    }
+    todo = []  # (arm, method, params, budget, seed, subset id) of the runs not yet stored for this subset
+    for seed in seeds:
+        for arm, method, params, budget in runs:
+            plan = plan_selection(pool, names, method, budget, method_params=params, seed=seed, **selection_options)
+            if any(done.get((arm, budget, seed, name)) != plan["subset_id"] for name in names):
+                todo.append((arm, method, params, budget, seed, plan))
+    n_pool = stored_pool.counts()[pool_split]
+    examples = sum(round(budget * n_pool) for _, _, _, budget, _, _ in todo) * subset_recipe.epochs
+    logger.info(
+        "measure_selection %s for %s: %d fine-tunes to do (%d already stored), %d examples x epochs; about %.0f s "
+        "of fine-tuning plus the selections",
+        pool,
+        names,
+        len(todo),
+        len(runs) * len(seeds) - len(todo),
+        examples,
+        examples * SECONDS_PER_EXAMPLE_EPOCH,
+    )
+    if dry_run:
+        return pd.DataFrame()
+    run_id, _ = start_run(ws, OWNER, {**setup, "arms": arms, "budgets": list(budgets), "seeds": list(seeds)})
+    started = time.perf_counter()
+    try:
+        setup_json = json.dumps({**setup, "device": device})
+        futures = []
+        for arm, method, params, budget, seed, plan in todo:
+            if not plan["stored"]:
+                select_training_subset(
+                    pool, names, method, budget, method_params=params, seed=seed, **selection_options
+                )
+            futures.append(
+                train_on_subset.submit(str(ws.root), arm, budget, seed, plan["subset_id"], setup_json, config, run_id)
+            )
+        gather(ws, futures)
+        stored = selection_results(ws, config)
+        wanted = {(arm, budget) for arm, _, _, budget in runs}
+        in_grid = np.array([(a, b) in wanted for a, b in zip(stored.arm, stored.budget, strict=True)], dtype=bool)
+        stored = stored[stored.seed.isin(seeds).to_numpy() & in_grid]
+        summary = summarise_selection(stored)
+    except BaseException as err:
+        finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finish_run(ws, run_id, status="completed", timings={"total_s": time.perf_counter() - started})
+    return summary
