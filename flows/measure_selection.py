@@ -226,15 +226,15 @@ def measure_selection(
     started = time.perf_counter()
     try:
         setup_json = json.dumps({**setup, "device": device})
-        futures = []
-        for arm, method, params, budget, seed, plan in todo:
+        for _, method, params, budget, seed, plan in todo:  # every selection first: two torch jobs thrash
             if not plan["stored"]:
                 select_training_subset(
                     pool, names, method, budget, method_params=params, seed=seed, **selection_options
                 )
-            futures.append(
-                train_on_subset.submit(str(ws.root), arm, budget, seed, plan["subset_id"], setup_json, config, run_id)
-            )
+        futures = [
+            train_on_subset.submit(str(ws.root), arm, budget, seed, plan["subset_id"], setup_json, config, run_id)
+            for arm, _, _, budget, seed, plan in todo
+        ]
         gather(ws, futures)
         stored = selection_results(ws, config)
         wanted = {(arm, budget) for arm, _, _, budget in runs}
