@@ -384,6 +384,49 @@ def select(
         console.print(f"exported to {written[0]} (metadata: {written[1]})")
 
 
+@app.command("measure-selection")
+def measure_selection_cmd(
+    ctx: typer.Context,
+    pool: Annotated[str, typer.Argument(help="Task holding the candidate training pool.")],
+    target: Annotated[list[str], typer.Option(help="Target task(s); each is evaluated on its held-out splits.")],
+    method: Annotated[
+        list[str] | None, typer.Option(help="Methods to compare (repeatable; default gio, icons, vog, random).")
+    ] = None,
+    budget: Annotated[list[float] | None, typer.Option(help="Fractions of the pool (default 0.1 0.2 0.5).")] = None,
+    seed: Annotated[list[int] | None, typer.Option(help="Seeds (default 0 1 2).")] = None,
+    label_map: Annotated[str | None, typer.Option(help="TARGET_LABEL=POOL_LABEL pairs, comma-separated.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
+) -> None:
+    """Fine-tune on each method's subsets of POOL (per budget and seed) and on the whole pool, and report the share
+    of the full-pool score each reaches on the --target task(s), paired against random."""
+    from flows.measure_selection import measure_selection
+    from store.results import Results
+
+    arms = {m: {"method": m} for m in (method or ["gio", "icons", "vog", "random"])}
+    try:
+        with_runner(ctx, measure_selection)(
+            pool,
+            target,
+            arms=arms,
+            budgets=tuple(budget or (0.1, 0.2, 0.5)),
+            seeds=tuple(seed or (0, 1, 2)),
+            label_map=parse_pairs(label_map, "--label-map") if label_map else None,
+            device=ctx.obj["device"],
+            dry_run=dry_run,
+            workspace=ctx.obj["workspace"],
+        )
+    except (ValueError, KeyError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    if dry_run:
+        return
+    summary = Results(ctx.obj["workspace"]).selection_quality(pool)
+    print_frame(
+        summary[summary.target == "all"][["arm", "budget", "n_train", "share_mean", "share_std", "vs_random_mean"]],
+        title=f"share of the full-pool score ({pool}, mean over targets)",
+    )
+
+
 @app.command("export")
 def export_cmd(ctx: typer.Context, directory: Annotated[Path, typer.Argument(help="New or empty folder.")]) -> None:
     """Copy the workspace (catalog and every referenced artefact) to DIRECTORY, to move it to another machine."""

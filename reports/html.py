@@ -9,7 +9,9 @@ are embedded, and there is no JavaScript. Sections:
 3. ranking quality (``Results.method_quality``);
 4. a 2-D PCA map of the tasks' train-split embedding centroids (``embedding_vectors``, one encoder config);
 5. the stored training subsets (``selections``, with their ``example_scores`` counts);
-6. metadata of the most recent runs (model, library versions, config hash, timings, status).
+6. selection quality: the share of the full-pool score each selection method's subsets reach, per budget, with
+   seed spread (``Results.selection_quality``, from ``measure_selection``);
+7. metadata of the most recent runs (model, library versions, config hash, timings, status).
 
 Reads go through ``Workspace.sql`` (the views) and `store.results.Results` only. Every text from the store is
 HTML-escaped; a missing piece gives a short note instead of an error.
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.svg import heatmap, scatter
+from reports.svg import heatmap, line_chart, scatter
 from store.artifacts import replace_atomically
 from store.results import Results
 from store.workspace import Workspace
@@ -329,9 +331,60 @@ def selections_section(ws: Workspace, views: set[str]) -> str:
     return "".join(out)
 
 
+def selection_quality_section(ws: Workspace, views: set[str]) -> str:
+    """Section 6: per budget, the share of the full-pool score each arm's subsets reach (mean over targets, ±1
+    std over seeds), as curves and as a table with the paired difference to random."""
+    out = ['<h2 id="selection-quality">6. Selection quality</h2>']
+    try:
+        summary = Results(ws).selection_quality() if "selection_results" in views else None
+    except LookupError:
+        summary = None
+    if summary is None:
+        return "".join(out) + _note(
+            "No selection-quality measurement stored. Run `transferscope measure-selection POOL --target T` to "
+            "fine-tune on each method's subsets and on the whole pool."
+        )
+    overall = summary[summary.target == "all"]
+    series = {
+        str(arm): [(float(r.budget), 100 * float(r.share_mean), 100 * float(r.share_std)) for r in rows.itertuples()]
+        for arm, rows in overall.groupby("arm")
+        if arm != "full"
+    }
+    targets = sorted(set(summary.target) - {"all"})
+    out.append(
+        "<figure>"
+        + line_chart(series, x_label="budget (share of the pool)", y_label="% of the full-pool score", reference=100.0)
+        + f"<figcaption>Pool <code>{escape(summary.attrs['pool'])}</code>, targets {escape(', '.join(targets))}: "
+        "the target metric after fine-tuning on each method's subset, as a percentage of fine-tuning on the whole "
+        "pool (dashed line), averaged over the targets; bars are ±1 standard deviation over seeds.</figcaption>"
+        "</figure>"
+    )
+    rows = [
+        [
+            _fmt(r.arm),
+            f"{r.budget:.0%}",
+            f"{r.n_train:.0f}",
+            f"{100 * r.share_mean:.1f} ± {100 * r.share_std:.1f}",
+            f"{r.score_mean:.3f}",
+            "—"
+            if not math.isfinite(r.vs_random_mean)
+            else f"{100 * r.vs_random_mean:+.1f} ± {100 * r.vs_random_std:.1f}",
+            _fmt(r.vs_random_p_value, 3),
+            str(r.n_seeds),
+        ]
+        for r in overall.sort_values(["budget", "share_mean"], ascending=[True, False]).itertuples()
+    ]
+    headers = ["arm", "budget", "examples", "% of full", "score", "vs random (points)", "p (paired t)", "seeds"]
+    out.append(_table(headers, rows, css_class="selection-quality"))
+    out.append(
+        _note(f"Per-target rows: Results(workspace).selection_quality(); config {summary.attrs['config_hash'][:12]}.")
+    )
+    return "".join(out)
+
+
 def runs_section(ws: Workspace) -> str:
-    """Section 6: metadata of the most recent runs."""
-    out = ['<h2 id="runs">6. Recent runs</h2>']
+    """Section 7: metadata of the most recent runs."""
+    out = ['<h2 id="runs">7. Recent runs</h2>']
     runs = ws.sql(
         "SELECT run_id, flow, params_json, config_hash, versions_json, device, started_at, finished_at, status, "
         f"timings_json, error FROM runs ORDER BY started_at DESC LIMIT {RECENT_RUNS}"
@@ -403,6 +456,7 @@ def render(ws: Workspace, target: str | None = None) -> str:
                 ("quality", "quality"),
                 ("map", "task map"),
                 ("selections", "selections"),
+                ("selection-quality", "selection quality"),
                 ("runs", "runs"),
             )
         )
@@ -413,6 +467,7 @@ def render(ws: Workspace, target: str | None = None) -> str:
             + quality_section(ws, target)
             + map_section(ws)
             + selections_section(ws, views)
+            + selection_quality_section(ws, views)
             + runs_section(ws)
         )
     return (

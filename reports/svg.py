@@ -1,4 +1,5 @@
-"""Inline SVG figures for the HTML report: a heatmap with a diverging colour scale and a labelled scatter plot.
+"""Inline SVG figures for the HTML report: a heatmap with a diverging colour scale, a labelled scatter plot and
+line charts with error bars.
 
 Plain string building, no plotting library and no JavaScript. Every caller-supplied text is escaped here. Text
 widths are estimated (``CHAR_W`` of the font size per character) to size margins so labels never overlap the plot.
@@ -7,7 +8,7 @@ widths are estimated (``CHAR_W`` of the font size per character) to size margins
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif"
@@ -201,6 +202,96 @@ def scatter(
             f'<g class="{escape(point_class)}"><title>{escape(label)}: ({x:.3g}, {y:.3g})</title>'
             f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5.5" fill="rgb(5,113,176)" stroke="#fff"/>'
             f'<text x="{cx + 8:.1f}" y="{cy + 4:.1f}" font-size="{size}">{escape(label)}</text></g>'
+        )
+    out.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 12:.1f}" text-anchor="middle" font-size="13" '
+        f'font-weight="600">{escape(x_label)}</text>'
+    )
+    cy = top + plot_h / 2
+    out.append(
+        f'<text x="16" y="{cy:.1f}" text-anchor="middle" font-size="13" font-weight="600" '
+        f'transform="rotate(-90 16 {cy:.1f})">{escape(y_label)}</text>'
+    )
+    out.append("</svg>")
+    return "".join(out)
+
+
+SERIES_COLOURS = ("#0571b0", "#ca0020", "#008837", "#7b3294", "#e66101", "#4d4d4d", "#a6611a", "#0868ac")
+
+
+def line_chart(
+    series: Mapping[str, Sequence[tuple[float, float, float]]],
+    *,
+    x_label: str,
+    y_label: str,
+    reference: float | None = None,
+    width: float = 720,
+    height: float = 420,
+) -> str:
+    """One line per named series of ``(x, y, spread)`` points, each point with a ±spread error bar, a legend on
+    the right and an optional dashed horizontal ``reference`` line (e.g. the full-data level)."""
+    size = 12
+    legend_w = max((text_width(name, size) for name in series), default=0) + 40
+    left, right, top, bottom = 64.0, legend_w, 16.0, 52.0
+    points = [p for values in series.values() for p in values]
+    xs = [p[0] for p in points] or [0.0]
+    lows = [p[1] - p[2] for p in points] + ([reference] if reference is not None else [])
+    highs = [p[1] + p[2] for p in points] + ([reference] if reference is not None else [])
+    x_span = (max(xs) - min(xs)) or 1.0
+    x0, x1 = min(xs) - 0.05 * x_span, max(xs) + 0.05 * x_span
+    y_span = (max(highs or [1.0]) - min(lows or [0.0])) or 1.0
+    y0, y1 = min(lows or [0.0]) - 0.08 * y_span, max(highs or [1.0]) + 0.08 * y_span
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def px(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * plot_w
+
+    def py(y: float) -> float:
+        return top + (1 - (y - y0) / (y1 - y0)) * plot_h
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="lines" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" style="{FONT}">',
+        f'<rect x="{left}" y="{top}" width="{plot_w:.1f}" height="{plot_h:.1f}" fill="#fafafa" stroke="#888"/>',
+    ]
+    for tick in sorted(set(xs)):
+        x = px(tick)
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h:.1f}" stroke="#e2e2e2"/>'
+            f'<text x="{x:.1f}" y="{top + plot_h + 16:.1f}" text-anchor="middle" font-size="11">'
+            f"{_fmt_tick(tick)}</text>"
+        )
+    for tick in nice_ticks(y0, y1):
+        y = py(tick)
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e2e2e2"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{_fmt_tick(tick)}</text>'
+        )
+    if reference is not None:
+        y = py(reference)
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#333" '
+            'stroke-dasharray="5,4"/>'
+        )
+    for i, (name, values) in enumerate(series.items()):
+        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        ordered = sorted(values)
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _ in ordered)
+        out.append(f'<g class="series"><title>{escape(name)}</title>')
+        if len(ordered) > 1:
+            out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for x, y, spread in ordered:
+            cx = px(x)
+            out.append(
+                f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{py(y - spread):.1f}" y2="{py(y + spread):.1f}" '
+                f'stroke="{colour}"/><circle cx="{cx:.1f}" cy="{py(y):.1f}" r="3.5" fill="{colour}">'
+                f"<title>{escape(name)}: x {x:.3g}, y {y:.3g} ± {spread:.2g}</title></circle>"
+            )
+        legend_y = top + 8 + i * 18
+        out.append(
+            f'<line x1="{width - right + 12:.1f}" x2="{width - right + 30:.1f}" y1="{legend_y:.1f}" '
+            f'y2="{legend_y:.1f}" stroke="{colour}" stroke-width="2"/>'
+            f'<text x="{width - right + 34:.1f}" y="{legend_y + 4:.1f}" font-size="{size}">{escape(name)}</text></g>'
         )
     out.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{height - 12:.1f}" text-anchor="middle" font-size="13" '

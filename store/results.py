@@ -3,8 +3,10 @@
 ``Results(workspace).recommend_sources(target, k=5, method="esm-logme")`` returns the newest run's ranking of one
 method for one target; ``compare_methods(target)`` puts every stored method side by side; ``method_quality()``
 scores the rankings against measured transfer; ``select_subset(pool, targets, method, budget)`` returns a stored
-training subset. Nothing here computes: rankings come from the ``rank_sources`` flow (``transferscope rank
-TARGET``), subsets from ``select_training_subset`` (``transferscope select``).
+training subset; ``selection_quality(pool)`` says what the subsets were worth when trained on (shares of the
+full-pool score, paired against random). Nothing here computes: rankings come from the ``rank_sources`` flow
+(``transferscope rank TARGET``), subsets from ``select_training_subset`` (``transferscope select``), their measured
+worth from ``measure_selection`` (``transferscope measure-selection``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from store.selections import budget_kind, selection_frame
+from selection.quality import summarise_selection
+from store.selections import budget_kind, selection_frame, selection_results
 from store.workspace import Workspace
 
 
@@ -107,3 +110,19 @@ class Results:
             subset_id=selection.subset_id, run_id=selection.run_id, params=selection.params_json, method=method
         )
         return frame.example_id.tolist(), frame
+
+    def selection_quality(self, pool: str | None = None) -> pd.DataFrame:
+        """What the subsets of ``pool`` (None: the newest measured pool) were worth: the newest
+        ``measure_selection`` of it, summarised per (target, arm, budget) by `selection.quality.summarise_selection`
+        (share of the full-pool score with its seed spread, paired difference to random; target ``"all"``
+        averages the targets). ``frame.attrs`` holds the pool and the measurement's config hash."""
+        runs = selection_results(self.workspace, pool=pool)
+        if runs.empty:
+            where = f" of pool {pool!r}" if pool else ""
+            raise LookupError(
+                f"No selection-quality measurement{where} is stored; run `transferscope measure-selection POOL "
+                "--target T` (or flows.measure_selection.measure_selection)."
+            )
+        summary = summarise_selection(runs)
+        summary.attrs.update(pool=runs.pool.iloc[0], config_hash=runs.config_hash.iloc[0])
+        return summary

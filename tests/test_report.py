@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from store.catalog import put_task, put_transfer_gains
+from store.selections import put_selection_result
 from store.tasks import load_task_dir
 from store.workspace import Workspace
 
@@ -69,6 +70,23 @@ def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, 
     select_training_subset(
         "uci_sentiment_amazon", TARGET, method="gio", budget=40, device="cpu", workspace=str(ws.root)
     )
+    measured = {("full", 1.0): (0.80, 0.90), ("random", 0.2): (0.68, 0.85), ("gio", 0.2): (0.85, 0.85)}
+    for (arm, budget), values in measured.items():  # a selection-quality measurement: 2 seeds
+        for seed, value in enumerate(values):
+            put_selection_result(
+                ws,
+                "sq",
+                pool="uci_sentiment_amazon",
+                arm=arm,
+                method="random" if arm == "full" else arm,
+                budget=budget,
+                seed=seed,
+                subset_id=f"{arm}-{seed}",
+                n_train=int(800 * budget),
+                train_seconds=1.0,
+                metrics={TARGET: {"primary": value, "accuracy": value}},
+                run_id="m2",
+            )
     return ws, build_report(ws, ws.root / "report")
 
 
@@ -101,10 +119,19 @@ def test_report_content(report):
     assert scatter is not None and scatter.group(0).count('class="task-point"') == len(TASKS)
     assert "PC1 (" in scatter.group(0) and "% of variance)" in scatter.group(0)
     # 5. the stored subset, with its per-example scores
-    selections = page[page.index('id="selections"') : page.index('id="runs"')]
+    selections = page[page.index('id="selections"') : page.index('id="selection-quality"')]
     assert 'class="selections"' in selections and "<td>40 / 800</td>" in selections and "<td>5.0%</td>" in selections
     assert "<td>gio</td>" in selections and "<td>40</td>" in selections and "(count)" in selections
-    # 6. run metadata
+    # 6. selection quality: shares of the full-pool score (0.85): gio (1.0, 1.0), random (0.8, 1.0)
+    quality = page[page.index('id="selection-quality"') : page.index('id="runs"')]
+    curves = re.search(r'<svg[^>]*class="lines".*?</svg>', quality, re.S)
+    assert curves is not None and curves.group(0).count("<polyline") == 0  # one budget: points, no lines
+    assert curves.group(0).count('class="series"') == 2 and "% of the full-pool score" in curves.group(0)
+    assert "stroke-dasharray" in curves.group(0)  # the full-pool reference line
+    assert "<td>gio</td><td>20%</td><td>160</td><td>100.0 ± 0.0</td>" in quality
+    assert "<td>random</td><td>20%</td><td>160</td><td>90.0 ± 14.1</td>" in quality
+    assert "<td>+8.5 ± 12.0</td>" in quality  # gio minus random, paired by seed, in points
+    # 7. run metadata
     runs = page[page.index('id="runs"') :]
     for flow in ("embed_tasks", "rank_sources", "evaluate_rankings"):
         assert f"<td>{flow}</td>" in runs
@@ -193,8 +220,8 @@ def test_report_renders_in_chromium(report, tmp_path):
     _, index = report
     page = index.read_text(encoding="utf-8")
     dom = _chromium(index, tmp_path / "profile-dom", "--dump-dom")
-    assert dom.stdout.count("<svg") == page.count("<svg") == 2, "every figure must be in the rendered DOM"
-    assert 'class="heatmap"' in dom.stdout and 'class="scatter"' in dom.stdout
+    assert dom.stdout.count("<svg") == page.count("<svg") == 3, "every figure must be in the rendered DOM"
+    assert 'class="heatmap"' in dom.stdout and 'class="scatter"' in dom.stdout and 'class="lines"' in dom.stdout
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "report.png"
     shot.unlink(missing_ok=True)
@@ -208,3 +235,20 @@ def test_report_renders_in_chromium(report, tmp_path):
     width, height, distinct = _png_summary(shot)
     assert (width, height) == (1280, 2000)
     assert shot.stat().st_size > 20_000 and distinct > 50, "the screenshot looks blank"
+
+
+def test_line_chart_draws_each_series_with_error_bars_and_escapes_names():
+    from reports.svg import line_chart
+
+    svg = line_chart(
+        {"gio": [(0.1, 90.0, 2.0), (0.5, 99.0, 1.0), (0.2, 95.0, 0.5)], "<b>": [(0.1, 80.0, 3.0), (0.2, 85.0, 0.0)]},
+        x_label="budget",
+        y_label="% of full",
+        reference=100.0,
+    )
+    assert svg.count("<polyline") == 2 and svg.count("<circle") == 5 and svg.count('class="series"') == 2
+    assert "&lt;b&gt;" in svg and "<b>" not in svg
+    first = re.search(r'<polyline points="([^"]+)"', svg).group(1).split()
+    xs = [float(p.split(",")[0]) for p in first]
+    assert xs == sorted(xs)  # points joined in budget order
+    assert "gio: x 0.5, y 99 ± 1" in svg
