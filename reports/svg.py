@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif"
@@ -53,6 +54,64 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 def _fmt_tick(value: float) -> str:
     return f"{value:.3g}" if value != 0 else "0"
+
+
+@dataclass(frozen=True)
+class _Plot:
+    """A chart's plotting area (pixels) and the data ranges it shows; maps data to pixel coordinates."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+
+    def px(self, x: float) -> float:
+        return self.left + (x - self.x0) / (self.x1 - self.x0) * self.width
+
+    def py(self, y: float) -> float:
+        return self.top + (1 - (y - self.y0) / (self.y1 - self.y0)) * self.height
+
+
+def _axes(plot: _Plot, css_class: str, size: tuple[float, float], x_ticks: Sequence[float]) -> list[str]:
+    """The opening ``<svg>`` tag of a ``size`` (width, height) chart, the plot's background and the tick grid with
+    its labels (``x_ticks`` as given, y ticks chosen by `nice_ticks`)."""
+    width, height = size
+    bottom = plot.top + plot.height
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" style="{FONT}">',
+        f'<rect x="{plot.left}" y="{plot.top}" width="{plot.width:.1f}" height="{plot.height:.1f}" fill="#fafafa" '
+        'stroke="#888"/>',
+    ]
+    for tick in x_ticks:
+        x = plot.px(tick)
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{plot.top}" y2="{bottom:.1f}" stroke="#e2e2e2"/>'
+            f'<text x="{x:.1f}" y="{bottom + 16:.1f}" text-anchor="middle" font-size="11">{_fmt_tick(tick)}</text>'
+        )
+    for tick in nice_ticks(plot.y0, plot.y1):
+        y = plot.py(tick)
+        out.append(
+            f'<line x1="{plot.left}" x2="{plot.left + plot.width:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e2e2e2"/>'
+            f'<text x="{plot.left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{_fmt_tick(tick)}</text>'
+        )
+    return out
+
+
+def _axis_titles(plot: _Plot, height: float, x_label: str, y_label: str) -> list[str]:
+    """The x title under the plot and the y title rotated along its left side, then the closing tag."""
+    cy = plot.top + plot.height / 2
+    return [
+        f'<text x="{plot.left + plot.width / 2:.1f}" y="{height - 12:.1f}" text-anchor="middle" font-size="13" '
+        f'font-weight="600">{escape(x_label)}</text>',
+        f'<text x="16" y="{cy:.1f}" text-anchor="middle" font-size="13" font-weight="600" '
+        f'transform="rotate(-90 16 {cy:.1f})">{escape(y_label)}</text>',
+        "</svg>",
+    ]
 
 
 def heatmap(
@@ -170,49 +229,16 @@ def scatter(
         return low - 0.08 * span, high + 0.08 * span
 
     (x0, x1), (y0, y1) = padded(xs), padded(ys)
-    plot_w, plot_h = width - left - right, height - top - bottom
-
-    def px(x: float) -> float:
-        return left + (x - x0) / (x1 - x0) * plot_w
-
-    def py(y: float) -> float:
-        return top + (1 - (y - y0) / (y1 - y0)) * plot_h
-
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="scatter" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" style="{FONT}">',
-        f'<rect x="{left}" y="{top}" width="{plot_w:.1f}" height="{plot_h:.1f}" fill="#fafafa" stroke="#888"/>',
-    ]
-    for tick in nice_ticks(x0, x1):
-        x = px(tick)
-        out.append(
-            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h:.1f}" stroke="#e2e2e2"/>'
-            f'<text x="{x:.1f}" y="{top + plot_h + 16:.1f}" text-anchor="middle" font-size="11">'
-            f"{_fmt_tick(tick)}</text>"
-        )
-    for tick in nice_ticks(y0, y1):
-        y = py(tick)
-        out.append(
-            f'<line x1="{left}" x2="{left + plot_w:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e2e2e2"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{_fmt_tick(tick)}</text>'
-        )
+    plot = _Plot(left, top, width - left - right, height - top - bottom, x0, x1, y0, y1)
+    out = _axes(plot, "scatter", (width, height), nice_ticks(x0, x1))
     for label, x, y in points:
-        cx, cy = px(x), py(y)
+        cx, cy = plot.px(x), plot.py(y)
         out.append(
             f'<g class="{escape(point_class)}"><title>{escape(label)}: ({x:.3g}, {y:.3g})</title>'
             f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5.5" fill="rgb(5,113,176)" stroke="#fff"/>'
             f'<text x="{cx + 8:.1f}" y="{cy + 4:.1f}" font-size="{size}">{escape(label)}</text></g>'
         )
-    out.append(
-        f'<text x="{left + plot_w / 2:.1f}" y="{height - 12:.1f}" text-anchor="middle" font-size="13" '
-        f'font-weight="600">{escape(x_label)}</text>'
-    )
-    cy = top + plot_h / 2
-    out.append(
-        f'<text x="16" y="{cy:.1f}" text-anchor="middle" font-size="13" font-weight="600" '
-        f'transform="rotate(-90 16 {cy:.1f})">{escape(y_label)}</text>'
-    )
-    out.append("</svg>")
+    out += _axis_titles(plot, height, x_label, y_label)
     return "".join(out)
 
 
@@ -241,50 +267,26 @@ def line_chart(
     x0, x1 = min(xs) - 0.05 * x_span, max(xs) + 0.05 * x_span
     y_span = (max(highs or [1.0]) - min(lows or [0.0])) or 1.0
     y0, y1 = min(lows or [0.0]) - 0.08 * y_span, max(highs or [1.0]) + 0.08 * y_span
-    plot_w, plot_h = width - left - right, height - top - bottom
-
-    def px(x: float) -> float:
-        return left + (x - x0) / (x1 - x0) * plot_w
-
-    def py(y: float) -> float:
-        return top + (1 - (y - y0) / (y1 - y0)) * plot_h
-
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="lines" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" style="{FONT}">',
-        f'<rect x="{left}" y="{top}" width="{plot_w:.1f}" height="{plot_h:.1f}" fill="#fafafa" stroke="#888"/>',
-    ]
-    for tick in sorted(set(xs)):
-        x = px(tick)
-        out.append(
-            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h:.1f}" stroke="#e2e2e2"/>'
-            f'<text x="{x:.1f}" y="{top + plot_h + 16:.1f}" text-anchor="middle" font-size="11">'
-            f"{_fmt_tick(tick)}</text>"
-        )
-    for tick in nice_ticks(y0, y1):
-        y = py(tick)
-        out.append(
-            f'<line x1="{left}" x2="{left + plot_w:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e2e2e2"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{_fmt_tick(tick)}</text>'
-        )
+    plot = _Plot(left, top, width - left - right, height - top - bottom, x0, x1, y0, y1)
+    out = _axes(plot, "lines", (width, height), sorted(set(xs)))
     if reference is not None:
-        y = py(reference)
+        y = plot.py(reference)
         out.append(
-            f'<line x1="{left}" x2="{left + plot_w:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#333" '
+            f'<line x1="{left}" x2="{left + plot.width:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="#333" '
             'stroke-dasharray="5,4"/>'
         )
     for i, (name, values) in enumerate(series.items()):
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         ordered = sorted(values)
-        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _ in ordered)
+        path = " ".join(f"{plot.px(x):.1f},{plot.py(y):.1f}" for x, y, _ in ordered)
         out.append(f'<g class="series"><title>{escape(name)}</title>')
         if len(ordered) > 1:
             out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         for x, y, spread in ordered:
-            cx = px(x)
+            cx = plot.px(x)
             out.append(
-                f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{py(y - spread):.1f}" y2="{py(y + spread):.1f}" '
-                f'stroke="{colour}"/><circle cx="{cx:.1f}" cy="{py(y):.1f}" r="3.5" fill="{colour}">'
+                f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{plot.py(y - spread):.1f}" y2="{plot.py(y + spread):.1f}" '
+                f'stroke="{colour}"/><circle cx="{cx:.1f}" cy="{plot.py(y):.1f}" r="3.5" fill="{colour}">'
                 f"<title>{escape(name)}: x {x:.3g}, y {y:.3g} ± {spread:.2g}</title></circle>"
             )
         legend_y = top + 8 + i * 18
@@ -293,14 +295,5 @@ def line_chart(
             f'y2="{legend_y:.1f}" stroke="{colour}" stroke-width="2"/>'
             f'<text x="{width - right + 34:.1f}" y="{legend_y + 4:.1f}" font-size="{size}">{escape(name)}</text></g>'
         )
-    out.append(
-        f'<text x="{left + plot_w / 2:.1f}" y="{height - 12:.1f}" text-anchor="middle" font-size="13" '
-        f'font-weight="600">{escape(x_label)}</text>'
-    )
-    cy = top + plot_h / 2
-    out.append(
-        f'<text x="16" y="{cy:.1f}" text-anchor="middle" font-size="13" font-weight="600" '
-        f'transform="rotate(-90 16 {cy:.1f})">{escape(y_label)}</text>'
-    )
-    out.append("</svg>")
+    out += _axis_titles(plot, height, x_label, y_label)
     return "".join(out)
