@@ -11,6 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from flows.embed import embed_tasks  # noqa: E402
 from flows.evaluate import evaluate_rankings  # noqa: E402
 from flows.measure import measure_transfer  # noqa: E402
+from flows.measure_selection import measure_selection  # noqa: E402
 from flows.rank import build_esms, rank_sources  # noqa: E402
 from flows.select import select_training_subset  # noqa: E402
 
@@ -18,6 +19,7 @@ __all__ = [
     "build_esms",
     "embed_tasks",
     "evaluate_rankings",
+    "measure_selection",
     "measure_transfer",
     "rank_sources",
     "select_training_subset",
