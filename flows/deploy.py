@@ -2,7 +2,7 @@
 
 Prefect 3's convention for a pip-installed tool: `Flow.to_deployment` + `prefect.serve` (no work pool, no image,
 no ``prefect.yaml``): the serving process registers the deployments with the Prefect API and runs every flow run
-of them in a subprocess of its own, in the environment it was started in. Three deployments, each named
+of them in a subprocess of its own, in the environment it was started in. Four deployments, each named
 ``transferscope``:
 
 - ``refresh/transferscope`` (nightly by default): `refresh` re-embeds every stored task (`embed_tasks`) and
@@ -14,6 +14,8 @@ of them in a subprocess of its own, in the environment it was started in. Three 
   (`evaluate_rankings`).
 - ``select_training_subset/transferscope``: subset selection on demand (no schedule), e.g.
   ``prefect deployment run select_training_subset/transferscope -p pool=... -p targets=...``.
+- ``measure_selection/transferscope``: on demand, what each method's subsets are worth (`measure_selection`:
+  fine-tune on them and on the whole pool; resumable).
 
 Schedules live in one place, `SCHEDULES` (override with ``dataclasses.replace``, or ``transferscope serve --cron``).
 The workspace is every deployment's ``workspace`` parameter (an absolute path resolved when serving), so runs
@@ -35,6 +37,7 @@ from prefect.types.entrypoint import EntrypointType
 from flows.embed import embed_tasks
 from flows.evaluate import evaluate_rankings
 from flows.measure import measure_transfer
+from flows.measure_selection import measure_selection
 from flows.rank import rank_sources
 from flows.select import select_training_subset
 from store.catalog import config_hash, finish_run, list_tasks, start_run
@@ -161,7 +164,7 @@ def build_deployments(
     schedules: Schedules = SCHEDULES,
     active: bool = True,
 ) -> list[RunnerDeployment]:
-    """The three deployments for ``workspace`` (resolved to an absolute path: default ``$TRANSFERSCOPE_WORKSPACE``
+    """The four deployments for ``workspace`` (resolved to an absolute path: default ``$TRANSFERSCOPE_WORKSPACE``
     or ``./transferscope-workspace``), with ``targets`` and ``device`` as default parameters.
 
     Without ``targets`` the refresh only embeds, and the grid (whose ``targets`` parameter is required) gets its
@@ -186,6 +189,7 @@ def build_deployments(
         deploy(refresh, targeted, schedules.refresh, active),
         deploy(measure_grid, targeted, schedules.measure_grid, active and bool(targets)),
         deploy(select_training_subset, common, None, False),
+        deploy(measure_selection, common, None, False),
     ]
 
 

@@ -45,19 +45,23 @@ def test_deployments_take_their_schedules_from_one_place(tmp_path, monkeypatch):
     from flows.deploy import DEPLOYMENT, SCHEDULES, build_deployments
 
     monkeypatch.chdir(tmp_path)
-    refresh, grid, select = build_deployments("ws", [TARGET], device="cpu")
-    assert [d.full_name for d in (refresh, grid, select)] == [
+    refresh, grid, select, worth = build_deployments("ws", [TARGET], device="cpu")
+    assert [d.full_name for d in (refresh, grid, select, worth)] == [
         f"refresh/{DEPLOYMENT}",
         f"measure_grid/{DEPLOYMENT}",
         f"select_training_subset/{DEPLOYMENT}",
+        f"measure_selection/{DEPLOYMENT}",
     ]
-    assert [d.entrypoint for d in (refresh, grid, select)] == [
+    assert [d.entrypoint for d in (refresh, grid, select, worth)] == [
         "flows.deploy.refresh",
         "flows.deploy.measure_grid",
         "flows.select.select_training_subset",
+        "flows.measure_selection.measure_selection",
     ]
     crons = [[(s.schedule.cron, s.schedule.timezone, s.active) for s in d.schedules] for d in (refresh, grid, select)]
     assert crons == [[(SCHEDULES.refresh, "UTC", True)], [(SCHEDULES.measure_grid, "UTC", True)], []]
+    assert worth.schedules == [] and worth.parameters == {"device": "cpu", "workspace": str(tmp_path / "ws")}
+    assert worth._parameter_openapi_schema.model_dump()["required"] == ["pool", "targets"]
     root = str(tmp_path / "ws")  # resolved when serving, so runs write where the server was started for
     assert refresh.parameters == grid.parameters == {"targets": [TARGET], "device": "cpu", "workspace": root}
     assert select.parameters == {"device": "cpu", "workspace": root}
@@ -67,11 +71,11 @@ def test_deployments_take_their_schedules_from_one_place(tmp_path, monkeypatch):
     assert grid._parameter_openapi_schema.model_dump()["required"] == ["targets"]
 
     hourly = replace(SCHEDULES, refresh="0 * * * *", timezone="Europe/Berlin")
-    refresh, grid, _ = build_deployments("ws", [TARGET], schedules=hourly, active=False)
+    refresh, grid, _, _ = build_deployments("ws", [TARGET], schedules=hourly, active=False)
     assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in refresh.schedules] == [
         ("0 * * * *", "Europe/Berlin", False)
     ]
-    refresh, grid, _ = build_deployments("ws")  # no targets: the refresh only embeds; the grid waits for targets
+    refresh, grid, _, _ = build_deployments("ws")  # no targets: the refresh only embeds; the grid waits for targets
     assert "targets" not in refresh.parameters and [s.active for s in refresh.schedules] == [True]
     assert [s.active for s in grid.schedules] == [False]
 
@@ -249,13 +253,19 @@ def test_serve_runs_an_on_demand_selection_triggered_through_the_api(tmp_path, s
         serve_env = env | {"PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
         processes["serve"] = (start(serve_command, serve_env, tmp_path / "serve.log"), tmp_path / "serve.log")
         with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-            names = [f"{flow}/{DEPLOYMENT}" for flow in ("refresh", "measure_grid", "select_training_subset")]
+            flows = ("refresh", "measure_grid", "select_training_subset", "measure_selection")
+            names = [f"{flow}/{DEPLOYMENT}" for flow in flows]
             deployments = wait_for(
                 "served deployments", lambda: [client.read_deployment_by_name(n) for n in names], processes, 240
             )
             assert all(d.parameters["workspace"] == str(ws.root) for d in deployments)
             assert deployments[0].parameters["targets"] == [TARGET]
-            assert [[s.active for s in d.schedules] for d in deployments] == [[False], [False], []]  # --no-schedules
+            assert [[s.active for s in d.schedules] for d in deployments] == [
+                [False],
+                [False],
+                [],
+                [],
+            ]  # --no-schedules
             run = run_deployment(
                 f"select_training_subset/{DEPLOYMENT}",
                 parameters={"pool": POOL, "targets": [TARGET], "method": "random", "budget": 40},
