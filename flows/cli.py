@@ -579,7 +579,7 @@ def serve(
         bool, typer.Option("--schedules/--no-schedules", help="Register the schedules active (or inactive).")
     ] = True,
 ) -> None:
-    """Serve the deployments (nightly refresh, weekly measured-transfer grid, selection on demand) until stopped.
+    """Serve the deployments (nightly refresh, weekly transfer grid, selection and its measurement on demand).
 
     Needs a Prefect server: `prefect server start` and PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)."""
     from dataclasses import replace
