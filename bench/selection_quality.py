@@ -9,7 +9,8 @@ weighted-sample) and random, at 10%, 20% and 50% of the pool, plus the whole poo
 weighted-sample VoG run at 20% only (DECISIONS.md allows dropping arms at 10% and 50%). Each subset is fine-tuned
 from all-MiniLM-L6-v2 for 3 epochs (batch 16, lr 5e-5, 6% warm-up, max_length 64), 3 seeds (the seed drives
 both the selection and the fine-tune). Runs resume (`flows.measure_selection`), so the grid may finish over
-several sessions; the table is written to ``reports/results/`` only once it is complete.
+several sessions; the table (CSV, JSON with every run, and the curves as SVG) is written to ``reports/results/``
+only once it is complete.
 ``--quick``: a 120-row pool, one target, 20% budget, one seed, one epoch (a couple of minutes).
 """
 
@@ -96,6 +97,7 @@ def sentiment_pool(per_source: int):
 
 def run(quick: bool = False) -> None:
     from flows.measure_selection import measure_selection
+    from reports.html import selection_curves
     from selection.quality import summarise_selection
     from store.catalog import put_task
     from store.selections import selection_results
@@ -144,5 +146,6 @@ def run(quick: bool = False) -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "selection_quality.json").write_text(json.dumps(result, indent=1) + "\n")
         overall.round(4).to_csv(RESULTS / "selection_quality.csv", index=False)
+        (RESULTS / "selection_quality.svg").write_text(selection_curves(summary) + "\n")
         result = {k: v for k, v in result.items() if k != "runs"}  # the committed JSON has them; keep the line short
     emit({**result, "quick": True})  # print only: the table lives in reports/results/, not reports/bench/

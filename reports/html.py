@@ -331,6 +331,17 @@ def selections_section(ws: Workspace, views: set[str]) -> str:
     return "".join(out)
 
 
+def selection_curves(summary: pd.DataFrame) -> str:
+    """The share-of-full-pool curves of a `selection.quality.summarise_selection` frame: one line per arm over the
+    budgets (mean over targets, ±1 std over seeds), in percent, with the full pool as a dashed line at 100."""
+    overall = summary[(summary.target == "all") & (summary.arm != "full")]
+    series = {
+        str(arm): [(float(r.budget), 100 * float(r.share_mean), 100 * float(r.share_std)) for r in rows.itertuples()]
+        for arm, rows in overall.groupby("arm")
+    }
+    return line_chart(series, x_label="budget (share of the pool)", y_label="% of the full-pool score", reference=100.0)
+
+
 def selection_quality_section(ws: Workspace, views: set[str]) -> str:
     """Section 6: per budget, the share of the full-pool score each arm's subsets reach (mean over targets, ±1
     std over seeds), as curves and as a table with the paired difference to random."""
@@ -345,15 +356,10 @@ def selection_quality_section(ws: Workspace, views: set[str]) -> str:
             "fine-tune on each method's subsets and on the whole pool."
         )
     overall = summary[summary.target == "all"]
-    series = {
-        str(arm): [(float(r.budget), 100 * float(r.share_mean), 100 * float(r.share_std)) for r in rows.itertuples()]
-        for arm, rows in overall.groupby("arm")
-        if arm != "full"
-    }
     targets = sorted(set(summary.target) - {"all"})
     out.append(
         "<figure>"
-        + line_chart(series, x_label="budget (share of the pool)", y_label="% of the full-pool score", reference=100.0)
+        + selection_curves(summary)
         + f"<figcaption>Pool <code>{escape(summary.attrs['pool'])}</code>, targets {escape(', '.join(targets))}: "
         "the target metric after fine-tuning on each method's subset, as a percentage of fine-tuning on the whole "
         "pool (dashed line), averaged over the targets; bars are ±1 standard deviation over seeds.</figcaption>"
