@@ -96,10 +96,10 @@ def sentiment_pool(per_source: int):
 
 
 def run(quick: bool = False) -> None:
-    from flows.measure_selection import measure_selection
+    from flows.measure_selection import SUBSET_RECIPE, measure_selection
     from reports.html import selection_curves
     from selection.quality import summarise_selection
-    from store.catalog import put_task
+    from store.catalog import library_versions, put_task
     from store.selections import selection_results
     from store.tasks import load_task_dir
     from store.workspace import Workspace
@@ -125,12 +125,18 @@ def run(quick: bool = False) -> None:
     )
     runs = selection_results(ws, pool=POOL)
     summary = summarise_selection(runs)
+    completed = ws.sql(  # where the time went: the longest completed measurement, every selection by method
+        "SELECT flow, json_extract_string(params_json, '$.method') AS method, "
+        "json_extract(timings_json, '$.total_s')::DOUBLE AS seconds FROM runs WHERE status = 'completed'"
+    )
+    selections = completed[completed.flow == "select_training_subset"].groupby("method").seconds.sum()
     overall = summary[summary.target == "all"].drop(columns="target")
     result = {
         "bench": "selection_quality",
         "quick": quick,
         "grid": {
             **{k: v for k, v in config.items() if k != "workspace"},
+            "recipe": {**SUBSET_RECIPE.as_dict(), **config["recipe"]},
             "pool": POOL,
             "pool_sources": POOL_SOURCES,
             "n_pool": int(runs[runs.arm == "full"].n_train.iloc[0]),
@@ -139,8 +145,11 @@ def run(quick: bool = False) -> None:
         "per_target": json.loads(summary[summary.target != "all"].to_json(orient="records")),
         "runs": json.loads(runs.drop(columns=["config_hash", "pool"]).to_json(orient="records")),
         "config_hash": runs.config_hash.iloc[0],
+        "versions": library_versions(),
         "seconds_this_call": time.perf_counter() - start,
+        "measure_wall_seconds": float(completed[completed.flow == "measure_selection"].seconds.max()),
         "train_seconds_total": float(runs.drop_duplicates(["arm", "budget", "seed"]).train_seconds.sum()),
+        "selection_seconds_by_method": {str(k): float(v) for k, v in selections.items()},
     }
     if not quick:
         RESULTS.mkdir(parents=True, exist_ok=True)

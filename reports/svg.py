@@ -255,7 +255,8 @@ def line_chart(
     height: float = 420,
 ) -> str:
     """One line per named series of ``(x, y, spread)`` points, each point with a ±spread error bar, a legend on
-    the right and an optional dashed horizontal ``reference`` line (e.g. the full-data level)."""
+    the right and an optional dashed horizontal ``reference`` line (e.g. the full-data level). Series are dodged
+    a few pixels apart horizontally so error bars at the same x stay readable."""
     size = 12
     legend_w = max((text_width(name, size) for name in series), default=0) + 40
     left, right, top, bottom = 64.0, legend_w, 16.0, 52.0
@@ -278,12 +279,13 @@ def line_chart(
     for i, (name, values) in enumerate(series.items()):
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         ordered = sorted(values)
-        path = " ".join(f"{plot.px(x):.1f},{plot.py(y):.1f}" for x, y, _ in ordered)
+        dodge = (i - (len(series) - 1) / 2) * 4.0
+        path = " ".join(f"{plot.px(x) + dodge:.1f},{plot.py(y):.1f}" for x, y, _ in ordered)
         out.append(f'<g class="series"><title>{escape(name)}</title>')
         if len(ordered) > 1:
             out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         for x, y, spread in ordered:
-            cx = plot.px(x)
+            cx = plot.px(x) + dodge
             out.append(
                 f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{plot.py(y - spread):.1f}" y2="{plot.py(y + spread):.1f}" '
                 f'stroke="{colour}"/><circle cx="{cx:.1f}" cy="{plot.py(y):.1f}" r="3.5" fill="{colour}">'
