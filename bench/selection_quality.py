@@ -4,8 +4,9 @@ Pool: 2,100 real binary-sentiment training sentences, 700 drawn (seeded) from ea
 and mpqa (opinion phrases from news), labels negative/positive. Targets, from other domains in that label space:
 cr (product reviews), uci_sentiment_yelp (restaurants) and uci_sentiment_amazon (phones); selection sees 300
 training rows per target, evaluation uses each target's validation and test splits (754, 200 and 200 rows), and
-the leakage guard drops pool rows that occur in them. Arms: GIO, ICONS, VoG (prune-easiest, keep-hardest,
-weighted-sample) and random, at 10%, 20% and 50% of the pool, plus the whole pool; keep-hardest and
+the leakage guard drops pool rows that occur in them. Arms: GIO, ICONS, ICONS with class-stratified budgets (our
+addition, `selection.stratify`), VoG (prune-easiest, keep-hardest, weighted-sample) and random, at 10%, 20% and
+50% of the pool, plus the whole pool; keep-hardest and
 weighted-sample VoG run at 20% only (DECISIONS.md allows dropping arms at 10% and 50%). Each subset is fine-tuned
 from all-MiniLM-L6-v2 for 3 epochs (batch 16, lr 5e-5, 6% warm-up, max_length 64), 3 seeds (the seed drives
 both the selection and the fine-tune). Runs resume (`flows.measure_selection`), so the grid may finish over
@@ -36,6 +37,7 @@ TARGETS = ("cr", "uci_sentiment_yelp", "uci_sentiment_amazon")
 ARMS = {
     "gio": {"method": "gio"},
     "icons": {"method": "icons"},
+    "icons-stratified": {"method": "icons", "params": {"stratify": True}},
     "vog-prune_easiest": {"method": "vog", "params": {"strategy": "prune_easiest"}},
     "vog-keep_hardest": {"method": "vog", "params": {"strategy": "keep_hardest"}, "budgets": [0.2]},
     "vog-weighted_sample": {"method": "vog", "params": {"strategy": "weighted_sample"}, "budgets": [0.2]},

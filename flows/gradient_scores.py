@@ -23,8 +23,10 @@ import pandas as pd
 from prefect import get_run_logger
 
 from flows.rank import SourceData, ensure_checkpoint
+from selection.budget import resolve_budget
 from selection.gradients import gradient_features
 from selection.icons import icons_select, specialist_influence
+from selection.stratify import stratified_take
 from selection.vog import keep_hardest, prune_easiest, vog_scores, weighted_sample
 from store.catalog import CheckpointKey, canonical_json, config_hash
 from store.features import features_key, find_features, put_features
@@ -34,7 +36,13 @@ from transfer.encoder import model_fingerprint, resolve_model_path
 from transfer.finetune import Recipe, load_fine_tuned, sample_indices
 
 WARMUP_RECIPE = Recipe(lr=5e-5, batch_size=16, epochs=3, max_examples=1_000_000, max_length=64, warmup_ratio=0.06)
-ICONS_DEFAULTS = {"warmup_fraction": 0.05, "dim": 8192, "projection": "kronecker", "top_fraction": 0.2}
+ICONS_DEFAULTS = {
+    "warmup_fraction": 0.05,
+    "dim": 8192,
+    "projection": "kronecker",
+    "top_fraction": 0.2,
+    "stratify": False,  # keep the pool's class proportions (selection.stratify); not in the paper
+}
 VOG_DEFAULTS: dict[str, Any] = {
     "strategy": "prune_easiest",
     "n_checkpoints": 10,
@@ -212,9 +220,18 @@ def icons_order(
         rows.task: specialist_influence(pool_features, ensure_features(ws, tuned, checkpoint, rows, params, run_id))
         for rows in targets
     }
-    result = icons_select(influences, budget, top_fraction=settings["top_fraction"])
     ids = [eid for eid, keep in zip(pool_rows.example_ids, allowed, strict=True) if keep]
-    return [ids[i] for i in result.order], pd.DataFrame({"example_id": ids, "score": result.consensus})
+    if settings["stratify"] is True:
+        if pool.kind != "classification":
+            raise ValueError(f"The 'stratify' ICONS parameter needs a classification pool; {pool.name!r} is not.")
+        result = icons_select(influences, 1.0, top_fraction=settings["top_fraction"])
+        order = stratified_take(result.order, pool_rows.labels[allowed], resolve_budget("icons", budget, len(ids)))
+    elif settings["stratify"] is False:
+        result = icons_select(influences, budget, top_fraction=settings["top_fraction"])
+        order = result.order
+    else:
+        raise ValueError(f"The 'stratify' ICONS parameter must be true or false. Got {settings['stratify']!r}.")
+    return [ids[i] for i in order], pd.DataFrame({"example_id": ids, "score": result.consensus})
 
 
 def target_rows(

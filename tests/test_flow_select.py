@@ -333,6 +333,41 @@ def test_icons_subset_prefers_the_target_domain_and_scores_the_whole_pool(
     assert features.task.tolist() == ["pool", TARGET] and features.dim.max() <= 2048
 
 
+def test_stratified_icons_keeps_the_pool_class_shares_and_the_influence_order_within_each(
+    select_workspace, icons_summary
+):
+    from flows import select_training_subset
+
+    summary = select_training_subset(
+        "pool",
+        TARGET,
+        method="icons",
+        budget=0.1,
+        max_target_examples=200,
+        device="cpu",
+        method_params={"dim": 2048, "stratify": True},
+        workspace=str(select_workspace.root),
+    )
+    assert summary["n_selected"] == icons_summary["n_selected"]
+    chosen = selection_frame(select_workspace, find_selection(select_workspace, summary["subset_id"]))
+    scored = select_workspace.sql(
+        "SELECT s.example_id, s.score, e.label FROM example_scores s JOIN task_examples e "
+        "ON e.task = 'pool' AND e.example_id = s.example_id WHERE s.config_hash = $c",
+        {"c": summary["subset_id"]},
+    )
+    assert len(scored) == icons_summary["n_pool"]  # features cached: the same consensus scores as before
+    picked = scored.example_id.isin(set(chosen.example_id))
+    for _, rows in scored.groupby("label"):
+        share = len(rows) / len(scored)
+        assert abs(picked[rows.index].sum() - share * len(chosen)) < 1  # proportional quota
+        assert rows[picked].score.min() >= rows[~picked].score.max()  # the best of the class by consensus
+    with pytest.raises(ValueError, match="'stratify' ICONS parameter must be true or false. Got 'yes'"):
+        select_training_subset(
+            "pool", TARGET, method="icons", budget=0.1, method_params={"dim": 2048, "stratify": "yes"},
+            device="cpu", workspace=str(select_workspace.root),
+        )  # fmt: skip
+
+
 def test_icons_reuses_the_pool_features_for_a_new_target(select_workspace, icons_summary, shared_tasks):
     from flows import select_training_subset
 
