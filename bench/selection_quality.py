@@ -6,8 +6,8 @@ cr (product reviews), uci_sentiment_yelp (restaurants) and uci_sentiment_amazon 
 training rows per target, evaluation uses each target's validation and test splits (754, 200 and 200 rows), and
 the leakage guard drops pool rows that occur in them. Arms: GIO, ICONS, ICONS with class-stratified budgets (our
 addition, `selection.stratify`), VoG (prune-easiest, keep-hardest, weighted-sample) and random, at 10%, 20% and
-50% of the pool, plus the whole pool; keep-hardest and
-weighted-sample VoG run at 20% only (DECISIONS.md allows dropping arms at 10% and 50%). Each subset is fine-tuned
+50% of the pool, plus the whole pool; keep-hardest and weighted-sample VoG run at 20% only (DECISIONS.md allows
+dropping arms at 10% and 50%). Each subset is fine-tuned
 from all-MiniLM-L6-v2 for 3 epochs (batch 16, lr 5e-5, 6% warm-up, max_length 64), 3 seeds (the seed drives
 both the selection and the fine-tune). Runs resume (`flows.measure_selection`), so the grid may finish over
 several sessions; the table (CSV, JSON with every run, and the curves as SVG) is written to ``reports/results/``
