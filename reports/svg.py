@@ -242,7 +242,16 @@ def scatter(
     return "".join(out)
 
 
-SERIES_COLOURS = ("#0571b0", "#ca0020", "#008837", "#7b3294", "#e66101", "#4d4d4d", "#a6611a", "#0868ac")
+SERIES_COLOURS = (
+    "#0072b2",
+    "#d55e00",
+    "#009e73",
+    "#7b3294",
+    "#e69f00",
+    "#56b4e9",
+    "#000000",
+    "#cc79a7",
+)  # Okabe-Ito-like
 
 
 def line_chart(
