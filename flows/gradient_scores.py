@@ -63,6 +63,8 @@ def method_settings(method: str, options: Mapping[str, Any] | None) -> dict[str,
         raise ValueError(
             f"The 'method_params' parameter has unknown {method} parameters {unknown}; known: {sorted(defaults)}."
         )
+    if method == "icons" and not isinstance(settings["stratify"], bool):
+        raise ValueError(f"The 'stratify' ICONS parameter must be true or false. Got {settings['stratify']!r}.")
     if method == "vog" and settings["strategy"] not in VOG_STRATEGIES:
         raise ValueError(
             f"The 'strategy' VoG parameter must be one of {list(VOG_STRATEGIES)}. Got {settings['strategy']!r}."
@@ -221,16 +223,12 @@ def icons_order(
         for rows in targets
     }
     ids = [eid for eid, keep in zip(pool_rows.example_ids, allowed, strict=True) if keep]
-    if settings["stratify"] is True:
-        if pool.kind != "classification":
-            raise ValueError(f"The 'stratify' ICONS parameter needs a classification pool; {pool.name!r} is not.")
+    if settings["stratify"]:
         result = icons_select(influences, 1.0, top_fraction=settings["top_fraction"])
         order = stratified_take(result.order, pool_rows.labels[allowed], resolve_budget("icons", budget, len(ids)))
-    elif settings["stratify"] is False:
+    else:
         result = icons_select(influences, budget, top_fraction=settings["top_fraction"])
         order = result.order
-    else:
-        raise ValueError(f"The 'stratify' ICONS parameter must be true or false. Got {settings['stratify']!r}.")
     return [ids[i] for i in order], pd.DataFrame({"example_id": ids, "score": result.consensus})
 
 

@@ -136,7 +136,8 @@ def plan_selection(
             to_embed.append({"task": name, "split": split, "n": stored.counts()[split]})
     n_target = min(max_target_examples, sum(g.counts()[target_split] for g in goal_tasks))
     if method in GRADIENT_METHODS:  # parameters and label spaces must line up before anything is computed
-        method_settings(method, method_params)
+        if method_settings(method, method_params).get("stratify") and pool_task.kind != "classification":
+            raise ValueError(f"The 'stratify' ICONS parameter needs a classification pool; {pool!r} is not.")
         target_rows(pool_task, goal_tasks, target_split, label_map, max_rows=1, seed=seed)
     use_quantized = method == "gio" and (n_pool > QUANTIZE_ABOVE if quantize is None else quantize)
     params = {

@@ -361,11 +361,13 @@ def test_stratified_icons_keeps_the_pool_class_shares_and_the_influence_order_wi
         share = len(rows) / len(scored)
         assert abs(picked[rows.index].sum() - share * len(chosen)) < 1  # proportional quota
         assert rows[picked].score.min() >= rows[~picked].score.max()  # the best of the class by consensus
+    features = select_workspace.sql("SELECT count(*) AS n FROM gradient_features").n.iloc[0]
     with pytest.raises(ValueError, match="'stratify' ICONS parameter must be true or false. Got 'yes'"):
         select_training_subset(
             "pool", TARGET, method="icons", budget=0.1, method_params={"dim": 2048, "stratify": "yes"},
             device="cpu", workspace=str(select_workspace.root),
         )  # fmt: skip
+    assert select_workspace.sql("SELECT count(*) AS n FROM gradient_features").n.iloc[0] == features  # no work
 
 
 def test_icons_reuses_the_pool_features_for_a_new_target(select_workspace, icons_summary, shared_tasks):
@@ -438,3 +440,16 @@ def test_vog_strategies_share_one_scoring_of_the_pool(select_workspace):
     left_out = scored[~scored.example_id.isin(hard.example_id)]
     assert hard.score.is_monotonic_decreasing and hard.score.min() >= left_out.score.max()
     assert set(hard.example_id) != set(newest.example_id)
+
+
+def test_stratified_icons_needs_a_classification_pool(workspace):
+    from flows.select import plan_selection
+
+    rows = pd.DataFrame({"text": [f"sentence number {i}" for i in range(40)], "label": np.linspace(0, 1, 40)})
+    put_task(workspace, task_from_table(rows, "scores", kind="regression"))
+    put_task(workspace, task_from_table(rows.head(20).assign(text=lambda f: f.text + "!"), "goal", kind="regression"))
+    plan_selection("scores", "goal", method="icons", budget=10, workspace=str(workspace.root))  # fine unstratified
+    with pytest.raises(ValueError, match="'stratify' ICONS parameter needs a classification pool; 'scores' is not"):
+        plan_selection(
+            "scores", "goal", method="icons", budget=10, method_params={"stratify": True}, workspace=str(workspace.root)
+        )
