@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.common import SHARED_TASKS, emit
+from bench.common import SHARED_TASKS
 
 RESULTS = Path(__file__).resolve().parents[1] / "reports" / "results"
 # Outside the repository and /tmp, so a grid interrupted by the end of a session resumes in the next one.
@@ -159,4 +159,4 @@ def run(quick: bool = False) -> None:
         overall.round(4).to_csv(RESULTS / "selection_quality.csv", index=False)
         (RESULTS / "selection_quality.svg").write_text(selection_curves(summary) + "\n")
         result = {k: v for k, v in result.items() if k != "runs"}  # the committed JSON has them; keep the line short
-    emit({**result, "quick": True})  # print only: the table lives in reports/results/, not reports/bench/
+    print(json.dumps(result))  # the table lives in reports/results/, not reports/bench/

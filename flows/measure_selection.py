@@ -25,7 +25,14 @@ from flows.runners import Deferred, WorkerWorkspace, gather
 from flows.select import METHODS, SECONDS_PER_EXAMPLE_EPOCH, plan_selection, select_training_subset
 from selection.quality import FULL, RANDOM, summarise_selection
 from store.catalog import config_hash, finish_run, get_task, start_run
-from store.selections import done_selection_runs, find_selection, put_selection_result, selection_results
+from store.selections import (
+    done_selection_runs,
+    find_selection,
+    put_selection_result,
+    selection_frame,
+    selection_results,
+)
+from store.tasks import Task
 from store.workspace import Workspace
 from transfer.finetune import Recipe, fine_tune, predict, sample_indices
 from transfer.groundtruth import evaluate_outputs
@@ -78,16 +85,14 @@ def train_on_subset(
     if selection is None:
         raise LookupError(f"Subset {subset_id} is not stored; select_training_subset stores it before training.")
     pool = get_task(ws, setup["pool"])
-    rows = labelled_rows(pool, pool, setup["pool_split"], None, max_rows=None, seed=0)
-    position = {eid: i for i, eid in enumerate(rows.example_ids)}
-    members = ws.read("selection_members", {"subset_id": subset_id}).example_id
-    chosen = [position[eid] for eid in members]
+    rows = selection_frame(ws, selection)
     recipe = Recipe(**setup["recipe"])
+    classification = pool.kind == "classification"
     tuned = fine_tune(
-        [rows.texts[i] for i in chosen],
-        rows.labels[chosen],
-        n_classes=len(pool.label_names) if pool.kind == "classification" else None,
-        text_pairs=[rows.pairs[i] for i in chosen] if rows.pairs is not None else None,
+        rows.text.tolist(),
+        (rows.label_index if classification else rows.label).to_numpy(),
+        n_classes=len(pool.label_names) if classification else None,
+        text_pairs=rows.text_pair.tolist() if pool.input == "pair" else None,
         model=setup["model"],
         recipe=recipe,
         seed=seed,
@@ -107,17 +112,17 @@ def train_on_subset(
         budget=budget,
         seed=seed,
         subset_id=subset_id,
-        n_train=len(chosen),
+        n_train=len(rows),
         train_seconds=tuned.seconds,
         metrics=metrics,
         run_id=run_id,
     )
     primary = {t: m["primary"] for t, m in metrics.items()}
-    get_run_logger().info("%s at %.0f%% (seed %d, %d rows): %s", arm, 100 * budget, seed, len(chosen), primary)
+    get_run_logger().info("%s at %.0f%% (seed %d, %d rows): %s", arm, 100 * budget, seed, len(rows), primary)
     return ws.deferred(primary)
 
 
-def held_out_rows(ws: Workspace, pool: Any, target: str, setup: dict[str, Any]) -> dict[str, Any]:
+def held_out_rows(ws: Workspace, pool: Task, target: str, setup: dict[str, Any]) -> dict[str, Any]:
     """A target's held-out rows (its ``held_out`` splits that exist, at most ``max_test``, one fixed sample so
     every arm and seed is scored on the same rows) with labels in the pool's label space."""
     goal = get_task(ws, target)

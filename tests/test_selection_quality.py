@@ -225,6 +225,8 @@ def test_cli_dry_run_plans_without_training(measured):
 
 @pytest.mark.slow
 def test_bench_quick_runs_end_to_end(tmp_path):
+    committed = ROOT / "reports" / "results" / "selection_quality.json"
+    before = committed.read_bytes() if committed.exists() else None
     env = {**os.environ, "TRANSFERSCOPE_BENCH_WORKSPACE": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-m", "bench", "selection_quality", "--quick"],
@@ -241,4 +243,5 @@ def test_bench_quick_runs_end_to_end(tmp_path):
     assert result["grid"]["n_pool"] == 120 and result["quick"] is True
     full = next(r for r in result["summary"] if r["arm"] == "full")
     assert full["share_mean"] == pytest.approx(1.0)
-    assert not (ROOT / "reports" / "results" / "selection_quality_quick.json").exists()
+    after = committed.read_bytes() if committed.exists() else None
+    assert after == before  # a quick run never touches the committed results
