@@ -13,6 +13,21 @@ from typing import Any
 SHARED_TASKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tasks"
 RESULTS = Path(__file__).resolve().parents[1] / "reports" / "bench"
 PEER_PYTHON = Path(__file__).resolve().parents[1] / ".venv-peers" / "bin" / "python"
+# Kept for independent evaluation: never the target of a measured-transfer or source-ranking grid, benchmark,
+# fixture or test in this repository (they may be sources, selection pools or selection targets).
+RESERVED_TARGETS = frozenset(
+    {"financial_phrasebank", "poem_sentiment", "uci_sentiment_yelp", "ethos_binary", "cr", "tweeteval_stance_feminist"}
+)
+
+
+def check_targets(bench: str, targets: tuple[str, ...] | list[str]) -> None:
+    """Refuse a transfer or ranking grid whose targets include a reserved task (`RESERVED_TARGETS`)."""
+    reserved = sorted(set(targets) & RESERVED_TARGETS)
+    if reserved:
+        raise ValueError(
+            f"The 'targets' parameter of {bench} must not name a reserved task; {reserved} are kept for "
+            f"independent evaluation (sources, selection pools and selection targets only). Got {list(targets)!r}."
+        )
 
 
 def real_texts(n: int, tasks: tuple[str, ...] = ("sst2", "tweeteval_emotion", "ag_news", "trec", "banking77")):

@@ -35,7 +35,7 @@ METRICS = ("regret@1", "regret@3", "regret@5", "ndcg@5", "spearman")
 def grid(quick: bool) -> dict:
     if quick:
         return {
-            "targets": ("uci_sentiment_yelp",),
+            "targets": ("uci_sentiment_imdb",),
             "sources": ("uci_sentiment_amazon", "tweeteval_stance_atheism"),
             "seeds": (0,),
             "budget": QUICK_BUDGET,

@@ -22,8 +22,8 @@ from store.catalog import put_task
 from store.tasks import load_task_dir
 from store.workspace import Workspace
 
-EMBEDDED = ("uci_sentiment_amazon", "uci_sentiment_yelp")
-TARGET, SOURCES = "uci_sentiment_yelp", ["uci_sentiment_amazon", "cb"]  # cb is embedded by the scoring flow itself
+EMBEDDED = ("uci_sentiment_amazon", "uci_sentiment_imdb")
+TARGET, SOURCES = "uci_sentiment_imdb", ["uci_sentiment_amazon", "cb"]  # cb is embedded by the scoring flow itself
 MEASURES = ("centroid-cosine", "mmd")
 
 
@@ -173,7 +173,7 @@ def test_embedding_and_scoring_flows_on_a_local_cluster_match_in_process(tmp_pat
     assert strip == [{k: v for k, v in r.items() if k not in ("seconds", "run_id")} for r in remote_embedded]
     assert not any(r["cached"] for r in remote_embedded)
     (local_rows, local_vectors), (remote_rows, remote_vectors) = _vectors(local), _vectors(remote)
-    assert len(local_rows) == len(EMBEDDED) + 1  # amazon, yelp (embed flow) and cb (scoring flow), train only
+    assert len(local_rows) == len(EMBEDDED) + 1  # amazon, imdb (embed flow) and cb (scoring flow), train only
     assert local_rows.equals(remote_rows)  # same cache keys, sizes and file checksums
     assert local_vectors[["task", "example_id"]].equals(remote_vectors[["task", "example_id"]])
     assert np.array_equal(np.stack(local_vectors.embedding), np.stack(remote_vectors.embedding))  # bitwise

@@ -23,7 +23,7 @@ from store.catalog import put_task
 from store.tasks import load_task_dir
 from store.workspace import Workspace
 
-POOL, TARGET, OTHER = "uci_sentiment_amazon", "uci_sentiment_yelp", "uci_sentiment_imdb"
+POOL, TARGET, OTHER = "uci_sentiment_amazon", "uci_sentiment_imdb", "uci_sentiment_yelp"
 BIN = Path(sys.executable).parent
 TINY = {"max_examples": 16, "epochs": 1, "batch_size": 8, "max_length": 32}  # a few optimiser steps per fine-tune
 

@@ -15,7 +15,7 @@ from store.tasks import load_task_dir
 from store.workspace import Workspace
 
 pytestmark = pytest.mark.slow
-TARGET = "uci_sentiment_yelp"
+TARGET = "uci_sentiment_imdb"
 SOURCES = ["uci_sentiment_amazon", "tweeteval_stance_atheism"]
 TINY = {"lr": 5e-5, "batch_size": 16, "epochs": 1, "max_examples": 64, "max_length": 32, "warmup_ratio": 0.06}
 
@@ -91,8 +91,8 @@ def test_bad_input(rank_workspace, ranking):
             workspace=str(rank_workspace.root),
             build_missing=False,
         )
-    with pytest.raises(LookupError, match="No 'esm-logme' ranking stored for target 'poem_sentiment'"):
-        Results(rank_workspace).recommend_sources("poem_sentiment")
+    with pytest.raises(LookupError, match="No 'esm-logme' ranking stored for target 'tweeteval_stance_atheism'"):
+        Results(rank_workspace).recommend_sources("tweeteval_stance_atheism")
     with pytest.raises(ValueError, match="'k' parameter of recommend_sources must be a positive int"):
         Results(rank_workspace).recommend_sources(TARGET, k=0)
 

@@ -53,10 +53,10 @@ def test_measure_transfer_stores_runs_and_resumes(tmp_path, shared_tasks, prefec
     ws = Workspace(tmp_path / "ws")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name in ("uci_sentiment_yelp", "uci_sentiment_amazon"):
+        for name in ("uci_sentiment_imdb", "uci_sentiment_amazon"):
             put_task(ws, load_task_dir(shared_tasks / name))
     options = {
-        "target": "uci_sentiment_yelp",
+        "target": "uci_sentiment_imdb",
         "sources": ["uci_sentiment_amazon"],
         "budget": TINY,
         "target_budget": TINY,
@@ -76,12 +76,12 @@ def test_measure_transfer_stores_runs_and_resumes(tmp_path, shared_tasks, prefec
     assert second.n_seeds[0] == 3
     assert ws.sql("SELECT count(*) AS n FROM transfer_gains").n[0] == 1  # the summary was replaced, not added
     with pytest.raises(ValueError, match="also among the sources"):
-        measure_transfer(target="uci_sentiment_yelp", sources=["uci_sentiment_yelp"], workspace=str(ws.root))
+        measure_transfer(target="uci_sentiment_imdb", sources=["uci_sentiment_imdb"], workspace=str(ws.root))
     from typer.testing import CliRunner
 
     from flows.cli import app
 
-    plan = CliRunner().invoke(app, ["--workspace", str(ws.root), "measure", "uci_sentiment_yelp", "--dry-run"])
+    plan = CliRunner().invoke(app, ["--workspace", str(ws.root), "measure", "uci_sentiment_imdb", "--dry-run"])
     assert plan.exit_code == 0 and "plan: 6 target fine-tunes (3 seeds x 1 sources + baseline)" in plan.output
 
 

@@ -19,8 +19,8 @@ from store.selections import put_selection_result
 from store.tasks import load_task_dir
 from store.workspace import Workspace
 
-TASKS = ("uci_sentiment_yelp", "uci_sentiment_amazon", "tweeteval_stance_atheism")
-TARGET = "uci_sentiment_yelp"
+TASKS = ("uci_sentiment_imdb", "uci_sentiment_amazon", "tweeteval_stance_atheism")
+TARGET = "uci_sentiment_imdb"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 # The real run behind the report (embedding ~2,000 texts, ranking, evaluating) takes about a minute on 2 busy cores,

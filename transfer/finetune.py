@@ -34,7 +34,13 @@ RECIPE_FILE = "recipe.json"
 
 @dataclass(frozen=True)
 class Recipe:
-    """Fine-tuning hyper-parameters (all of them: the checkpoint cache key includes every field)."""
+    """Fine-tuning hyper-parameters (all of them: the checkpoint cache key includes every field).
+
+    ``length_buckets``: each epoch's shuffled order is cut into windows of `BUCKET_BATCHES` batches, each window
+    is sorted by token length and cut into batches, and the batches are shuffled: batches of similar lengths pad
+    less (the same number of optimiser steps, each example once per epoch; Hugging Face's ``group_by_length``
+    does the same with larger windows). Off in the declared budgets, whose committed results were measured
+    without it."""
 
     lr: float = 2e-5
     weight_decay: float = 0.01
@@ -45,6 +51,7 @@ class Recipe:
     warmup_ratio: float = 0.0
     grad_clip: float = 1.0
     pooling: Pooling = "mean"
+    length_buckets: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "max_examples", "max_length"):
@@ -56,6 +63,10 @@ class Recipe:
             raise ValueError(
                 f"Recipe needs weight_decay >= 0 and warmup_ratio in [0, 1). Got {self.weight_decay!r} and "
                 f"{self.warmup_ratio!r} instead."
+            )
+        if not isinstance(self.length_buckets, bool):
+            raise ValueError(
+                f"The 'length_buckets' parameter of Recipe must be a bool. Got {self.length_buckets!r} instead."
             )
         if self.pooling not in POOLINGS:
             raise ValueError(
@@ -104,6 +115,36 @@ class FineTuned:
     steps: int
     seconds: float
     losses: list[float]
+
+
+BUCKET_BATCHES = 8  # batches per length-sorted window (Recipe.length_buckets)
+
+
+def epoch_batches(
+    order: np.ndarray, lengths: np.ndarray | None, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """One epoch's batches of example indices from its shuffled ``order`` [n]: consecutive chunks, or, given
+    token ``lengths`` (indexed by example), length-bucketed batches (`Recipe.length_buckets`) in a shuffled order.
+    The window is a whole number of batches, so the batch count is ceil(n / batch_size) either way."""
+    if lengths is None:
+        return [order[first : first + batch_size] for first in range(0, len(order), batch_size)]
+    window = BUCKET_BATCHES * batch_size
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[first : first + batch_size] for first in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def token_lengths(
+    tokenizer: Any, texts: Sequence[str], text_pairs: Sequence[str] | None, max_length: int
+) -> np.ndarray:
+    """Tokens per example after truncation to ``max_length`` [n] (special tokens included)."""
+    encoded = tokenizer(
+        list(texts), list(text_pairs) if text_pairs is not None else None, truncation=True, max_length=max_length
+    )
+    return np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
 
 
 def sample_indices(n: int, max_examples: int, seed: int) -> np.ndarray:
@@ -202,14 +243,14 @@ def fine_tune(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     loss_fn: nn.Module = nn.CrossEntropyLoss() if n_classes is not None else nn.MSELoss()
+    lengths = token_lengths(tokenizer, texts, text_pairs, recipe.max_length) if recipe.length_buckets else None
     losses: list[float] = []
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[resolved.index or 0] if resolved.type == "cuda" else []):
         torch.manual_seed(seed)
         for _ in range(recipe.epochs):
             order = chosen[rng.permutation(len(chosen))]
-            for first in range(0, len(order), recipe.batch_size):
-                index = order[first : first + recipe.batch_size]
+            for index in epoch_batches(order, lengths, recipe.batch_size, rng):
                 batch = tokenize_batch(
                     tokenizer,
                     [texts[i] for i in index],
@@ -252,16 +293,21 @@ def predict(
     max_length: int = 128,
     batch_size: int = 64,
 ) -> np.ndarray:
-    """Model outputs, float32 [n, C] (logits) or [n, 1] (regression), in input order."""
+    """Model outputs, float32 [n, C] (logits) or [n, 1] (regression), in input order. Batches are formed in order
+    of token length (less padding; each row's output does not depend on its batch-mates beyond float rounding)."""
     device = next(network.parameters()).device
     network.eval()
-    outputs = []
+    if len(texts) == 0:
+        return np.empty((0, network.head.out_features), np.float32)
+    order = np.argsort(-token_lengths(tokenizer, texts, text_pairs, max_length), kind="stable")
+    outputs = np.empty((len(texts), network.head.out_features), np.float32)
     with torch.inference_mode():
         for first in range(0, len(texts), batch_size):
-            pairs = text_pairs[first : first + batch_size] if text_pairs is not None else None
-            batch = tokenize_batch(tokenizer, texts[first : first + batch_size], pairs, max_length, device)
-            outputs.append(network(batch).float().cpu().numpy())
-    return np.concatenate(outputs) if outputs else np.empty((0, network.head.out_features), np.float32)
+            index = order[first : first + batch_size]
+            pairs = [text_pairs[i] for i in index] if text_pairs is not None else None
+            batch = tokenize_batch(tokenizer, [texts[i] for i in index], pairs, max_length, device)
+            outputs[index] = network(batch).float().cpu().numpy()
+    return outputs
 
 
 def save_fine_tuned(tuned: FineTuned, directory: str | os.PathLike[str]) -> Path:

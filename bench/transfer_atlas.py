@@ -1,0 +1,277 @@
+"""``python -m bench transfer_atlas``: the transfer atlas, measured intermediate-task transfer on a broad grid of the
+shared tasks, committed as data (``reports/results/transfer_atlas.{parquet,csv}``) for judging and learning rankers.
+
+Grid: 12 targets (single texts, pairs, regression; six shared with TaskWeb) x 17 sources (sentiment, subjectivity,
+question type, topic, offensive/hate, emotion, spam, grammaticality, NLI, paraphrase, intent, clickbait, fact
+checking, similarity) x 2 seeds; a target is never its own source and never one of the reserved tasks
+(`bench.common.RESERVED_TARGETS`). Each (target, source, seed) run is one `measure_transfer` flow call: the source's
+cached checkpoint (fine-tuned on the source recipe), a new head, then the target recipe (300 examples, 3 epochs,
+batch 16, lr 5e-5, 6% warm-up, max_length 64, length-bucketed batches), evaluated on at most 1,000 held-out rows.
+Beside each seed's runs, the no-transfer baseline of that target and seed.
+
+Stages, in order: ``recipe`` measures 2 targets x 6 sources x 2 seeds under both candidate source recipes
+(``small``: 500 examples x 1 epoch; ``medium``: 1,000 x 2) and compares them; ``grid`` measures the atlas under
+`ATLAS_RECIPE`. Every finished run is appended to the committed table at once (temporary file, then rename), with its
+config hash, recipes, model, weights dtype, where it ran, its wall time and library versions, so a session that ends
+mid-grid loses nothing: the next run skips every row already in the table. ``--quick``: one small target, one
+source, one seed, tiny recipes, written beside the workspace instead of the committed table (CI runs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.common import SHARED_TASKS, check_targets
+
+RESULTS = Path(__file__).resolve().parents[1] / "reports" / "results"
+ATLAS = RESULTS / "transfer_atlas.parquet"
+WORKSPACE = Path(os.environ.get("TRANSFERSCOPE_BENCH_WORKSPACE", "~/.cache/transferscope/bench/transfer-atlas"))
+WORKSPACE = WORKSPACE.expanduser()
+TARGETS = (
+    "rte", "cb", "mrpc", "stsb", "wic", "mr",  # shared with TaskWeb
+    "cola", "trec", "tweeteval_irony", "tweeteval_hate", "tweeteval_stance_abortion", "emobank_valence",
+)  # fmt: skip
+SOURCES = (
+    "sst2", "sst5", "subj", "trec", "ag_news", "tweeteval_offensive", "hate_offensive_davidson", "tweeteval_emotion",
+    "sms_spam", "cola", "sick_nli", "rte", "mrpc", "banking77", "clickbait", "liar", "stsb",
+)  # fmt: skip
+SEEDS = (0, 1)
+RECIPE_TARGETS = ("rte", "mr")
+RECIPE_SOURCES = ("sst2", "sick_nli", "mrpc", "trec", "ag_news", "tweeteval_emotion")
+COMMON = {"lr": 5e-5, "batch_size": 16, "max_length": 64, "warmup_ratio": 0.06, "length_buckets": True}
+SOURCE_RECIPES = {
+    "small": {**COMMON, "epochs": 1, "max_examples": 500},
+    "medium": {**COMMON, "epochs": 2, "max_examples": 1000},
+}
+TARGET_RECIPE = {**COMMON, "epochs": 3, "max_examples": 300}
+MAX_TEST = 1000
+ATLAS_RECIPE = "medium"
+QUICK = {
+    "targets": ("uci_sentiment_imdb",),
+    "sources": ("tweeteval_stance_atheism",),
+    "seeds": (0,),
+    "recipe": {**COMMON, "epochs": 1, "max_examples": 48, "max_length": 32},
+    "target_recipe": {**COMMON, "epochs": 1, "max_examples": 48, "max_length": 32},
+    "max_test": 64,
+}
+KEY = ["recipe", "config_hash", "target", "source", "seed"]
+
+
+def read_atlas(path: Path = ATLAS) -> pd.DataFrame:
+    """The atlas table (one row per (recipe, target, source, seed) run; source '' = no transfer), or an empty one."""
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=KEY)
+
+
+def append_rows(path: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Append ``rows`` to the Parquet table and its CSV twin, each written to a temporary file and renamed."""
+    table = pd.DataFrame(rows)
+    if path.exists():
+        table = pd.concat([read_atlas(path), table], ignore_index=True)
+    table = table.drop_duplicates(KEY, keep="first").sort_values(KEY).reset_index(drop=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for out, write in ((path, table.to_parquet), (path.with_suffix(".csv"), table.to_csv)):
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        write(tmp, index=False)
+        os.replace(tmp, out)
+    return table
+
+
+def provenance(device: str) -> dict[str, Any]:
+    """Where and with what a run was measured (stored on every row)."""
+    import torch
+
+    from store.catalog import library_versions
+
+    name = torch.cuda.get_device_name() if device != "cpu" and torch.cuda.is_available() else "cpu"
+    return {
+        "device": name,
+        "host": f"{platform.node()} ({os.cpu_count()} cores)",
+        "weights_dtype": "float32",
+        "versions": json.dumps(library_versions(), sort_keys=True),
+    }
+
+
+def measure_one(
+    ws: Any, path: Path, recipe_name: str, recipe: dict, target: str, source: str, seed: int, setup: dict
+) -> int:
+    """Measure one (target, source, seed) run (and the seed's baseline if missing); append what is new."""
+    from flows import measure_transfer
+
+    start = time.perf_counter()
+    measure_transfer(
+        target=target,
+        sources=[source],
+        seeds=(seed,),
+        budget=recipe,
+        target_budget=setup["target_recipe"],
+        max_test=setup["max_test"],
+        device=setup["device"],
+        workspace=str(ws.root),
+    )
+    seconds = time.perf_counter() - start
+    stored = ws.sql(
+        "SELECT config_hash, target, source, seed, metric, value, created_at FROM transfer_results "
+        "WHERE target = $target AND seed = $seed",
+        {"target": target, "seed": seed},
+    )
+    wide = stored.pivot_table(index=["config_hash", "target", "source", "seed"], columns="metric", values="value")
+    wide = wide.reset_index()
+    config = ws.sql(
+        "SELECT config_hash FROM transfer_gains WHERE target = $target AND source = $source "
+        "ORDER BY created_at DESC LIMIT 1",
+        {"target": target, "source": source},
+    ).config_hash.iloc[0]
+    wide = wide[(wide.config_hash == config) & wide.source.isin(["", source])]
+    done = read_atlas(path)
+    done_keys = set(map(tuple, done[KEY].astype(str).to_numpy())) if len(done) else set()
+    new = []
+    for row in wide.to_dict("records"):
+        key = (recipe_name, row["config_hash"], row["target"], row["source"], str(row["seed"]))
+        if key in done_keys:
+            continue
+        new.append(
+            {
+                "recipe": recipe_name,
+                **{k: row[k] for k in ("config_hash", "target", "source", "seed")},
+                "value": row["primary"],
+                "metrics": json.dumps({k: v for k, v in row.items() if k not in KEY and v == v}, sort_keys=True),
+                "source_recipe": json.dumps(recipe, sort_keys=True),
+                "target_recipe": json.dumps(setup["target_recipe"], sort_keys=True),
+                "max_test": setup["max_test"],
+                "model": "all-MiniLM-L6-v2",
+                "measured_at": pd.Timestamp.now("UTC").isoformat(timespec="seconds"),
+                **setup["provenance"],
+            }
+        )
+    for (
+        row
+    ) in new:  # the call's wall time, shared among the rows it added (a source's first run carries its checkpoint)
+        row["seconds"] = seconds / len(new)
+    if new:
+        append_rows(path, new)
+    return len(new)
+
+
+def gains(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (recipe, target, source, seed): the run's primary metric minus its seed's baseline, in points (x100)."""
+    base = table[table.source == ""][["recipe", "config_hash", "target", "seed", "value"]]
+    runs = table[table.source != ""].merge(base, on=["recipe", "config_hash", "target", "seed"], suffixes=("", "_base"))
+    runs = runs.assign(gain=100 * (runs.value - runs.value_base))
+    return runs[["recipe", "target", "source", "seed", "gain"]]
+
+
+def compare_recipes(table: pd.DataFrame) -> dict[str, Any]:
+    """Per recipe and target: the spread of mean gains across sources, the seed-to-seed Spearman of the source
+    order (its noise ceiling), and across recipes the Spearman of the mean-gain orders and the mean shift."""
+    from scipy import stats
+
+    g = gains(table[table.target.isin(RECIPE_TARGETS) & table.source.isin(["", *RECIPE_SOURCES])])
+    out: dict[str, Any] = {"per_target": []}
+    for target, frame in g.groupby("target"):
+        wide = frame.pivot_table(index="source", columns=["recipe", "seed"], values="gain")
+        if wide.isna().any().any() or set(wide.columns.get_level_values(0)) != set(SOURCE_RECIPES):
+            continue
+        entry: dict[str, Any] = {"target": target}
+        for recipe in SOURCE_RECIPES:
+            seeds = wide[recipe]
+            entry[recipe] = {
+                "mean_gain": float(seeds.mean(axis=1).mean()),
+                "source_spread": float(seeds.mean(axis=1).std(ddof=1)),
+                "seed_noise": float(seeds.std(axis=1, ddof=1).mean()),
+                "seed_spearman": float(stats.spearmanr(seeds.iloc[:, 0], seeds.iloc[:, 1]).statistic),
+            }
+        means = {recipe: wide[recipe].mean(axis=1) for recipe in SOURCE_RECIPES}
+        entry["recipes_spearman"] = float(stats.spearmanr(means["small"], means["medium"]).statistic)
+        entry["medium_minus_small"] = float((means["medium"] - means["small"]).mean())
+        entry["medium_minus_small_per_source"] = {
+            k: round(float(v), 2) for k, v in (means["medium"] - means["small"]).items()
+        }
+        out["per_target"].append(entry)
+    return out
+
+
+def plan(quick: bool, stage: str) -> list[tuple[str, dict, str, str, int]]:
+    """The runs of a stage, in order: (recipe name, source recipe, target, source, seed)."""
+    if quick:
+        return [
+            ("quick", QUICK["recipe"], t, s, seed)
+            for t in QUICK["targets"]
+            for seed in QUICK["seeds"]
+            for s in QUICK["sources"]
+        ]
+    if stage == "recipe":
+        return [
+            (name, recipe, target, source, seed)
+            for target in RECIPE_TARGETS
+            for name, recipe in SOURCE_RECIPES.items()
+            for seed in SEEDS
+            for source in RECIPE_SOURCES
+        ]
+    recipe = SOURCE_RECIPES[ATLAS_RECIPE]
+    return [
+        (ATLAS_RECIPE, recipe, target, source, seed)
+        for target in TARGETS
+        for seed in SEEDS
+        for source in SOURCES
+        if source != target
+    ]
+
+
+def run(quick: bool = False, stage: str = "all", device: str = "cpu", path: Path | None = None) -> None:
+    from store.catalog import put_task
+    from store.tasks import load_task_dir
+    from store.workspace import Workspace
+
+    stages = ("quick",) if quick else ("recipe", "grid") if stage == "all" else (stage,)
+    workspace = WORKSPACE / ("quick" if quick else "full")
+    path = path or (workspace / "transfer_atlas.parquet" if quick else ATLAS)
+    setup = {
+        "target_recipe": QUICK["target_recipe"] if quick else TARGET_RECIPE,
+        "max_test": QUICK["max_test"] if quick else MAX_TEST,
+        "device": device,
+        "provenance": provenance(device),
+    }
+    runs = [r for s in stages for r in plan(quick, s)]
+    check_targets("transfer_atlas", sorted({r[2] for r in runs}))
+    ws = Workspace(workspace)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in sorted({r[2] for r in runs} | {r[3] for r in runs}):
+            put_task(ws, load_task_dir(SHARED_TASKS / name))
+    started, added = time.perf_counter(), 0
+    for recipe_name, recipe, target, source, seed in runs:
+        done = read_atlas(path)
+        if (
+            len(done)
+            and (
+                (done.recipe == recipe_name) & (done.target == target) & (done.source == source) & (done.seed == seed)
+            ).any()
+        ):
+            continue
+        added += measure_one(ws, path, recipe_name, recipe, target, source, seed, setup)
+    table = read_atlas(path)
+    expected = {(r[0], r[2], r[3], r[4]) for r in runs} | {(r[0], r[2], "", r[4]) for r in runs}
+    have = (
+        set(zip(table.recipe, table.target, table.source, table.seed.astype(int), strict=True)) if len(table) else set()
+    )
+    result = {
+        "bench": "transfer_atlas",
+        "quick": quick,
+        "stages": list(stages),
+        "rows": len(table),
+        "rows_added": added,
+        "runs_expected": len(expected),
+        "runs_missing": len(expected - have),
+        "seconds_this_call": round(time.perf_counter() - started, 1),
+        "seconds_recorded_total": round(float(table.seconds.sum()), 1) if len(table) else 0.0,
+        "recipe_comparison": compare_recipes(table) if not quick else None,
+    }
+    print(json.dumps(result))

@@ -1,0 +1,88 @@
+"""The transfer atlas benchmark: gains and the recipe comparison by hand, and a real quick run that appends each
+finished run to its table and resumes without redoing any."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bench import transfer_atlas
+
+
+def synthetic_table() -> pd.DataFrame:
+    """Both recipes on both recipe targets: baseline 0.50 per seed; source i gains i points (small) or 2i points
+    (medium) on seed 0, and one point less on seed 1."""
+    rows = []
+    for recipe, scale in (("small", 1), ("medium", 2)):
+        for target in transfer_atlas.RECIPE_TARGETS:
+            for seed in (0, 1):
+                rows.append(
+                    {
+                        "recipe": recipe,
+                        "config_hash": recipe,
+                        "target": target,
+                        "source": "",
+                        "seed": seed,
+                        "value": 0.5,
+                    }
+                )
+                for i, source in enumerate(transfer_atlas.RECIPE_SOURCES):
+                    gain = scale * i - seed
+                    rows.append(
+                        {
+                            "recipe": recipe,
+                            "config_hash": recipe,
+                            "target": target,
+                            "source": source,
+                            "seed": seed,
+                            "value": 0.5 + gain / 100,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def test_gains_and_recipe_comparison_by_hand():
+    table = synthetic_table()
+    gains = transfer_atlas.gains(table)
+    assert len(gains) == 2 * 2 * 2 * len(transfer_atlas.RECIPE_SOURCES)
+    medium = gains[(gains.recipe == "medium") & (gains.seed == 1) & (gains.target == "rte")]
+    assert np.allclose(sorted(medium.gain), [2 * i - 1 for i in range(6)])
+    comparison = transfer_atlas.compare_recipes(table)
+    assert [e["target"] for e in comparison["per_target"]] == sorted(transfer_atlas.RECIPE_TARGETS)
+    entry = comparison["per_target"][0]
+    # mean gains: small i - 0.5, medium 2i - 0.5 over i = 0..5; per-source seed std = 1/sqrt(2) for both
+    assert entry["small"]["mean_gain"] == pytest.approx(2.0)
+    assert entry["medium"]["mean_gain"] == pytest.approx(4.5)
+    assert entry["small"]["source_spread"] == pytest.approx(np.std(range(6), ddof=1))
+    assert entry["medium"]["source_spread"] == pytest.approx(2 * np.std(range(6), ddof=1))
+    assert entry["medium"]["seed_noise"] == pytest.approx(np.sqrt(0.5))
+    assert entry["small"]["seed_spearman"] == pytest.approx(1.0) and entry["recipes_spearman"] == pytest.approx(1.0)
+    assert entry["medium_minus_small"] == pytest.approx(np.mean(range(6)))
+    scrambled = table.copy()
+    swap = (scrambled.recipe == "medium") & (scrambled.seed == 1) & (scrambled.source != "")
+    scrambled.loc[swap, "value"] = scrambled.loc[swap, "value"].to_numpy()[::-1]
+    entry = transfer_atlas.compare_recipes(scrambled)["per_target"][0]
+    assert entry["medium"]["seed_spearman"] == pytest.approx(stats.spearmanr(range(6), range(6)[::-1]).statistic)
+
+
+@pytest.mark.slow
+def test_quick_atlas_appends_every_run_and_resumes(tmp_path, monkeypatch, capsys, prefect_harness):
+    monkeypatch.setattr(transfer_atlas, "WORKSPACE", tmp_path / "ws")
+    path = tmp_path / "atlas.parquet"
+    transfer_atlas.run(quick=True, path=path)
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    table = transfer_atlas.read_atlas(path)
+    assert first["rows_added"] == 2 and first["runs_missing"] == 0
+    assert sorted(table.source) == ["", "tweeteval_stance_atheism"]  # the no-transfer baseline and the source run
+    assert table.config_hash.nunique() == 1 and table.value.between(0, 1).all()
+    assert {"versions", "source_recipe", "target_recipe", "device", "weights_dtype", "seconds"} <= set(table.columns)
+    assert json.loads(table.versions[0])["torch"] and json.loads(table.source_recipe[0])["length_buckets"] is True
+    assert pd.read_csv(path.with_suffix(".csv")).shape[0] == 2
+    transfer_atlas.run(quick=True, path=path)  # everything is stored: nothing is measured again
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert second["rows_added"] == 0 and second["rows"] == 2
+    pd.testing.assert_frame_equal(transfer_atlas.read_atlas(path), table)
