@@ -54,7 +54,7 @@ SOURCE_RECIPES = {
 TARGET_RECIPE = {**COMMON, "epochs": 3, "max_examples": 300}
 MAX_TEST = 1000
 ATLAS_RECIPE = "medium"
-QUICK = {
+QUICK: dict[str, Any] = {
     "targets": ("uci_sentiment_imdb",),
     "sources": ("tweeteval_stance_atheism",),
     "seeds": (0,),

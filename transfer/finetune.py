@@ -129,7 +129,7 @@ def epoch_batches(
     if lengths is None:
         return [order[first : first + batch_size] for first in range(0, len(order), batch_size)]
     window = BUCKET_BATCHES * batch_size
-    batches = []
+    batches: list[np.ndarray] = []
     for start in range(0, len(order), window):
         chunk = order[start : start + window]
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
