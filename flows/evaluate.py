@@ -2,9 +2,11 @@
 
 Measured: the newest measurement config's per-source mean performance (``transfer_gains``), with the mean
 no-transfer baseline. Predicted: each method's newest ranking, oriented so higher = better. Beside the methods,
-two baselines: ``random`` (the metrics' expectation over ``n_random`` seeded random orders) and ``source-prior``
-(each source's mean gain on the other measured targets: Choshen et al. 2022 find much of transfer is the source's
-general quality). Metrics: `transfer.metrics.ranking_quality`.
+three reference rows: ``random`` (the metrics' expectation over ``n_random`` seeded random orders),
+``source-prior`` (each source's mean gain on the other measured targets: Choshen et al. 2022 find much of transfer
+is the source's general quality) and ``one-seed-oracle`` (rank by one seed's measured runs, scored against the mean
+of the other seeds, averaged over the seed: the ceiling that seed noise puts on any ranker; needs >= 2 seeds).
+Metrics: `transfer.metrics.ranking_quality`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from prefect import flow
 
 from store.catalog import finish_run, put_ranking_quality, start_run
 from store.workspace import Workspace
-from transfer.metrics import ranking_quality
+from transfer.metrics import one_seed_oracle, ranking_quality
 
 
 def random_expectation(measured: dict[str, float], baseline: float, ks: tuple[int, ...], n: int, seed: int) -> dict:
@@ -83,6 +85,14 @@ def evaluate_rankings(
         {"method": "random", "ranking_run_id": None, "n_sources": len(measured), "metric": m, "value": v}
         for m, v in random_expectation(measured, baseline, ks, n_random, seed).items()
     )
+    runs = ws.read("primary_transfer_results", {"config_hash": gains.config_hash.iloc[0], "target": target})
+    runs = runs.pivot(index="source", columns="seed", values="value").dropna(axis=1)
+    if runs.shape[1] >= 2 and "" in runs.index:
+        per_source = {s: runs.loc[s].tolist() for s in measured if s in runs.index}
+        rows.extend(
+            {"method": "one-seed-oracle", "ranking_run_id": None, "n_sources": len(per_source), "metric": m, "value": v}
+            for m, v in one_seed_oracle(per_source, runs.loc[""].tolist(), ks=ks).items()
+        )
     put_ranking_quality(ws, run_id, target, gains.config_hash.iloc[0], rows)
     finish_run(ws, run_id, status="completed")
     return pd.DataFrame(rows).pivot(index="method", columns="metric", values="value")

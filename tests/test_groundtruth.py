@@ -90,7 +90,8 @@ def test_evaluate_rankings_against_stored_gains(tmp_path, prefect_harness):
     import pandas as pd
 
     from flows import evaluate_rankings
-    from store.catalog import put_ranking, put_transfer_gains
+    from store.catalog import put_ranking, put_transfer_gains, put_transfer_result
+    from transfer.metrics import one_seed_oracle
     from store.results import Results
 
     ws = Workspace(tmp_path / "ws")
@@ -111,6 +112,10 @@ def test_evaluate_rankings_against_stored_gains(tmp_path, prefect_harness):
 
     put_transfer_gains(ws, "cfg", "t", gains("t", {"a": 0.80, "b": 0.75, "c": 0.72}), "run-m")
     put_transfer_gains(ws, "cfg", "u", gains("u", {"a": 0.71, "b": 0.90, "c": 0.60}), "run-m")  # prior: b, a, c
+    seeds = {"": [0.70, 0.70], "a": [0.81, 0.79], "b": [0.74, 0.76], "c": [0.73, 0.71]}  # means as stored above
+    for source, values in seeds.items():
+        for seed, value in enumerate(values):
+            put_transfer_result(ws, "cfg", "t", source, seed, {"primary": value}, "run-m")
     put_ranking(ws, "r1", "h1", "t", "perfect", {"a": 3.0, "b": 2.0, "c": 1.0}, higher_is_better=True)
     put_ranking(ws, "r2", "h2", "t", "mmd", {"a": 0.3, "b": 0.2, "c": 0.1}, higher_is_better=False)  # reversed
     table = evaluate_rankings(target="t", workspace=str(ws.root))
@@ -119,8 +124,11 @@ def test_evaluate_rankings_against_stored_gains(tmp_path, prefect_harness):
     assert table.loc["mmd", "regret@1"] == pytest.approx((0.80 - 0.72) / 0.80 * 100)
     assert table.loc["source-prior", "top1_hit"] == 0.0  # the prior picks b, the true best is a
     assert -1.0 < table.loc["random", "spearman"] < 1.0 and 0 < table.loc["random", "top1_hit"] < 1
+    oracle = one_seed_oracle({s: v for s, v in seeds.items() if s}, seeds[""])
+    assert table.loc["one-seed-oracle"].to_dict() == pytest.approx(oracle, nan_ok=True)
+    assert table.loc["one-seed-oracle", "spearman"] == pytest.approx(1.0)  # both seeds order a > b > c
     served = Results(ws).method_quality("t")
-    assert set(served.method) == {"perfect", "mmd", "source-prior", "random"}
+    assert set(served.method) == {"perfect", "mmd", "source-prior", "random", "one-seed-oracle"}
     with pytest.raises(LookupError, match="No measured transfer for target 'nope'"):
         evaluate_rankings(target="nope", workspace=str(ws.root))
     from typer.testing import CliRunner

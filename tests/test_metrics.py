@@ -14,6 +14,7 @@ from transfer.metrics import (
     UndefinedMetricError,
     kendall,
     ndcg_at_k,
+    one_seed_oracle,
     ranking_quality,
     regret_at_k,
     spearman,
@@ -336,3 +337,19 @@ def test_top1_hit_matches_zero_source_regret(pool):
     pred, meas = pool
     regret = regret_at_k(pred, meas, k=1, include_no_transfer=False, normalize=False)
     assert top1_hit(pred, meas) == float(regret == 0.0)
+
+
+def test_one_seed_oracle_by_hand():
+    """Two seeds. Seed 0 ranks a > c > b, scored against seed 1 (a .74, b .79, c .70): picks a, the best is b,
+    regret (0.79 - 0.74) / 0.79 · 100; ranks (3, 1, 2) vs (2, 3, 1): Σd² = 6, ρ = 1 - 6·6 / (3·8) = -0.5. Seed 1
+    ranks b > a > c, scored against seed 0 (a .80, b .70, c .75): picks b, regret (0.80 - 0.70) / 0.80 · 100 = 12.5;
+    ρ = -0.5 again. The oracle is the mean over the two."""
+    runs = {"a": [0.80, 0.74], "b": [0.70, 0.79], "c": [0.75, 0.70]}
+    oracle = one_seed_oracle(runs, [0.70, 0.70], ks=(1,))
+    assert oracle["regret@1"] == pytest.approx(((0.79 - 0.74) / 0.79 * 100 + 12.5) / 2)
+    assert oracle["spearman"] == pytest.approx(-0.5)
+    assert oracle["top1_hit"] == 0.0
+    agreeing = one_seed_oracle({"a": [0.9, 0.8], "b": [0.7, 0.6], "c": [0.5, 0.4]}, [0.3, 0.3], ks=(1,))
+    assert agreeing["regret@1"] == 0.0 and agreeing["spearman"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="'runs' parameter of one_seed_oracle must give every source the same number"):
+        one_seed_oracle({"a": [0.8], "b": [0.7]}, [0.7])

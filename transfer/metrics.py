@@ -19,7 +19,7 @@ Conventions shared by every metric here:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -272,3 +272,32 @@ def _or_nan(metric: Callable[..., float], *args: Any, **kwargs: Any) -> float:
         return float(metric(*args, **kwargs))
     except UndefinedMetricError:
         return float("nan")
+
+
+def one_seed_oracle(
+    runs: Mapping[str, Sequence[float]], baseline: Sequence[float], *, ks: Iterable[int] = (1, 3, 5)
+) -> dict[str, float]:
+    """The ceiling that seed noise puts on any ranking: rank the sources by one seed's measured performance and
+    score that ranking (`ranking_quality`) against the mean of the other seeds, averaged over the choice of seed.
+
+    ``runs``: {source: per-seed primary metric [S]}, ``baseline``: the no-transfer runs of the same seeds [S],
+    S >= 2, paired by position. For seed s: predicted_s = {src: runs[src][s]}, measured_s = {src: mean over s' ≠ s
+    of runs[src][s']}, baseline_s = mean over s' ≠ s of baseline[s']; the result is the mean over s of each metric
+    (NaNs ignored). It is what one real fine-tune per pair would achieve as a ranker."""
+    values = np.array([np.asarray(v, np.float64) for v in runs.values()])
+    base = np.asarray(baseline, np.float64)
+    if values.ndim != 2 or values.shape[1] < 2 or base.shape != (values.shape[1],):
+        raise ValueError(
+            "The 'runs' parameter of one_seed_oracle must give every source the same number (>= 2) of seeds as "
+            f"'baseline'. Got shapes {values.shape} and {base.shape} instead."
+        )
+    sources, n_seeds = list(runs), values.shape[1]
+    draws = []
+    for seed in range(n_seeds):
+        others = [s for s in range(n_seeds) if s != seed]
+        predicted = dict(zip(sources, values[:, seed], strict=True))
+        measured = dict(zip(sources, values[:, others].mean(1), strict=True))
+        draws.append(ranking_quality(predicted, measured, baseline=float(base[others].mean()), ks=ks))
+    table = np.array([[d[m] for m in draws[0]] for d in draws])
+    means = [float(np.mean(col[~np.isnan(col)])) if (~np.isnan(col)).any() else float("nan") for col in table.T]
+    return dict(zip(draws[0], means, strict=True))
