@@ -181,7 +181,11 @@ def rank(
     target: Annotated[str, typer.Argument(help="Target task.")],
     top: Annotated[int, typer.Option(help="Sources to show.")] = 5,
     method: Annotated[
-        str, typer.Option(help="Comma-separated methods: esm-logme and/or divergence measures.")
+        str,
+        typer.Option(
+            help="Comma-separated methods: esm-logme, direct-logme, leep, maxsim and the divergence measures "
+            "(centroid-cosine, mmd, frechet, knn-kl, ...; see the README)."
+        ),
     ] = "esm-logme",
     sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: every other task).")] = None,
     budget: Annotated[str, typer.Option(help=BUDGET_HELP)] = "small",
@@ -211,7 +215,7 @@ def rank(
         plan = plan_rank(ws, target, names, recipe, encoder)
         print_frame(plan, title=f"plan: ESMs for {len(names)} sources (about {plan.estimated_s.sum():.0f} s, 2 cores)")
     else:
-        console.print(f"plan: {len(methods)} divergence measure(s) over {len(names)} sources (seconds)")
+        console.print(f"plan: {len(methods)} method(s) over {len(names)} sources")
     if dry_run:
         return
     rankings = pd.DataFrame(

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from prefect import get_run_logger
 
-from flows.rank import SourceData, ensure_checkpoint
+from flows.checkpoints import SourceData, ensure_checkpoint
 from selection.budget import resolve_budget
 from selection.gradients import gradient_features
 from selection.icons import icons_select, specialist_influence

@@ -16,8 +16,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.checkpoints import ensure_checkpoint, source_data
 from flows.embed import load_encoder
-from flows.rank import ensure_checkpoint, resolve_budget, source_data
+from flows.rank import resolve_budget
 from flows.runners import Deferred, WorkerWorkspace, gather
 from store.catalog import (
     config_hash,

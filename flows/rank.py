@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,34 +21,32 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.checkpoint_scores import CHECKPOINT_METHODS, checkpoint_scores
+from flows.checkpoints import ensure_checkpoint, source_data
 from flows.embed import ensure_embeddings, load_encoder
+from flows.maxsim import maxsim_scores
 from flows.runners import Deferred, WorkerWorkspace, commit, gather
 from store.catalog import (
-    CheckpointKey,
     canonical_json,
-    checkpoint_path,
-    config_hash,
-    find_checkpoint,
     finish_run,
     get_task,
     list_tasks,
-    put_checkpoint,
     put_ranking,
     start_run,
 )
 from store.esms import esm_cache_key, find_esm, put_esm
-from store.leakage import drop_leaked
 from store.tasks import Task
 from store.workspace import Workspace
 from transfer.divergence import MEASURES, score_pair, target_context
 from transfer.embeddings import TextEncoder
 from transfer.esm import EmbeddingSpaceMap
 from transfer.esm_logme import esm_logme_scores
-from transfer.finetune import SMALL_BUDGET, SOURCE_RECIPE, Recipe, fine_tune, sample_indices, save_fine_tuned
+from transfer.finetune import SMALL_BUDGET, SOURCE_RECIPE, Recipe, sample_indices
 from transfer.fusion import FUSIONS, fuse_rankings
 
 BUDGETS = {"small": SMALL_BUDGET, "paper": SOURCE_RECIPE}
-METHODS = ("esm-logme", *MEASURES)
+METHODS = ("esm-logme", *MEASURES, *CHECKPOINT_METHODS, "maxsim")
+MAXSIM_SAMPLE = {"max_target_texts": 300, "max_source_texts": 500, "source_tokens": 4000}  # MaxSim's token samples
 SECONDS_PER_EXAMPLE_EPOCH = 0.05  # MiniLM full fine-tuning on 2 idle CPU cores (MEASURED.md); for the plan only
 
 
@@ -63,37 +59,6 @@ def resolve_budget(budget: str | dict) -> Recipe:
             f"The 'budget' parameter must be one of {list(BUDGETS)} or a dict of Recipe fields. Got {budget!r} instead."
         )
     return BUDGETS[budget]
-
-
-@dataclass(frozen=True)
-class SourceData:
-    """The exact rows a source is tuned on: guarded against leakage, then sampled."""
-
-    task: Task
-    texts: list[str]
-    pairs: list[str] | None
-    labels: np.ndarray
-    data_hash: str
-    n_dropped: int
-
-
-def source_data(ws: Workspace, name: str, recipe: Recipe, seed: int) -> SourceData:
-    source = get_task(ws, name)
-    if "train" not in source.splits:
-        raise ValueError(f"Source task {name!r} has no train split to fine-tune on; it has {list(source.splits)}.")
-    others = [get_task(ws, other) for other in list_tasks(ws)["name"] if other != name]
-    cleaned, report = drop_leaked(source, others)
-    rows = cleaned.split("train")
-    chosen = sample_indices(rows.num_rows, recipe.max_examples, seed)
-    rows = rows.take(chosen)
-    return SourceData(
-        task=source,
-        texts=rows.column("text").to_pylist(),
-        pairs=rows.column("text_pair").to_pylist() if source.input == "pair" else None,
-        labels=rows.column("label").to_numpy(),
-        data_hash=config_hash({"example_ids": rows.column("example_id").to_pylist()}),
-        n_dropped=report.n_dropped,
-    )
 
 
 def plan_rank(ws: Workspace, target: str, sources: list[str], recipe: Recipe, base: TextEncoder) -> pd.DataFrame:
@@ -115,38 +80,6 @@ def plan_rank(ws: Workspace, target: str, sources: list[str], recipe: Recipe, ba
             }
         )
     return pd.DataFrame(rows)
-
-
-def ensure_checkpoint(
-    ws: Workspace, data: SourceData, recipe: Recipe, *, model: str, base_fp: str, seed: int, device: str, run_id: str
-) -> Path:
-    """The fine-tuned checkpoint of ``data`` (cached by base model, exact training rows, recipe and seed)."""
-    key = CheckpointKey(
-        base_model=model,
-        base_fp=base_fp,
-        task=data.task.name,
-        content_hash=data.data_hash,
-        recipe_json=canonical_json(recipe.as_dict()),
-        seed=seed,
-    )
-    directory = find_checkpoint(ws, key)
-    if directory is not None:
-        return directory
-    n_classes = len(data.task.label_names) if data.task.kind == "classification" else None
-    tuned = fine_tune(
-        data.texts,
-        data.labels,
-        n_classes=n_classes,
-        text_pairs=data.pairs,
-        model=model,
-        recipe=recipe,
-        seed=seed,
-        device=device,
-    )
-    directory = save_fine_tuned(tuned, checkpoint_path(ws, key))
-    put_checkpoint(ws, key, n_examples=tuned.n_examples, steps=tuned.steps, seconds=tuned.seconds, run_id=run_id)
-    get_run_logger().info("%s: fine-tuned on %d examples in %.0f s", data.task.name, tuned.n_examples, tuned.seconds)
-    return directory
 
 
 @task(retries=1, cache_policy=NO_CACHE, task_run_name="esm-{source}")
@@ -296,12 +229,15 @@ def rank_sources(
     build_missing: bool = True,
     workspace: str | None = None,
 ) -> pd.DataFrame:
-    """Rank ``sources`` (default: every other stored task) for ``target`` with each of ``methods`` (``esm-logme``
-    and the divergence measures of `transfer.divergence.MEASURES`); every method's ranking is stored, rank 1 = best
-    in that method's direction. Returns all rankings (one row per method and source).
+    """Rank ``sources`` (default: every other stored task) for ``target`` with each of ``methods``: ``esm-logme``,
+    the divergence measures of `transfer.divergence.MEASURES`, ``direct-logme`` and ``leep`` (from each source's
+    fine-tuned checkpoint, `flows.checkpoint_scores`) and ``maxsim`` (token-level similarity, `flows.maxsim`); every
+    method's ranking is stored, rank 1 = best in that method's direction. Returns all rankings (one row per method
+    and source).
 
-    ``budget``: ``"small"`` (500 examples, 1 epoch, max_length 64: CPU demos) or ``"paper"`` (≤ 10,000 examples,
-    3 epochs, batch 32, lr 2e-5) for the ESMs. ``prefilter="centroid-cosine:10"`` keeps the 10 best sources by a
+    ``budget``: ``"small"`` (500 examples, 1 epoch, max_length 64: CPU demos), ``"paper"`` (≤ 10,000 examples,
+    3 epochs, batch 32, lr 2e-5) or a dict of `Recipe` fields, for the source checkpoints (ESMs, direct LogME,
+    LEEP). ``prefilter="centroid-cosine:10"`` keeps the 10 best sources by a
     cheap measure before the other methods run. ``fuse="rrf"`` (or ``"borda"``) also stores the fused ranking of
     ``methods`` as method ``fused-rrf``, with ``fuse_weights``; the fused inputs are part of the run's config. With
     ``build_missing=False`` a source without a stored ESM is an error."""
@@ -351,6 +287,34 @@ def rank_sources(
         if measures:
             future = divergence_scores.submit(str(ws.root), target, names, measures, **divergence_options)
             results |= commit(ws, future.result())
+        by_checkpoint = [m for m in methods if m in CHECKPOINT_METHODS]
+        if by_checkpoint:
+            by_model = checkpoint_scores.submit(
+                str(ws.root),
+                target,
+                names,
+                by_checkpoint,
+                model=model,
+                recipe_json=canonical_json(recipe.as_dict()),
+                seed=seed,
+                device=device,
+                max_target_examples=max_target_examples,
+                run_id=run_id,
+            )
+            scored: dict[str, dict[str, float]] = commit(ws, by_model.result())
+            results |= scored
+        if "maxsim" in methods:
+            by_tokens = maxsim_scores.submit(
+                str(ws.root),
+                target,
+                names,
+                model=model,
+                device=device,
+                **MAXSIM_SAMPLE,
+                seed=seed,
+                run_id=run_id,
+            )
+            results["maxsim"] = commit(ws, by_tokens.result())
         if "esm-logme" in methods:
             results["esm-logme"] = esm_logme_ranking(
                 ws,
@@ -384,7 +348,9 @@ def rank_sources(
 
 
 def higher_is_better(method: str) -> bool:
-    return True if method == "esm-logme" else MEASURES[method].higher_is_better
+    """Every method but some divergences scores a better source higher (ESM-LogME, direct LogME and LEEP are log
+    evidences or likelihoods, MaxSim a similarity)."""
+    return MEASURES[method].higher_is_better if method in MEASURES else True
 
 
 @flow(name="build_esms", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]

@@ -174,3 +174,41 @@ def test_cli_rank_dry_run_and_run(rank_workspace, ranking):
     assert "plan" in dry.output and "uci_sentiment_amazon" in dry.output
     listed = CliRunner().invoke(app, ["--workspace", root, "esm", "list"])
     assert listed.exit_code == 0 and "tweeteval_stance_atheism" in listed.output
+
+
+def test_checkpoint_methods_reuse_the_checkpoints_and_match_an_independent_computation(rank_workspace, ranking):
+    """direct-logme and leep read the checkpoints the ESMs were built from (no new fine-tune); direct-logme equals
+    LogME of the target sample's features from the fine-tuned encoder computed by hand; maxsim is stored with
+    its direction."""
+    import numpy as np
+
+    from flows import rank_sources
+    from store.catalog import get_task
+    from transfer.embeddings import TextEncoder
+    from transfer.finetune import sample_indices
+    from transfer.logme import logme_score
+
+    rankings = rank_sources(
+        target=TARGET,
+        sources=SOURCES,
+        methods=("direct-logme", "leep", "maxsim"),
+        budget=TINY,
+        device="cpu",
+        max_target_examples=120,
+        workspace=str(rank_workspace.root),
+    )
+    assert rankings.groupby("method").source.apply(sorted).to_dict() == {m: sorted(SOURCES) for m in rankings.method}
+    assert set(rankings.method) == {"direct-logme", "leep", "maxsim"}
+    assert rank_workspace.sql("SELECT count(*) AS n FROM checkpoints").n[0] == 2  # reused, none added
+    assert (rankings[rankings.method == "leep"].score <= 0).all()
+    checkpoints = rank_workspace.sql("SELECT task, path FROM checkpoints")
+    goal = get_task(rank_workspace, TARGET)
+    rows = goal.split("train").take(sample_indices(goal.split("train").num_rows, 120, 0))
+    for task, path in zip(checkpoints.task, checkpoints.path, strict=True):
+        tuned = TextEncoder(rank_workspace.root / path, pooling="mean", max_length=32, normalize=False, device="cpu")
+        features = tuned.encode(rows.column("text").to_pylist()).astype(np.float64)
+        expected = logme_score(features, rows.column("label").to_numpy())
+        stored = rankings[(rankings.method == "direct-logme") & (rankings.source == task)].score.iloc[0]
+        assert stored == pytest.approx(expected, rel=1e-4)
+    served = Results(rank_workspace).compare_methods(TARGET)
+    assert {"score:maxsim (higher is better)", "score:leep (higher is better)"} <= set(served.columns)

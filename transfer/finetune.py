@@ -284,6 +284,36 @@ def fine_tune(
     )
 
 
+def pooled_and_outputs(
+    network: EncoderWithHead,
+    tokenizer: Any,
+    texts: Sequence[str],
+    text_pairs: Sequence[str] | None = None,
+    *,
+    max_length: int = 128,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled encoder states [n, d] and the head's outputs [n, C] (logits) or [n, 1] (regression), float32,
+    in input order. Batches are formed in order of token length (less padding; each row's values do not depend on
+    its batch-mates beyond float rounding)."""
+    device = next(network.parameters()).device
+    network.eval()
+    pooled = np.empty((len(texts), network.head.in_features), np.float32)
+    outputs = np.empty((len(texts), network.head.out_features), np.float32)
+    if len(texts) == 0:
+        return pooled, outputs
+    order = np.argsort(-token_lengths(tokenizer, texts, text_pairs, max_length), kind="stable")
+    with torch.inference_mode():
+        for first in range(0, len(texts), batch_size):
+            index = order[first : first + batch_size]
+            pairs = [text_pairs[i] for i in index] if text_pairs is not None else None
+            batch = tokenize_batch(tokenizer, [texts[i] for i in index], pairs, max_length, device)
+            states = network.pooled(batch)
+            pooled[index] = states.float().cpu().numpy()
+            outputs[index] = network.head(states).float().cpu().numpy()
+    return pooled, outputs
+
+
 def predict(
     network: EncoderWithHead,
     tokenizer: Any,
@@ -293,21 +323,8 @@ def predict(
     max_length: int = 128,
     batch_size: int = 64,
 ) -> np.ndarray:
-    """Model outputs, float32 [n, C] (logits) or [n, 1] (regression), in input order. Batches are formed in order
-    of token length (less padding; each row's output does not depend on its batch-mates beyond float rounding)."""
-    device = next(network.parameters()).device
-    network.eval()
-    if len(texts) == 0:
-        return np.empty((0, network.head.out_features), np.float32)
-    order = np.argsort(-token_lengths(tokenizer, texts, text_pairs, max_length), kind="stable")
-    outputs = np.empty((len(texts), network.head.out_features), np.float32)
-    with torch.inference_mode():
-        for first in range(0, len(texts), batch_size):
-            index = order[first : first + batch_size]
-            pairs = [text_pairs[i] for i in index] if text_pairs is not None else None
-            batch = tokenize_batch(tokenizer, [texts[i] for i in index], pairs, max_length, device)
-            outputs[index] = network(batch).float().cpu().numpy()
-    return outputs
+    """Model outputs, float32 [n, C] (logits) or [n, 1] (regression), in input order (`pooled_and_outputs`)."""
+    return pooled_and_outputs(network, tokenizer, texts, text_pairs, max_length=max_length, batch_size=batch_size)[1]
 
 
 def save_fine_tuned(tuned: FineTuned, directory: str | os.PathLike[str]) -> Path:

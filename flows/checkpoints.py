@@ -1,0 +1,89 @@
+"""Source checkpoints: the exact rows a source is tuned on (leakage-guarded, then sampled) and its fine-tuned
+checkpoint, cached by base model, rows, recipe and seed. Shared by ESM-LogME, LEEP and direct LogME (ranking),
+measured transfer and ICONS (warm-up models)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from prefect import get_run_logger
+
+from store.catalog import (
+    CheckpointKey,
+    canonical_json,
+    checkpoint_path,
+    config_hash,
+    find_checkpoint,
+    get_task,
+    list_tasks,
+    put_checkpoint,
+)
+from store.leakage import drop_leaked
+from store.tasks import Task
+from store.workspace import Workspace
+from transfer.finetune import Recipe, fine_tune, sample_indices, save_fine_tuned
+
+
+@dataclass(frozen=True)
+class SourceData:
+    """The exact rows a source is tuned on: guarded against leakage, then sampled."""
+
+    task: Task
+    texts: list[str]
+    pairs: list[str] | None
+    labels: np.ndarray
+    data_hash: str
+    n_dropped: int
+
+
+def source_data(ws: Workspace, name: str, recipe: Recipe, seed: int) -> SourceData:
+    source = get_task(ws, name)
+    if "train" not in source.splits:
+        raise ValueError(f"Source task {name!r} has no train split to fine-tune on; it has {list(source.splits)}.")
+    others = [get_task(ws, other) for other in list_tasks(ws)["name"] if other != name]
+    cleaned, report = drop_leaked(source, others)
+    rows = cleaned.split("train")
+    chosen = sample_indices(rows.num_rows, recipe.max_examples, seed)
+    rows = rows.take(chosen)
+    return SourceData(
+        task=source,
+        texts=rows.column("text").to_pylist(),
+        pairs=rows.column("text_pair").to_pylist() if source.input == "pair" else None,
+        labels=rows.column("label").to_numpy(),
+        data_hash=config_hash({"example_ids": rows.column("example_id").to_pylist()}),
+        n_dropped=report.n_dropped,
+    )
+
+
+def ensure_checkpoint(
+    ws: Workspace, data: SourceData, recipe: Recipe, *, model: str, base_fp: str, seed: int, device: str, run_id: str
+) -> Path:
+    """The fine-tuned checkpoint of ``data`` (cached by base model, exact training rows, recipe and seed)."""
+    key = CheckpointKey(
+        base_model=model,
+        base_fp=base_fp,
+        task=data.task.name,
+        content_hash=data.data_hash,
+        recipe_json=canonical_json(recipe.as_dict()),
+        seed=seed,
+    )
+    directory = find_checkpoint(ws, key)
+    if directory is not None:
+        return directory
+    n_classes = len(data.task.label_names) if data.task.kind == "classification" else None
+    tuned = fine_tune(
+        data.texts,
+        data.labels,
+        n_classes=n_classes,
+        text_pairs=data.pairs,
+        model=model,
+        recipe=recipe,
+        seed=seed,
+        device=device,
+    )
+    directory = save_fine_tuned(tuned, checkpoint_path(ws, key))
+    put_checkpoint(ws, key, n_examples=tuned.n_examples, steps=tuned.steps, seconds=tuned.seconds, run_id=run_id)
+    get_run_logger().info("%s: fine-tuned on %d examples in %.0f s", data.task.name, tuned.n_examples, tuned.seconds)
+    return directory
