@@ -1,109 +1,181 @@
-"""``python -m bench ranking_quality``: how well each ranking method predicts real intermediate-task transfer.
+"""``python -m bench ranking_quality``: how well each ranking method predicts measured intermediate-task transfer,
+judged on the transfer atlas (`bench.transfer_atlas`, committed as ``reports/results/transfer_atlas.parquet``).
 
-Grid: the six targets our collection shares with TaskWeb (rte, cb, mrpc, stsb, wic, mr: an external check on
-the measured gains), each against 11 sources (the other five plus sst2, trec, ag_news, sick_nli,
-financial_phrasebank, subj); target training data capped at 300 examples (3 epochs, batch 16, lr 5e-5, 6% warm-up,
-max_length 64: about 45 s per fine-tune on 2 idle cores), sources at the small budget (500 examples, 1 epoch), 2
-seeds. Per target: `rank_sources` with ESM-LogME and the cheap divergences, `measure_transfer`, then
-`evaluate_rankings`. Everything resumes (cached checkpoints, ESMs, measured runs), so a grid longer than one
-session finishes over several; the results table is written to ``reports/results/`` only once the grid is complete.
-``--quick``: one small target, two sources, one seed, tiny budgets (a few minutes).
+For every atlas target whose grid is complete (every source, every seed): the atlas runs are put into the atlas
+workspace (so the product's flows read them; nothing is measured again) and summarised over the seeds; every
+method ranks the target's atlas sources (`rank_sources`, the atlas's source recipe and seed 0, so the checkpoints
+of measured transfer are reused by direct LogME and LEEP); `evaluate_rankings` scores each method and the reference
+rows (random, source prior, one-seed oracle). The table gives regret@1/3/5, NDCG@5 and Spearman per method as the
+mean and std over targets, the paired difference of each method to the best single method, and, for the six
+targets shared with TaskWeb (Kim et al. 2023), each method's Spearman against TaskWeb's released transfer scores
+(`taskweb_score`) over the other five shared tasks: an external check that no one here measured.
+
+Resumable: rankings, ESMs and checkpoints are cached in the workspace. Writes ``reports/results/
+ranking_quality.{json,csv}`` and the per-pair scores of every method (``atlas_method_scores.parquet``, the
+features a learned ranker trains on) once every atlas target is complete; with a partial atlas it prints the
+table of the targets it has. ``--quick``: the quick atlas, two cheap methods.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.common import SHARED_TASKS, emit
+import pandas as pd
+
+from bench import transfer_atlas
+from bench.common import SHARED_TASKS, check_targets
+
+if TYPE_CHECKING:
+    from store.workspace import Workspace
 
 RESULTS = Path(__file__).resolve().parents[1] / "reports" / "results"
-# Outside the repository and /tmp, so a grid interrupted by the end of a session resumes in the next one.
-WORKSPACE = Path(os.environ.get("TRANSFERSCOPE_BENCH_WORKSPACE", "~/.cache/transferscope/bench/ranking-quality"))
-WORKSPACE = WORKSPACE.expanduser()
-TARGETS = ("rte", "cb", "mrpc", "stsb", "wic", "mr")
-EXTRA_SOURCES = ("sst2", "trec", "ag_news", "sick_nli", "financial_phrasebank", "subj")
-METHODS = ("esm-logme", "centroid-cosine", "mmd", "frechet", "knn-kl")
-TARGET_BUDGET = {"lr": 5e-5, "batch_size": 16, "epochs": 3, "max_examples": 300, "max_length": 64, "warmup_ratio": 0.06}
-QUICK_BUDGET = {"lr": 5e-5, "batch_size": 16, "epochs": 1, "max_examples": 64, "max_length": 32, "warmup_ratio": 0.06}
+TASKWEB = SHARED_TASKS.parent / "taskweb" / "taskweb_overlap.csv"
+# Every ranking method but OTDD, which needs class labels on both sides (the atlas has regression tasks).
+METHODS = (
+    "esm-logme", "direct-logme", "leep", "maxsim", "centroid-cosine", "mmd", "frechet", "knn-kl", "knn-kl-reverse",
+    "js", "sliced-wasserstein", "sinkhorn", "pad",
+)  # fmt: skip
+QUICK_METHODS = ("centroid-cosine", "leep")
+REFERENCES = ("one-seed-oracle", "source-prior", "random")
 METRICS = ("regret@1", "regret@3", "regret@5", "ndcg@5", "spearman")
 
 
-def grid(quick: bool) -> dict:
-    if quick:
-        return {
-            "targets": ("uci_sentiment_imdb",),
-            "sources": ("uci_sentiment_amazon", "tweeteval_stance_atheism"),
-            "seeds": (0,),
-            "budget": QUICK_BUDGET,
-            "target_budget": QUICK_BUDGET,
-            "workspace": WORKSPACE / "quick",
-        }
-    return {
-        "targets": TARGETS,
-        "sources": TARGETS + EXTRA_SOURCES,
-        "seeds": (0, 1),
-        "budget": "small",
-        "target_budget": TARGET_BUDGET,
-        "workspace": WORKSPACE / "full",
-    }
+def complete_targets(atlas: pd.DataFrame, grid: list[tuple[str, list[str]]], seeds: tuple[int, ...]) -> list[str]:
+    """Targets whose runs (every source and the baseline, every seed) are all in the atlas."""
+    have = set(zip(atlas.target, atlas.source, atlas.seed.astype(int), strict=True))
+    return [t for t, sources in grid if all((t, s, seed) in have for s in ["", *sources] for seed in seeds)]
+
+
+def import_runs(ws: Workspace, atlas: pd.DataFrame, target: str, sources: list[str], seeds: tuple[int, ...]) -> None:
+    """Store the atlas runs of ``target`` in the workspace (those it lacks) and summarise them over ``seeds``."""
+    from flows.measure import summarise
+    from store.catalog import done_transfer_runs, put_transfer_result
+
+    rows = atlas[atlas.target == target]
+    (config,) = rows.config_hash.unique()
+    done = done_transfer_runs(ws, config, target)
+    for row in rows.itertuples():
+        if (row.source, int(row.seed)) not in done:
+            metrics = {**json.loads(row.metrics), "primary": row.value}
+            put_transfer_result(ws, config, target, row.source, int(row.seed), metrics, "atlas")
+    summarise(ws, config, target, sources, seeds, "atlas")
+
+
+def taskweb_spearman(ws: Workspace, targets: list[str], methods: tuple[str, ...], budget: dict) -> pd.DataFrame:
+    """Per (target, method): Spearman of the method's scores (oriented, higher = better) with TaskWeb's
+    ``taskweb_score`` over the other shared tasks as sources."""
+    from scipy import stats
+
+    from flows import rank_sources
+
+    taskweb = pd.read_csv(TASKWEB)
+    rows = []
+    for target in targets:
+        truth = taskweb[taskweb.target == target].set_index("source").taskweb_score
+        ranking = pd.DataFrame(
+            rank_sources(
+                target=target,
+                sources=list(truth.index),
+                methods=methods,
+                budget=budget,
+                device="cpu",
+                workspace=str(ws.root),
+            )
+        )
+        for method, frame in ranking.groupby("method"):
+            oriented = frame.set_index("source").score * (1 if frame.higher_is_better.iloc[0] else -1)
+            rho = stats.spearmanr(oriented.loc[truth.index], truth).statistic
+            rows.append({"target": target, "method": method, "taskweb_spearman": float(rho)})
+    return pd.DataFrame(rows)
+
+
+def summary_table(quality: pd.DataFrame) -> pd.DataFrame:
+    """Per method: mean and std over targets of each metric, and the paired (per-target) difference of regret@1
+    and NDCG@5 to the best single method by mean NDCG@5."""
+    metrics = [m for m in METRICS if m in quality.columns]
+    table = quality.groupby("method")[metrics].agg(["mean", "std"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    singles = table.drop(index=[r for r in REFERENCES if r in table.index])
+    best = str(singles["ndcg@5_mean"].idxmax())
+    wide = {m: quality.pivot_table(index="target", columns="method", values=m) for m in ("regret@1", "ndcg@5")}
+    for metric, frame in wide.items():
+        difference = frame.sub(frame[best], axis=0)
+        table[f"{metric}_minus_best_mean"] = difference.mean()
+        table[f"{metric}_minus_best_std"] = difference.std()
+    table["n_targets"] = quality.groupby("method").target.nunique()
+    table.attrs["best_single_method"] = best
+    return table
 
 
 def run(quick: bool = False) -> None:
-    from flows import evaluate_rankings, measure_transfer, rank_sources
+    from flows import evaluate_rankings, rank_sources
     from store.catalog import put_task
     from store.results import Results
     from store.tasks import load_task_dir
     from store.workspace import Workspace
 
-    config = grid(quick)
-    ws = Workspace(config["workspace"])
+    methods = QUICK_METHODS if quick else METHODS
+    if quick:
+        transfer_atlas.run(quick=True)  # the quick atlas, in its own workspace
+        grid = [(t, list(transfer_atlas.QUICK["sources"])) for t in transfer_atlas.QUICK["targets"]]
+        seeds, budget = transfer_atlas.QUICK["seeds"], transfer_atlas.QUICK["recipe"]
+        workspace = transfer_atlas.WORKSPACE / "quick"
+        atlas = transfer_atlas.read_atlas(workspace / "transfer_atlas.parquet")
+    else:
+        grid = [(t, [s for s in transfer_atlas.SOURCES if s != t]) for t in transfer_atlas.TARGETS]
+        seeds, budget = transfer_atlas.SEEDS, transfer_atlas.SOURCE_RECIPES[transfer_atlas.ATLAS_RECIPE]
+        workspace = transfer_atlas.WORKSPACE / "full"
+        atlas = transfer_atlas.read_atlas()
+        atlas = atlas[atlas.recipe == transfer_atlas.ATLAS_RECIPE]
+    check_targets("ranking_quality", [t for t, _ in grid])
+    ws = Workspace(workspace)
+    taskweb_tasks = sorted(set(pd.read_csv(TASKWEB).target)) if not quick else []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name in sorted(set(config["targets"]) | set(config["sources"])):
+        for name in sorted({t for t, s in grid} | {s for _, s in grid for s in s} | set(taskweb_tasks)):
             put_task(ws, load_task_dir(SHARED_TASKS / name))
-    runtimes: dict[str, float] = {}
-    for target in config["targets"]:
-        sources = [s for s in config["sources"] if s != target]
-        for method in METHODS:
-            start = time.perf_counter()
-            rank_sources(
-                target=target,
-                sources=sources,
-                methods=(method,),
-                budget=config["budget"],
-                device="cpu",
-                workspace=str(ws.root),
-            )
-            runtimes[method] = runtimes.get(method, 0.0) + time.perf_counter() - start
-        measure_transfer(
-            target=target,
-            sources=sources,
-            seeds=config["seeds"],
-            budget=config["budget"],
-            target_budget=config["target_budget"],
-            device="cpu",
-            workspace=str(ws.root),
+    targets = complete_targets(atlas, grid, seeds)
+    started = time.perf_counter()
+    external = taskweb_spearman(ws, [t for t in targets if t in taskweb_tasks], methods, budget)
+    for target, sources in grid:
+        if target not in targets:
+            continue
+        import_runs(ws, atlas, target, sources, seeds)
+        rank_sources(
+            target=target, sources=sources, methods=methods, budget=budget, device="cpu", workspace=str(ws.root)
         )
         evaluate_rankings(target=target, workspace=str(ws.root))
     quality = Results(ws).method_quality()
-    table = quality.groupby("method")[[m for m in METRICS if m in quality.columns]].agg(["mean", "std"])
-    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
-    gains = ws.sql("SELECT target, source, mean_gain, std_gain, positive_share, p_value FROM transfer_gains")
+    quality = quality[quality.target.isin(targets)]
+    table = summary_table(quality) if len(quality) else pd.DataFrame()
+    if len(external):
+        table["taskweb_spearman_mean"] = external.groupby("method").taskweb_spearman.mean()
+        table["taskweb_spearman_std"] = external.groupby("method").taskweb_spearman.std()
+    scores = pd.concat(
+        [ws.read("latest_rankings_all_methods", {"target": t}).assign(target=t) for t in targets] or [pd.DataFrame()]
+    )
+    complete = len(targets) == len(grid)
     result = {
         "bench": "ranking_quality",
         "quick": quick,
-        "grid": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items() if k != "workspace"},
-        "methods": json.loads(table.reset_index().to_json(orient="records")),
+        "complete": complete,
+        "targets": targets,
+        "targets_missing": [t for t, _ in grid if t not in targets],
+        "methods": list(methods),
+        "atlas_recipe": budget,
+        "best_single_method": table.attrs.get("best_single_method"),
+        "table": json.loads(table.reset_index().to_json(orient="records")) if len(table) else [],
         "per_target": json.loads(quality.to_json(orient="records")),
-        "method_seconds_total": runtimes,
-        "mean_gain_by_source": json.loads(gains.groupby("source").mean_gain.mean().to_json()),
+        "taskweb": json.loads(external.to_json(orient="records")),
+        "seconds": round(time.perf_counter() - started, 1),
     }
-    if not quick:
+    if complete and not quick:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "ranking_quality.json").write_text(json.dumps(result, indent=1) + "\n")
         table.round(4).to_csv(RESULTS / "ranking_quality.csv")
-    emit(result)
+        scores.to_parquet(RESULTS / "atlas_method_scores.parquet", index=False)
+    print(json.dumps(result))

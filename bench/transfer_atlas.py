@@ -13,8 +13,8 @@ Stages, in order: ``recipe`` measures 2 targets x 6 sources x 2 seeds under both
 (``small``: 500 examples x 1 epoch; ``medium``: 1,000 x 2) and compares them; ``grid`` measures the atlas under
 `ATLAS_RECIPE`. Every finished run is appended to the committed table at once (temporary file, then rename), with its
 config hash, recipes, model, weights dtype, where it ran, its wall time and library versions, so a session that ends
-mid-grid loses nothing: the next run skips every row already in the table. ``--quick``: one small target, one
-source, one seed, tiny recipes, written beside the workspace instead of the committed table (CI runs it).
+mid-grid loses nothing: the next run skips every row already in the table. ``--quick``: one small target, two
+sources, two seeds, tiny recipes, written beside the workspace instead of the committed table (CI runs it).
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ MAX_TEST = 1000
 ATLAS_RECIPE = "medium"
 QUICK: dict[str, Any] = {
     "targets": ("uci_sentiment_imdb",),
-    "sources": ("tweeteval_stance_atheism",),
-    "seeds": (0,),
+    "sources": ("tweeteval_stance_atheism", "uci_sentiment_amazon"),
+    "seeds": (0, 1),
     "recipe": {**COMMON, "epochs": 1, "max_examples": 48, "max_length": 32},
     "target_recipe": {**COMMON, "epochs": 1, "max_examples": 48, "max_length": 32},
     "max_test": 64,

@@ -111,6 +111,7 @@ def test_evaluate_rankings_against_stored_gains(tmp_path, prefect_harness):
         )
 
     put_transfer_gains(ws, "cfg", "t", gains("t", {"a": 0.80, "b": 0.75, "c": 0.72}), "run-m")
+    put_transfer_gains(ws, "old", "u", gains("u", {"a": 0.99, "b": 0.10, "c": 0.10}), "run-o")  # superseded below
     put_transfer_gains(ws, "cfg", "u", gains("u", {"a": 0.71, "b": 0.90, "c": 0.60}), "run-m")  # prior: b, a, c
     seeds = {"": [0.70, 0.70], "a": [0.81, 0.79], "b": [0.74, 0.76], "c": [0.73, 0.71]}  # means as stored above
     for source, values in seeds.items():
@@ -122,7 +123,7 @@ def test_evaluate_rankings_against_stored_gains(tmp_path, prefect_harness):
     assert table.loc["perfect", "regret@1"] == 0.0 and table.loc["perfect", "spearman"] == pytest.approx(1.0)
     assert table.loc["mmd", "spearman"] == pytest.approx(-1.0)  # lower MMD predicted c best: the worst order
     assert table.loc["mmd", "regret@1"] == pytest.approx((0.80 - 0.72) / 0.80 * 100)
-    assert table.loc["source-prior", "top1_hit"] == 0.0  # the prior picks b, the true best is a
+    assert table.loc["source-prior", "top1_hit"] == 0.0  # the prior picks b (u's newest config only), the best is a
     assert -1.0 < table.loc["random", "spearman"] < 1.0 and 0 < table.loc["random", "top1_hit"] < 1
     oracle = one_seed_oracle({s: v for s, v in seeds.items() if s}, seeds[""])
     assert table.loc["one-seed-oracle"].to_dict() == pytest.approx(oracle, nan_ok=True)

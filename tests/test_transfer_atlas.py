@@ -76,13 +76,14 @@ def test_quick_atlas_appends_every_run_and_resumes(tmp_path, monkeypatch, capsys
     transfer_atlas.run(quick=True, path=path)
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     table = transfer_atlas.read_atlas(path)
-    assert first["rows_added"] == 2 and first["runs_missing"] == 0
-    assert sorted(table.source) == ["", "tweeteval_stance_atheism"]  # the no-transfer baseline and the source run
+    assert first["rows_added"] == 6 and first["runs_missing"] == 0
+    assert sorted(set(table.source)) == ["", "tweeteval_stance_atheism", "uci_sentiment_amazon"]  # with the baseline
+    assert sorted(table.seed.unique()) == [0, 1]
     assert table.config_hash.nunique() == 1 and table.value.between(0, 1).all()
     assert {"versions", "source_recipe", "target_recipe", "device", "weights_dtype", "seconds"} <= set(table.columns)
     assert json.loads(table.versions[0])["torch"] and json.loads(table.source_recipe[0])["length_buckets"] is True
-    assert pd.read_csv(path.with_suffix(".csv")).shape[0] == 2
+    assert pd.read_csv(path.with_suffix(".csv")).shape[0] == 6
     transfer_atlas.run(quick=True, path=path)  # everything is stored: nothing is measured again
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert second["rows_added"] == 0 and second["rows"] == 2
+    assert second["rows_added"] == 0 and second["rows"] == 6
     pd.testing.assert_frame_equal(transfer_atlas.read_atlas(path), table)

@@ -1,0 +1,53 @@
+"""The ranking-quality benchmark on the (quick) transfer atlas: atlas runs are imported, not measured again; every
+method and reference row is evaluated; the table pairs each method with the best single one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import ranking_quality, transfer_atlas
+
+
+def test_summary_table_pairs_methods_with_the_best_single_method():
+    quality = pd.DataFrame(
+        {
+            "target": ["t", "t", "t", "u", "u", "u"],
+            "method": ["a", "b", "random", "a", "b", "random"],
+            "regret@1": [0.0, 4.0, 2.0, 1.0, 3.0, 2.0],
+            "ndcg@5": [0.9, 0.5, 0.6, 0.7, 0.6, 0.6],
+            "spearman": [0.5, -0.5, 0.0, 0.4, 0.1, 0.0],
+        }
+    )
+    table = ranking_quality.summary_table(quality)
+    assert table.attrs["best_single_method"] == "a"  # mean NDCG@5 0.8 vs 0.55; random is a reference row
+    assert table.loc["b", "regret@1_minus_best_mean"] == pytest.approx(3.0)  # (4 - 0 + 3 - 1) / 2
+    assert table.loc["b", "regret@1_minus_best_std"] == pytest.approx(np.std([4.0, 2.0], ddof=1))
+    assert table.loc["a", "ndcg@5_minus_best_mean"] == 0.0 and table.loc["a", "n_targets"] == 2
+    assert table.loc["random", "spearman_mean"] == 0.0
+
+
+@pytest.mark.slow
+def test_quick_ranking_quality_imports_the_atlas_and_evaluates_every_method(
+    tmp_path, monkeypatch, capsys, prefect_harness
+):
+    monkeypatch.setattr(transfer_atlas, "WORKSPACE", tmp_path / "ws")
+    monkeypatch.setattr(ranking_quality, "RESULTS", tmp_path / "results")
+    ranking_quality.run(quick=True)
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["complete"] and result["targets"] == list(transfer_atlas.QUICK["targets"])
+    methods = {row["method"] for row in result["table"]}
+    assert methods == {*ranking_quality.QUICK_METHODS, "random", "one-seed-oracle"}  # one target: no source prior
+    assert not (tmp_path / "results").exists()  # quick runs never write the committed tables
+    from store.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws" / "quick")
+    runs = ws.sql("SELECT DISTINCT run_id FROM transfer_results")
+    assert set(runs.run_id) != {"atlas"}  # the atlas itself measured these runs; nothing was imported twice
+    atlas = transfer_atlas.read_atlas(tmp_path / "ws" / "quick" / "transfer_atlas.parquet")
+    gains = ws.sql("SELECT source, source_mean, n_seeds FROM transfer_gains ORDER BY source")
+    expected = atlas[atlas.source != ""].groupby("source").value.mean().sort_index()
+    assert gains.source_mean.to_numpy() == pytest.approx(expected.to_numpy()) and (gains.n_seeds == 2).all()
