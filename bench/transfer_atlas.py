@@ -44,7 +44,7 @@ SOURCES = (
     "sms_spam", "cola", "sick_nli", "rte", "mrpc", "banking77", "clickbait", "liar", "stsb",
 )  # fmt: skip
 SEEDS = (0, 1)
-RECIPE_TARGETS = ("rte", "mr")
+RECIPE_TARGETS = ("mr", "stsb")  # rte sits at chance with 300 examples (measured: 0.47-0.52 for every run)
 RECIPE_SOURCES = ("sst2", "sick_nli", "mrpc", "trec", "ag_news", "tweeteval_emotion")
 COMMON = {"lr": 5e-5, "batch_size": 16, "max_length": 64, "warmup_ratio": 0.06, "length_buckets": True}
 SOURCE_RECIPES = {

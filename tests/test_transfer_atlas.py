@@ -49,7 +49,7 @@ def test_gains_and_recipe_comparison_by_hand():
     table = synthetic_table()
     gains = transfer_atlas.gains(table)
     assert len(gains) == 2 * 2 * 2 * len(transfer_atlas.RECIPE_SOURCES)
-    medium = gains[(gains.recipe == "medium") & (gains.seed == 1) & (gains.target == "rte")]
+    medium = gains[(gains.recipe == "medium") & (gains.seed == 1) & (gains.target == "mr")]
     assert np.allclose(sorted(medium.gain), [2 * i - 1 for i in range(6)])
     comparison = transfer_atlas.compare_recipes(table)
     assert [e["target"] for e in comparison["per_target"]] == sorted(transfer_atlas.RECIPE_TARGETS)
