@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("embed", "logme", "esm_logme", "divergence", "gio", "gradients")
+BENCHMARKS = ("embed", "logme", "esm_logme", "divergence", "gio", "gradients", "finetune")
 QUALITY = ("ranking_quality", "selection_quality", "transfer_atlas", "scale")
 
 

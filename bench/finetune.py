@@ -3,15 +3,16 @@
 Same recipe (the atlas's target recipe), model and data on both sides: all-MiniLM-L6-v2 with mean pooling and a
 linear head (`transfer.finetune.EncoderWithHead`, head initialised from the same seed), 300 real MR training
 examples (``sample_indices(n, 300, seed)``), 3 epochs, batch 16, AdamW lr 5e-5 with weight decay 0.01 except on
-bias and LayerNorm weights, linear warm-up over round(6% of the steps) then linear decay to zero, gradient-norm clip
-1.0, max_length 64, the same torch threads. Ours runs with ``length_buckets=True`` (batches of similar token
+bias and LayerNorm weights, linear warm-up over round(6% of the steps) then linear decay to zero, gradient-norm
+clip 1.0, max_length 64, the same torch threads. Ours runs with ``length_buckets=True`` (batches of similar token
 lengths). The peer is the Trainer's plain loop: pre-tokenized examples, ``DataCollatorWithPadding``, random batches
-(no ``group_by_length``), its own linear schedule (whose first step has lr 0), otherwise its defaults. Each call
-goes from raw texts to a trained model (model loading and tokenization included); the value is training examples
-(examples × epochs) per second, the median of interleaved repeats after a warm-up call of each. Also reported: each
-side's final training loss (mean of the last epoch's batch losses) and first batch loss, and its accuracy on the
-same 500 held-out MR test rows with `transfer.finetune.predict`. Target: ratio >= 1.5 with the same final loss
-within noise. ``--quick``: 64 examples, 1 epoch, max_length 32, 64 held-out rows, one repeat.
+(no ``group_by_length``), its own linear schedule (whose first step has lr 0), otherwise its defaults (with torch
+>= 2.8 its optimizer is the fused AdamW kernel, as ours is). Each call goes from raw
+texts to a trained model (model loading and tokenization included); the value is training examples (examples ×
+epochs) per second, the median of interleaved repeats after a warm-up call of each. Also reported: each side's
+final training loss (mean of the last epoch's batch losses) and first batch loss, and its accuracy on the same 500
+held-out MR test rows with `transfer.finetune.predict`. Target: ratio >= 1.5 with the same final loss within noise.
+``--quick``: 64 examples, 1 epoch, max_length 32, 64 held-out rows, one repeat.
 """
 
 from __future__ import annotations
@@ -133,11 +134,11 @@ def run(quick: bool = False) -> None:
     task = load_task_dir(SHARED_TASKS / "mr")
     train, test = task.split("train"), task.split("test")
     chosen = sample_indices(train.num_rows, n, SEED)
-    texts = [train.column("text").to_pylist()[i] for i in chosen]
-    labels = [int(train.column("label").to_pylist()[i]) for i in chosen]
+    texts = [str(t) for t in np.array(train.column("text").to_pylist(), dtype=object)[chosen]]
+    labels = [int(y) for y in train.column("label").to_numpy()[chosen]]
     held_out = sample_indices(test.num_rows, n_held_out, SEED)
-    test_texts = [test.column("text").to_pylist()[i] for i in held_out]
-    test_labels = np.array([test.column("label").to_pylist()[i] for i in held_out], dtype=np.int64)
+    test_texts = [str(t) for t in np.array(test.column("text").to_pylist(), dtype=object)[held_out]]
+    test_labels = test.column("label").to_numpy()[held_out].astype(np.int64)
     threads = torch.get_num_threads()
     trained: dict[str, tuple[Any, Any, list[float]]] = {}
 

@@ -91,8 +91,8 @@ def test_evaluate_rankings_against_stored_gains(tmp_path, prefect_harness):
 
     from flows import evaluate_rankings
     from store.catalog import put_ranking, put_transfer_gains, put_transfer_result
-    from transfer.metrics import one_seed_oracle
     from store.results import Results
+    from transfer.metrics import one_seed_oracle
 
     ws = Workspace(tmp_path / "ws")
 

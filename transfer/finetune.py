@@ -117,6 +117,10 @@ class FineTuned:
     losses: list[float]
 
 
+# AdamW's fused kernel (one pass over all parameters, as Hugging Face's Trainer uses by default) where torch has
+# it: the same update to float rounding, several times faster than the per-tensor loop on CPU, where the step over
+# MiniLM's 11.7M-parameter word-embedding matrix was about a quarter of a small target's fine-tune.
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
 BUCKET_BATCHES = 8  # batches per length-sorted window (Recipe.length_buckets)
 
 
@@ -233,7 +237,7 @@ def fine_tune(
         },
         {"params": [p for n, p in network.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=recipe.lr)
+    optimizer = torch.optim.AdamW(groups, lr=recipe.lr, fused=resolved.type in FUSED_ADAMW_DEVICES)
     steps_per_epoch = -(-len(chosen) // recipe.batch_size)
     total = steps_per_epoch * recipe.epochs
     warmup = int(round(recipe.warmup_ratio * total))
