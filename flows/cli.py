@@ -348,8 +348,7 @@ def select(
 ) -> None:
     """Select a training subset of POOL for the --target task(s), store it, and optionally export it."""
     from flows.select import plan_selection, select_training_subset
-    from store.results import Results
-    from store.selections import export_selection, find_selection
+    from store.selections import export_selection, find_selection, selection_frame
 
     options: dict[str, Any] = {
         "method": method,
@@ -379,12 +378,13 @@ def select(
     if dry_run:
         return
     summary = with_runner(ctx, select_training_subset)(pool, target, **options)
-    ids, frame = Results(ctx.obj["workspace"]).select_subset(pool, target, method, options["budget"])
-    console.print(f"subset {summary['subset_id']}: {len(ids)} of {plan['n_pool']} examples")
+    ws = Workspace(ctx.obj["workspace"])
+    selection = find_selection(ws, summary["subset_id"])  # this request's subset, by id (never a looser lookup)
+    frame = selection_frame(ws, selection)
+    console.print(f"subset {summary['subset_id']}: {len(frame)} of {plan['n_pool']} examples")
     print_frame(frame.head(10)[["rank", "example_id", "text", "label", "score"]], title="first picks")
     if out is not None:
-        ws = Workspace(ctx.obj["workspace"])
-        written = export_selection(ws, find_selection(ws, summary["subset_id"]), out)
+        written = export_selection(ws, selection, out)
         console.print(f"exported to {written[0]} (metadata: {written[1]})")
 
 

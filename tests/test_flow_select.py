@@ -285,6 +285,16 @@ def test_cli_select_plans_runs_and_exports(select_workspace, tmp_path):
     done = runner.invoke(app, [*base, "--method", "random", "--budget", "25", "--out", str(out)])
     assert done.exit_code == 0, done.output
     assert len(out.read_text().splitlines()) == 25 and (tmp_path / "picked.jsonl.meta.json").exists()
+    printed_ids = {}
+    for seed in ("0", "1", "0"):  # seed 0 again after seed 1: its own picks are printed and exported
+        export = tmp_path / f"seed{seed}.jsonl"
+        again = runner.invoke(app, [*base, "--method", "random", "--budget", "5", "--seed", seed, "--out", str(export)])
+        assert again.exit_code == 0, again.output
+        exported = [json.loads(line)["text"][:20] for line in export.read_text().splitlines()]
+        assert all(text in again.output for text in exported), (exported, again.output)
+        printed_ids.setdefault(seed, exported)
+        assert printed_ids[seed] == exported
+    assert printed_ids["0"] != printed_ids["1"]
     vog = runner.invoke(
         app, [*base, "--method", "vog", "--budget", "30", "--param", "strategy=keep_hardest", "--dry-run"]
     )
