@@ -49,12 +49,13 @@ def main(
         int | None, typer.Option(help="Run the flows' tasks on a local Dask cluster of N single-threaded workers.")
     ] = None,
 ) -> None:
-    from flows.runners import check_runner_options
+    if dask_address is not None or dask_local is not None:  # flows.runners imports Prefect: only for a cluster
+        from flows.runners import check_runner_options
 
-    try:
-        check_runner_options(dask_address, dask_local)
-    except ValueError as err:
-        raise typer.BadParameter(str(err), param_hint="--dask-address/--dask-local") from None
+        try:
+            check_runner_options(dask_address, dask_local)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--dask-address/--dask-local") from None
     ctx.obj = {"workspace": workspace, "device": device, "dask_address": dask_address, "dask_local": dask_local}
 
 

@@ -1,5 +1,6 @@
 """The method libraries stay portable: transfer/ imports neither orchestration, storage nor selection; selection/
-imports neither orchestration nor storage (it may use transfer)."""
+imports neither orchestration nor storage (it may use transfer). The read side (results, reports) and the CLI
+module stay light: they import no deep-learning or orchestration library until a command needs one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def loaded_modules(code: str, packages: set[str]) -> str:
+    """The modules of ``packages`` loaded after running ``code`` in a fresh interpreter, comma-separated."""
+    code += f"\nimport sys\nprint(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(packages)!r})))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
 @pytest.mark.parametrize(
     ("package", "forbidden"),
     [
@@ -22,11 +30,19 @@ ROOT = Path(__file__).resolve().parents[1]
 )
 def test_method_packages_import_only_what_they_may(package, forbidden):
     modules = [f"{package}.{m.name}" for m in pkgutil.iter_modules([str(ROOT / package)])]
-    code = (
-        "import importlib, sys\n"
-        f"for name in {modules!r}: importlib.import_module(name)\n"
-        f"print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(forbidden)!r})))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "", f"{package} imports {result.stdout.strip()}"
+    loaded = loaded_modules(f"import importlib\nfor name in {modules!r}: importlib.import_module(name)", forbidden)
+    assert loaded == "", f"{package} imports {loaded}"
     assert modules, f"no modules found in {package}/"
+
+
+@pytest.mark.parametrize(
+    ("statement", "forbidden"),
+    [
+        ("import store.results, reports.html", {"torch", "transformers", "prefect"}),
+        ("import reports", {"torch", "transformers", "prefect"}),
+        ("import flows.cli", {"torch", "transformers", "prefect", "sklearn", "scipy", "faiss"}),
+    ],
+)
+def test_light_modules_leave_heavy_libraries_out(statement, forbidden):
+    loaded = loaded_modules(statement, forbidden)
+    assert loaded == "", f"`{statement}` imports {loaded}"

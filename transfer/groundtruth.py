@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats
 
-from transfer.finetune import Recipe, fine_tune, predict
+if TYPE_CHECKING:
+    from transfer.finetune import Recipe
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ def train_and_evaluate(
 ) -> dict[str, float]:
     """Fine-tune from ``start`` (the base encoder, or a source checkpoint directory: its encoder, a new head) on
     ``train`` and return the metrics on ``test``."""
+    from transfer.finetune import fine_tune, predict  # torch: only here, so the gain statistics import without it
+
     tuned = fine_tune(
         train.texts,
         train.labels,
