@@ -15,6 +15,7 @@ from transfer.advisor import (
     method_features,
     pair_features,
     prior_features,
+    verified_ranking,
 )
 
 
@@ -121,3 +122,15 @@ def test_bad_input_is_named():
     features = pair_features(scores, tasks, None, None)
     with pytest.raises(ValueError, match="at least 3 targets. Got 2 targets"):
         SourceAdvisor().fit(features, np.zeros(len(features)), features.index.get_level_values(0))
+
+
+def test_verification_reorders_the_top_k_by_their_measured_gain():
+    expected = pd.Series({"a": 5.0, "b": 4.0, "c": 3.0, "d": -1.0})
+    measured = pd.Series({"a": -2.0, "b": 1.5, "c": 7.0})  # c was not among the top 2: its measurement is unused
+    scores = verified_ranking(expected, measured, k=2)
+    assert scores.sort_values(ascending=False).index.tolist() == ["b", "a", "c", "d"]
+    assert verified_ranking(expected, measured, k=3).idxmax() == "c"
+    with pytest.raises(ValueError, match="lacks the verified sources \\['d'\\]"):
+        verified_ranking(expected, measured, k=4)
+    with pytest.raises(ValueError, match="'k' parameter of verified_ranking must be a positive int. Got 0"):
+        verified_ranking(expected, measured, k=0)

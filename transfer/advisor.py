@@ -216,3 +216,19 @@ def conformal_quantile(residuals: np.ndarray, alpha: float) -> float:
     magnitudes = np.sort(np.abs(np.asarray(residuals, np.float64)))
     k = min(len(magnitudes), math.ceil((len(magnitudes) + 1) * (1 - alpha)))
     return float(magnitudes[k - 1])
+
+
+def verified_ranking(expected: pd.Series, measured: pd.Series, k: int) -> pd.Series:
+    """Fold verification into a ranking: the ``k`` sources with the highest ``expected`` gain (index source) are
+    fine-tuned on the target, and ``measured`` (their gain over the baseline of the same seeds, index source)
+    re-orders them; they rank above every unverified source, which keep their expected order. Returns scores
+    (higher = better) over ``expected``'s sources."""
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"The 'k' parameter of verified_ranking must be a positive int. Got {k!r} instead.")
+    verified = expected.nlargest(k).index
+    missing = sorted(set(verified) - set(measured.index))
+    if missing:
+        raise ValueError(f"The 'measured' parameter of verified_ranking lacks the verified sources {missing}.")
+    scores = expected.astype(float).copy()
+    scores[verified] = expected.max() + 1.0 + measured[verified] - measured[verified].min()
+    return scores
