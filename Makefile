@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint bench peers clean
+.PHONY: setup demo test lint bench peers gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -43,6 +43,10 @@ peers: $(PEERS)/.installed
 
 bench: setup peers
 	$(PY) -m bench all
+
+# The GPU-path check (bench/gpu.py): on CUDA, < 8 min on one H100; without CUDA, its CPU fallback in < 2 min.
+gpu-check: setup
+	$(PY) -m bench gpu
 
 clean:
 	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache

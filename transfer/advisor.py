@@ -232,3 +232,90 @@ def verified_ranking(expected: pd.Series, measured: pd.Series, k: int) -> pd.Ser
     scores = expected.astype(float).copy()
     scores[verified] = expected.max() + 1.0 + measured[verified] - measured[verified].min()
     return scores
+
+
+def profile_similarity(features: pd.DataFrame) -> pd.DataFrame:
+    """Target × target similarity from the methods alone (no measurement): the Pearson correlation of two targets'
+    method z-score profiles over the sources both were ranked against (0 where fewer than 3 are shared)."""
+    z = features[[c for c in features.columns if c.startswith("z:")]]
+    profiles = {t: frame.droplevel("target") for t, frame in z.groupby(level="target")}
+    names = sorted(profiles)
+    out = pd.DataFrame(0.0, index=names, columns=names)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            shared = profiles[a].index.intersection(profiles[b].index)
+            if len(shared) >= 3:
+                x, y = profiles[a].loc[shared].to_numpy().ravel(), profiles[b].loc[shared].to_numpy().ravel()
+                out.loc[a, b] = out.loc[b, a] = float(np.corrcoef(x, y)[0, 1]) if x.std() and y.std() else 0.0
+    return out
+
+
+def leave_one_target_out(
+    scores: pd.DataFrame,
+    runs: pd.DataFrame,
+    tasks: pd.DataFrame,
+    *,
+    alpha: float = 0.2,
+    verify: tuple[int, ...] = (2, 3),
+    ks: tuple[int, ...] = (1, 3, 5),
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Strict leave-one-target-out evaluation of the advisor on measured transfer.
+
+    ``runs``: per-seed measured runs (columns target, source, seed, value; source '' = no transfer) with ≥ 2 seeds
+    per target; ``scores`` the methods' long scores of the same pairs. For each target t, t's runs reach neither
+    the features (priors from the other targets only) nor the learner; the advisor's ranking is scored with
+    `transfer.metrics.ranking_quality` against t's mean per source, and ``advisor+verify@K`` re-ranks the top K
+    by one seed's measured gains (`verified_ranking`) and is scored against the other seeds' mean, averaged over
+    the seed, like the one-seed oracle. Also per target: ``coverage`` (share of t's mean gains inside the
+    intervals), ``width`` (interval width, points), ``dont_transfer`` (the call) and ``nothing_helps`` (no source's
+    mean gain is above zero). Returns long rows (target, method, metric, value)."""
+    from transfer.metrics import ranking_quality
+
+    points = runs.assign(value=100 * runs.value.astype(float))
+    baseline = points[points.source == ""].set_index(["target", "seed"]).value
+    gains = points[points.source != ""].assign(
+        gain=lambda f: f.value - baseline.reindex(pd.MultiIndex.from_arrays([f.target, f.seed])).to_numpy()
+    )
+    mean_gain = gains.groupby(["target", "source"]).gain.mean().rename("gain").reset_index()
+    rows: list[dict] = []
+    for target in sorted(mean_gain.target.unique()):
+        others = mean_gain[mean_gain.target != target]
+        features = pair_features(scores, tasks, others, None)
+        features = pair_features(scores, tasks, others, profile_similarity(features))
+        y = mean_gain.set_index(["target", "source"]).gain.reindex(features.index)
+        held = features.index.get_level_values("target") == target
+        train = ~held & y.notna().to_numpy()
+        advisor = SourceAdvisor(alpha=alpha, seed=seed).fit(
+            features[train], y[train].to_numpy(), features.index[train].get_level_values("target").to_numpy()
+        )
+        advice = advisor.advise(features[held])
+        truth = y[held].droplevel("target").reindex(advice.gains.index)
+        base = float(baseline[target].mean())
+        measured = ((truth + base) / 100).to_dict()  # mean performance as a fraction, as every method is scored
+        quality = ranking_quality(advice.gains.expected_gain.to_dict(), measured, baseline=base / 100, ks=ks)
+        rows += [{"target": target, "method": "advisor", "metric": m, "value": v} for m, v in quality.items()]
+        inside = (truth >= advice.gains.lower) & (truth <= advice.gains.upper)
+        calibration = {
+            "coverage": float(inside.mean()),
+            "width": float((advice.gains.upper - advice.gains.lower).mean()),
+            "dont_transfer": float(advice.dont_transfer),
+            "nothing_helps": float(truth.max() <= 0),
+        }
+        rows += [{"target": target, "method": "advisor", "metric": m, "value": v} for m, v in calibration.items()]
+        per_seed = gains[gains.target == target].pivot_table(index="source", columns="seed", values="gain")
+        seed_base = baseline[target]
+        for k in verify:
+            draws = []
+            for s in per_seed.columns:
+                rest = [c for c in per_seed.columns if c != s]
+                reranked = verified_ranking(advice.gains.expected_gain, per_seed[s], k)
+                rest_base = float(seed_base[rest].mean())
+                truth_rest = ((per_seed[rest].mean(axis=1) + rest_base) / 100).to_dict()
+                draws.append(ranking_quality(reranked.to_dict(), truth_rest, baseline=rest_base / 100, ks=ks))
+            averaged = pd.DataFrame(draws).mean(skipna=True)
+            rows += [
+                {"target": target, "method": f"advisor+verify@{k}", "metric": m, "value": float(v)}
+                for m, v in averaged.items()
+            ]
+    return pd.DataFrame(rows)
