@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from store.errors import ExpectedError
 from store.workspace import WORKSPACE_ENV, Workspace
 
 if TYPE_CHECKING:
@@ -48,6 +53,7 @@ def main(
     dask_local: Annotated[
         int | None, typer.Option(help="Run the flows' tasks on a local Dask cluster of N single-threaded workers.")
     ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of every error.")] = False,
 ) -> None:
     if dask_address is not None or dask_local is not None:  # flows.runners imports Prefect: only for a cluster
         from flows.runners import check_runner_options
@@ -56,7 +62,13 @@ def main(
             check_runner_options(dask_address, dask_local)
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--dask-address/--dask-local") from None
-    ctx.obj = {"workspace": workspace, "device": device, "dask_address": dask_address, "dask_local": dask_local}
+    ctx.obj = {
+        "workspace": workspace,
+        "device": device,
+        "dask_address": dask_address,
+        "dask_local": dask_local,
+        "debug": debug,
+    }
 
 
 def with_runner(ctx: typer.Context, flow: Flow[P, R]) -> Flow[P, R]:
@@ -642,6 +654,53 @@ def demo(
 
     workspace = ctx.obj["workspace"] or os.environ.get(WORKSPACE_ENV) or "transferscope-workspace"
     run_demo(workspace=workspace, data=data, device=ctx.obj["device"], console=console, show=print_frame)
+
+
+# Failures a user can act on (bad input, a missing or corrupt artefact, missing measurements). A bare KeyError is
+# a bug, not one of these: only store.errors' KeyError subclasses (an unknown task, a missing split) are expected.
+EXPECTED_ERRORS = (ExpectedError, ValueError, LookupError, FileNotFoundError)
+
+
+def is_expected(err: BaseException | None) -> bool:
+    return isinstance(err, EXPECTED_ERRORS) and type(err) is not KeyError
+
+
+class HideExpectedTracebacks(logging.Filter):
+    """Drops Prefect's log record of a flow or task run that raised an expected error (its traceback); the CLI
+    prints the error itself as one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and is_expected(record.exc_info[1]))
+
+
+def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """``command`` with its expected failures printed as one line (exit code 2); ``--debug`` keeps the traceback."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        ctx: Any = next((v for v in (*args, *kwargs.values()) if hasattr(v, "find_root")), None)  # click's context
+        debug = bool(ctx is not None and (ctx.find_root().obj or {}).get("debug"))
+        hide = HideExpectedTracebacks()
+        loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
+        for logger in loggers if not debug else []:
+            logger.addFilter(hide)
+        try:
+            return command(*args, **kwargs)
+        except EXPECTED_ERRORS as err:
+            if debug or not is_expected(err):
+                raise
+            console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True, highlight=False)
+            raise typer.Exit(2) from None
+        finally:
+            for logger in loggers:
+                logger.removeFilter(hide)
+
+    return run
+
+
+for group in (app, tasks_app, esm_app):
+    for command in group.registered_commands:
+        command.callback = one_line_errors(command.callback)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from store.artifacts import directory_checksum, read_verified, write_parquet
+from store.errors import CorruptArtifactError, UnknownTaskError
 from store.tasks import Task
 from store.workspace import Workspace, query
 
@@ -90,14 +91,14 @@ def get_task(ws: Workspace, name: str) -> Task:
     rows = ws.read("get_task", {"name": name})
     if not len(rows):
         known = ws.read("list_tasks")["name"].tolist()
-        raise KeyError(
+        raise UnknownTaskError(
             f"No task {name!r} in workspace '{ws.root}'. Known tasks: {known}. Add it with "
             f"`transferscope tasks add {name} PATH`."
         )
     row = rows.iloc[0]
     table = read_verified(ws.path(row["path"]), row["checksum"])
     if table is None:
-        raise RuntimeError(
+        raise CorruptArtifactError(
             f"Task {name!r}: stored file '{ws.path(row['path'])}' is missing or fails its checksum; "
             f"re-add the task with `transferscope tasks add {name} {row['source_uri']}`."
         )

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from store.artifacts import replace_atomically
 from store.catalog import EmbeddingKey, canonical_json, get_task, library_versions
+from store.errors import CorruptArtifactError
 from store.tasks import FORMATS, Task
 from store.workspace import Workspace, query
 
@@ -127,7 +128,7 @@ def selection_frame(ws: Workspace, selection: pd.Series) -> pd.DataFrame:
     frame = members.merge(rows, on="example_id", how="left", validate="one_to_one")
     missing = frame.text.isna().sum()
     if missing:
-        raise RuntimeError(
+        raise CorruptArtifactError(
             f"Subset {selection.subset_id}: {missing} example ids are not in the stored pool {selection.pool!r} "
             "(the task changed since); recompute the selection."
         )

@@ -31,6 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from store.errors import MissingSplitError
+
 SPLITS = ("train", "validation", "test")
 EVAL_SPLITS = ("validation", "test")
 FORMATS = ("jsonl", "csv", "parquet")
@@ -81,7 +83,7 @@ class Task:
     def split(self, name: str) -> pa.Table:
         """Rows of one split, in file order."""
         if name not in self.splits:
-            raise KeyError(f"Task {self.name!r} has no split {name!r}; it has {list(self.splits)}.")
+            raise MissingSplitError(f"Task {self.name!r} has no split {name!r}; it has {list(self.splits)}.")
         mask = pc.equal(self.table.column("split"), name)
         return self.table.filter(mask)
 

@@ -1,0 +1,24 @@
+"""Expected failures: bad input, a missing or corrupt stored artefact, missing measurements. The CLI prints their
+message as one line and exits 2 (a traceback only with ``--debug``); anything else is a bug and keeps its
+traceback."""
+
+from __future__ import annotations
+
+
+class ExpectedError(Exception):
+    """A failure the user can act on; its message says what to do."""
+
+    def __str__(self) -> str:  # KeyError's own str() would wrap the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownTaskError(ExpectedError, KeyError):
+    """No task of that name is stored."""
+
+
+class MissingSplitError(ExpectedError, KeyError):
+    """A task lacks the split that was asked for."""
+
+
+class CorruptArtifactError(ExpectedError, RuntimeError):
+    """A stored file is missing, fails its checksum or no longer matches the catalog."""
