@@ -333,11 +333,8 @@ def rank_sources(
             for method, scores in results.items()
         ]
         if fuse:
-            ranks = {  # over the sources every fused method ranked (the pre-filter's survivors)
-                m: {s: float(k) for s, k in zip(r.source, r["rank"], strict=True) if s in names}
-                for m, r in zip(results, rankings, strict=True)
-                if m in methods
-            }
+            stored = {m: r for m, r in zip(results, rankings, strict=True) if m in methods}
+            ranks = fusion_inputs(stored, names)
             fused = fuse_rankings(ranks, method=fuse, weights=fuse_weights)  # type: ignore[arg-type]
             rankings.append(put_ranking(ws, run_id, config, target, f"fused-{fuse}", fused, higher_is_better=True))
     except BaseException as err:
@@ -345,6 +342,15 @@ def rank_sources(
         raise
     finish_run(ws, run_id, status="completed", timings={"total_s": time.perf_counter() - started})
     return pd.concat(rankings, ignore_index=True)
+
+
+def fusion_inputs(rankings: dict[str, pd.DataFrame], names: list[str]) -> dict[str, dict[str, float]]:
+    """{method: {source: rank}} over ``names`` (the pre-filter's survivors) from stored rankings; a source a method
+    could not score (NaN score, no rank) is left out of that method's ranks."""
+    return {
+        method: {s: float(k) for s, k in zip(r.source, r["rank"], strict=True) if s in names and pd.notna(k)}
+        for method, r in rankings.items()
+    }
 
 
 def higher_is_better(method: str) -> bool:

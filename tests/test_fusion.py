@@ -31,3 +31,20 @@ def test_bad_parameters():
         fuse_rankings({"a": {"x": 1}}, weights={"b": 1.0})
     with pytest.raises(ValueError, match="at least one method"):
         fuse_rankings({})
+
+
+def test_fusion_inputs_leave_out_a_source_a_method_could_not_score():
+    """A NaN score is stored with no rank (pd.NA): fusion skips it instead of failing on float(<NA>)."""
+    import pandas as pd
+
+    from flows.rank import fusion_inputs
+
+    stored = {
+        "mmd": pd.DataFrame({"source": ["a", "b", "c"], "rank": pd.array([1, 2, pd.NA], dtype="Int64")}),
+        "leep": pd.DataFrame({"source": ["a", "b", "c"], "rank": pd.array([3, 1, 2], dtype="Int64")}),
+    }
+    ranks = fusion_inputs(stored, ["a", "b", "c"])
+    assert ranks == {"mmd": {"a": 1.0, "b": 2.0}, "leep": {"a": 3.0, "b": 1.0, "c": 2.0}}
+    assert fusion_inputs(stored, ["a", "c"])["leep"] == {"a": 3.0, "c": 2.0}  # only the pre-filter's survivors
+    fused = fuse_rankings(ranks)
+    assert max(fused, key=fused.get) == "b" and fused["c"] == pytest.approx(1 / 62)
