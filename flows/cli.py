@@ -79,13 +79,19 @@ def with_runner(ctx: typer.Context, flow: Flow[P, R]) -> Flow[P, R]:
 
 
 def print_frame(frame: pd.DataFrame, title: str | None = None) -> None:
-    """A DataFrame as a rich table (floats to 4 significant digits)."""
+    """A DataFrame as a rich table (floats to 4 significant digits, a missing value as "NULL", as SQL says)."""
     table = Table(title=title, show_lines=False)
     for column in frame.columns:
         table.add_column(str(column))
     for row in frame.itertuples(index=False):
-        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+        table.add_row(*[cell_text(v) for v in row])
     console.print(table)
+
+
+def cell_text(value: Any) -> str:
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return "NULL"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @tasks_app.command("add")

@@ -54,3 +54,15 @@ def test_flows_package_imports_each_flow_on_first_access():
     flows_line, selection_line = done.stdout.splitlines()[-2:]
     assert flows_line == "7 []"  # build_esms, embed_tasks, ... as before the package became lazy
     assert selection_line == "True []"
+
+
+def test_sql_prints_a_missing_value_as_null(tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(
+        app, ["--workspace", str(tmp_path / "ws"), "sql", "SELECT NULL::DOUBLE AS x, 1.5 AS y, [1, 2] AS z"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "NULL" in result.output and "nan" not in result.output and "1.5" in result.output
