@@ -41,6 +41,7 @@ METHODS = (
 )  # fmt: skip
 QUICK_METHODS = ("centroid-cosine", "leep")
 REFERENCES = ("one-seed-oracle", "source-prior", "random")
+LEARNED = ("advisor", "advisor+verify@2", "advisor+verify@3", "fused-rrf")  # not single methods
 METRICS = ("regret@1", "regret@3", "regret@5", "ndcg@5", "spearman")
 
 
@@ -93,16 +94,45 @@ def taskweb_spearman(ws: Workspace, targets: list[str], methods: tuple[str, ...]
     return pd.DataFrame(rows)
 
 
+def learned_rows(scores: pd.DataFrame, atlas: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
+    """Per target (wide, like `Results.method_quality`): the advisor and advisor+verify@K evaluated strictly
+    leave-one-target-out (`transfer.advisor.leave_one_target_out`), with its calibration columns, and
+    ``fused-rrf`` (reciprocal-rank fusion of every single method's ranks) scored like the methods."""
+    from transfer.advisor import leave_one_target_out
+    from transfer.fusion import fuse_rankings
+    from transfer.metrics import ranking_quality
+
+    described = pd.DataFrame(
+        {
+            "n_train": tasks.n_train,
+            "n_labels": tasks.n_labels.fillna(0).where(tasks.kind == "classification", 0),
+            "regression": tasks.kind == "regression",
+            "pair": tasks.input == "pair",
+        }
+    )
+    rows = leave_one_target_out(scores, atlas[["target", "source", "seed", "value"]], described)
+    fused = []
+    for target, frame in scores.groupby("target"):
+        ranks = {m: dict(zip(r.source, r["rank"].astype(float), strict=True)) for m, r in frame.groupby("method")}
+        runs = atlas[atlas.target == target]
+        measured = runs[runs.source != ""].groupby("source").value.mean().to_dict()
+        baseline = float(runs[runs.source == ""].value.mean())
+        quality = ranking_quality(fuse_rankings(ranks), measured, baseline=baseline)
+        fused += [{"target": target, "method": "fused-rrf", "metric": m, "value": v} for m, v in quality.items()]
+    long = pd.concat([rows, pd.DataFrame(fused)], ignore_index=True)
+    return long.pivot_table(index=["target", "method"], columns="metric", values="value", dropna=False).reset_index()
+
+
 def summary_table(quality: pd.DataFrame) -> pd.DataFrame:
     """Per method: mean and std over targets of each metric, and the paired (per-target) difference of regret@1
-    and NDCG@5 to the best single method by mean NDCG@5."""
-    metrics = [m for m in METRICS if m in quality.columns]
+    and NDCG@5 to the best single method by mean NDCG@5 (none among the references and learned rows)."""
+    metrics = [m for m in (*METRICS, "coverage", "width") if m in quality.columns]
     table = quality.groupby("method")[metrics].agg(["mean", "std"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
-    singles = table.drop(index=[r for r in REFERENCES if r in table.index])
-    best = str(singles["ndcg@5_mean"].idxmax())
+    singles = table.drop(index=[r for r in (*REFERENCES, *LEARNED) if r in table.index])
+    best = str(singles["ndcg@5_mean"].idxmax()) if len(singles) else None
     wide = {m: quality.pivot_table(index="target", columns="method", values=m) for m in ("regret@1", "ndcg@5")}
-    for metric, frame in wide.items():
+    for metric, frame in wide.items() if best else ():
         difference = frame.sub(frame[best], axis=0)
         table[f"{metric}_minus_best_mean"] = difference.mean()
         table[f"{metric}_minus_best_std"] = difference.std()
@@ -151,13 +181,16 @@ def run(quick: bool = False) -> None:
         evaluate_rankings(target=target, workspace=str(ws.root))
     quality = Results(ws).method_quality()
     quality = quality[quality.target.isin(targets)]
+    scores = pd.concat(
+        [ws.read("latest_rankings_all_methods", {"target": t}).assign(target=t) for t in targets] or [pd.DataFrame()]
+    )
+    if len(targets) >= 4:  # the advisor learns from the other targets: leave-one-out needs at least three of them
+        learned = learned_rows(scores, atlas[atlas.target.isin(targets)], ws.read("list_tasks").set_index("name"))
+        quality = pd.concat([quality, learned], ignore_index=True)
     table = summary_table(quality) if len(quality) else pd.DataFrame()
     if len(external):
         table["taskweb_spearman_mean"] = external.groupby("method").taskweb_spearman.mean()
         table["taskweb_spearman_std"] = external.groupby("method").taskweb_spearman.std()
-    scores = pd.concat(
-        [ws.read("latest_rankings_all_methods", {"target": t}).assign(target=t) for t in targets] or [pd.DataFrame()]
-    )
     complete = len(targets) == len(grid)
     result = {
         "bench": "ranking_quality",

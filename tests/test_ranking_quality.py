@@ -51,3 +51,32 @@ def test_quick_ranking_quality_imports_the_atlas_and_evaluates_every_method(
     gains = ws.sql("SELECT source, source_mean, n_seeds FROM transfer_gains ORDER BY source")
     expected = atlas[atlas.source != ""].groupby("source").value.mean().sort_index()
     assert gains.source_mean.to_numpy() == pytest.approx(expected.to_numpy()) and (gains.n_seeds == 2).all()
+
+
+def test_learned_rows_evaluate_the_advisor_and_fusion_per_target():
+    rng = np.random.default_rng(0)
+    targets, sources = [f"t{i}" for i in range(5)], [f"s{j}" for j in range(8)]
+    scores, atlas = [], []
+    for target in targets:
+        quality = rng.normal(size=len(sources))
+        for seed in (0, 1):
+            atlas.append({"target": target, "source": "", "seed": seed, "value": 0.6})
+        for j, source in enumerate(sources):
+            for method, score in (("good", quality[j]), ("noise", rng.normal())):
+                scores.append({"target": target, "source": source, "method": method, "score": score})
+            for seed in (0, 1):
+                value = 0.6 + (3 * quality[j] + 0.3 * rng.normal()) / 100
+                atlas.append({"target": target, "source": source, "seed": seed, "value": value})
+    scores = pd.DataFrame(scores).assign(higher_is_better=True)
+    scores["rank"] = scores.groupby(["target", "method"]).score.rank(ascending=False).astype("Int64")
+    tasks = pd.DataFrame(
+        {"n_train": 500, "n_labels": 2, "kind": "classification", "input": "single"}, index=targets + sources
+    )
+    rows = ranking_quality.learned_rows(scores, pd.DataFrame(atlas), tasks)
+    assert set(rows.method) == {"advisor", "advisor+verify@2", "advisor+verify@3", "fused-rrf"}
+    assert rows.groupby("method").target.nunique().eq(5).all()
+    advisor = rows[rows.method == "advisor"].set_index("target")
+    assert advisor.spearman.mean() > 0.7 and advisor.coverage.notna().all()
+    table = ranking_quality.summary_table(rows)
+    assert len(table) == 4 and table.attrs["best_single_method"] is None  # learned rows are never "single methods"
+    assert table.loc["advisor", "coverage_mean"] == pytest.approx(advisor.coverage.mean())
