@@ -237,18 +237,19 @@ def rank(
         console.print(f"plan: {len(methods)} method(s) over {len(names)} sources")
     if dry_run:
         return
-    rankings = pd.DataFrame(
-        with_runner(ctx, rank_sources)(
-            target=target,
-            sources=names,
-            methods=methods,
-            budget=budget,
-            fuse=fuse,
-            prefilter=prefilter,
-            device=ctx.obj["device"],
-            workspace=str(ws.root),
-        )
+    result = with_runner(ctx, rank_sources)(
+        target=target,
+        sources=names,
+        methods=methods,
+        budget=budget,
+        fuse=fuse,
+        prefilter=prefilter,
+        device=ctx.obj["device"],
+        workspace=str(ws.root),
     )
+    rankings = pd.DataFrame(result)
+    for name, error in getattr(result, "attrs", {}).get("failures", {}).items():
+        console.print(f"[yellow]warning:[/yellow] {name} failed and was not stored: {escape(error)}", soft_wrap=True)
     for name, ranking in rankings.groupby("method", sort=False):
         print_frame(ranking.head(top).drop(columns=["run_id", "method"]), title=f"{name} ranking for {target}")
 

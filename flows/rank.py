@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -275,73 +276,114 @@ def rank_sources(
         "seed": seed,
         "run_id": run_id,
     }
+    stored: dict[str, pd.DataFrame] = {}
+    failures: dict[str, BaseException] = {}
+
+    def attempt(step: list[str], compute: Callable[[], dict[str, dict[str, float]]]) -> None:
+        """Run one step (methods computed together) and store each of its rankings at once; a step that fails
+        is recorded and the others still run and are stored."""
+        try:
+            scores = compute()
+        except Exception as err:
+            failures.update(dict.fromkeys(step, err))
+            get_run_logger().warning("rank_sources %s: %s failed: %s: %s", target, step, type(err).__name__, err)
+            return
+        for method, by_source in scores.items():
+            stored[method] = put_ranking(
+                ws, run_id, config, target, method, by_source, higher_is_better=higher_is_better(method)
+            )
+
     try:
-        results: dict[str, dict[str, float]] = {}
         if prefilter:
             measure, keep = parse_prefilter(prefilter)
             future = divergence_scores.submit(str(ws.root), target, names, [measure], **divergence_options)
-            results |= commit(ws, future.result())
-            oriented = pd.Series(results[measure]) * (1 if MEASURES[measure].higher_is_better else -1)
-            names = oriented.sort_values(ascending=False).index[:keep].tolist()
-        measures = [m for m in methods if m in MEASURES and m not in results]
-        if measures:
-            future = divergence_scores.submit(str(ws.root), target, names, measures, **divergence_options)
-            results |= commit(ws, future.result())
+            first = commit(ws, future.result())
+            direction = MEASURES[measure].higher_is_better
+            stored[measure] = put_ranking(
+                ws, run_id, config, target, measure, first[measure], higher_is_better=direction
+            )
+            names = stored[measure].source[:keep].tolist()  # best first
+        for measure in [m for m in methods if m in MEASURES and m not in stored]:
+
+            def divergence(m: str = measure) -> dict[str, dict[str, float]]:
+                future = divergence_scores.submit(str(ws.root), target, names, [m], **divergence_options)
+                return commit(ws, future.result())
+
+            attempt([measure], divergence)
         by_checkpoint = [m for m in methods if m in CHECKPOINT_METHODS]
         if by_checkpoint:
-            by_model = checkpoint_scores.submit(
-                str(ws.root),
-                target,
-                names,
+            attempt(
                 by_checkpoint,
-                model=model,
-                recipe_json=canonical_json(recipe.as_dict()),
-                seed=seed,
-                device=device,
-                max_target_examples=max_target_examples,
-                run_id=run_id,
+                lambda: commit(
+                    ws,
+                    checkpoint_scores.submit(
+                        str(ws.root),
+                        target,
+                        names,
+                        by_checkpoint,
+                        model=model,
+                        recipe_json=canonical_json(recipe.as_dict()),
+                        seed=seed,
+                        device=device,
+                        max_target_examples=max_target_examples,
+                        run_id=run_id,
+                    ).result(),
+                ),
             )
-            scored: dict[str, dict[str, float]] = commit(ws, by_model.result())
-            results |= scored
         if "maxsim" in methods:
-            by_tokens = maxsim_scores.submit(
-                str(ws.root),
-                target,
-                names,
-                model=model,
-                device=device,
-                **MAXSIM_SAMPLE,
-                seed=seed,
-                run_id=run_id,
+            attempt(
+                ["maxsim"],
+                lambda: {
+                    "maxsim": commit(
+                        ws,
+                        maxsim_scores.submit(
+                            str(ws.root),
+                            target,
+                            names,
+                            model=model,
+                            device=device,
+                            **MAXSIM_SAMPLE,
+                            seed=seed,
+                            run_id=run_id,
+                        ).result(),
+                    )
+                },
             )
-            results["maxsim"] = commit(ws, by_tokens.result())
         if "esm-logme" in methods:
-            results["esm-logme"] = esm_logme_ranking(
-                ws,
-                goal,
-                names,
-                recipe,
-                model=model,
-                seed=seed,
-                device=device,
-                max_target_examples=max_target_examples,
-                build_missing=build_missing,
-                run_id=run_id,
+            attempt(
+                ["esm-logme"],
+                lambda: {
+                    "esm-logme": esm_logme_ranking(
+                        ws,
+                        goal,
+                        names,
+                        recipe,
+                        model=model,
+                        seed=seed,
+                        device=device,
+                        max_target_examples=max_target_examples,
+                        build_missing=build_missing,
+                        run_id=run_id,
+                    )
+                },
             )
-        rankings = [
-            put_ranking(ws, run_id, config, target, method, scores, higher_is_better=higher_is_better(method))
-            for method, scores in results.items()
-        ]
+        if failures and not any(m in stored for m in methods):
+            raise next(iter(failures.values()))
         if fuse:
-            stored = {m: r for m, r in zip(results, rankings, strict=True) if m in methods}
-            ranks = fusion_inputs(stored, names)
+            ranks = fusion_inputs({m: r for m, r in stored.items() if m in methods}, names)
             fused = fuse_rankings(ranks, method=fuse, weights=fuse_weights)  # type: ignore[arg-type]
-            rankings.append(put_ranking(ws, run_id, config, target, f"fused-{fuse}", fused, higher_is_better=True))
+            stored[f"fused-{fuse}"] = put_ranking(
+                ws, run_id, config, target, f"fused-{fuse}", fused, higher_is_better=True
+            )
     except BaseException as err:
         finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
         raise
-    finish_run(ws, run_id, status="completed", timings={"total_s": time.perf_counter() - started})
-    return pd.concat(rankings, ignore_index=True)
+    failed = "; ".join(f"{m}: {type(e).__name__}: {e}" for m, e in failures.items()) or None
+    timings = {"total_s": time.perf_counter() - started}
+    finish_run(ws, run_id, status="partial" if failed else "completed", timings=timings, error=failed)
+    rankings = pd.concat(list(stored.values()), ignore_index=True)
+    rankings.attrs["failures"] = {m: f"{type(e).__name__}: {e}" for m, e in failures.items()}
+    return rankings
 
 
 def fusion_inputs(rankings: dict[str, pd.DataFrame], names: list[str]) -> dict[str, dict[str, float]]:

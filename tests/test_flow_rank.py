@@ -188,6 +188,8 @@ def test_checkpoint_methods_reuse_the_checkpoints_and_match_an_independent_compu
     from transfer.finetune import sample_indices
     from transfer.logme import logme_score
 
+    count = "SELECT count(*) AS n FROM checkpoints"
+    before = rank_workspace.sql(count).n[0]
     rankings = rank_sources(
         target=TARGET,
         sources=SOURCES,
@@ -199,9 +201,11 @@ def test_checkpoint_methods_reuse_the_checkpoints_and_match_an_independent_compu
     )
     assert rankings.groupby("method").source.apply(sorted).to_dict() == {m: sorted(SOURCES) for m in rankings.method}
     assert set(rankings.method) == {"direct-logme", "leep", "maxsim"}
-    assert rank_workspace.sql("SELECT count(*) AS n FROM checkpoints").n[0] == 2  # reused, none added
+    assert rank_workspace.sql(count).n[0] == before  # the ESMs' checkpoints reused, none added
     assert (rankings[rankings.method == "leep"].score <= 0).all()
-    checkpoints = rank_workspace.sql("SELECT task, path FROM checkpoints")
+    checkpoints = rank_workspace.sql(
+        "SELECT task, path FROM checkpoints WHERE task IN ('uci_sentiment_amazon', 'tweeteval_stance_atheism')"
+    )
     goal = get_task(rank_workspace, TARGET)
     rows = goal.split("train").take(sample_indices(goal.split("train").num_rows, 120, 0))
     for task, path in zip(checkpoints.task, checkpoints.path, strict=True):
@@ -212,3 +216,27 @@ def test_checkpoint_methods_reuse_the_checkpoints_and_match_an_independent_compu
         assert stored == pytest.approx(expected, rel=1e-4)
     served = Results(rank_workspace).compare_methods(TARGET)
     assert {"score:maxsim (higher is better)", "score:leep (higher is better)"} <= set(served.columns)
+
+
+def test_a_failing_method_keeps_the_others_rankings(rank_workspace, ranking, monkeypatch):
+    """Each method's ranking is stored as it finishes: one failing measure no longer loses the others, the run is
+    marked partial with the failure, and a run where every method fails still raises."""
+    import flows.rank
+    from flows import rank_sources
+
+    real = flows.rank.score_pair
+
+    def failing_mmd(measure, *args, **kwargs):
+        if measure == "mmd":
+            raise ValueError("mmd exploded")
+        return real(measure, *args, **kwargs)
+
+    monkeypatch.setattr(flows.rank, "score_pair", failing_mmd)
+    options = {"target": TARGET, "sources": SOURCES, "device": "cpu", "workspace": str(rank_workspace.root)}
+    rankings = rank_sources(methods=("mmd", "centroid-cosine"), **options)
+    assert set(rankings.method) == {"centroid-cosine"}
+    assert rankings.attrs["failures"] == {"mmd": "ValueError: mmd exploded"}
+    run = rank_workspace.sql("SELECT status, error FROM runs WHERE flow = 'rank_sources' ORDER BY started_at DESC")
+    assert run.status.iloc[0] == "partial" and "mmd: ValueError: mmd exploded" in run.error.iloc[0]
+    with pytest.raises(ValueError, match="mmd exploded"):
+        rank_sources(methods=("mmd",), **options)
