@@ -21,8 +21,8 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.checkpoints import ensure_checkpoint, source_data
 from flows.embed import load_encoder
-from flows.runners import Deferred, WorkerWorkspace
 from store.catalog import get_task
+from store.worker import Deferred, WorkerWorkspace
 from transfer.finetune import Recipe, load_fine_tuned, pooled_and_outputs, sample_indices
 from transfer.leep import leep, quantile_bins, source_distribution
 from transfer.logme import logme_score

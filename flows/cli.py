@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from store.errors import ExpectedError
-from store.workspace import WORKSPACE_ENV, Workspace
+from store.workspace import WORKSPACE_ENV, SQLError, Workspace
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -540,11 +540,9 @@ def sql(
 
     Views: every catalog table (tasks, runs, embeddings, ...), task_examples and embedding_vectors. Outside tools
     (DBeaver, a notebook) open <workspace>/views.duckdb for the same views."""
-    import duckdb
-
     try:
         frame = Workspace(ctx.obj["workspace"]).sql(statement)
-    except duckdb.Error as err:
+    except SQLError as err:
         console.print(f"[red]SQL error:[/red] {err}")
         raise typer.Exit(2) from None
     if output == "csv":

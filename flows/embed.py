@@ -20,9 +20,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from tqdm.auto import tqdm
 
-from flows.runners import Deferred, WorkerWorkspace, gather
+from flows.runners import gather
 from store.catalog import EmbeddingKey, find_embeddings, finish_run, get_task, put_embeddings, start_run
 from store.tasks import Task
+from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
 from transfer.embeddings import TextEncoder
 

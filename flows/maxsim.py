@@ -13,10 +13,10 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows.embed import load_encoder
-from flows.runners import Deferred, WorkerWorkspace
 from store.catalog import get_task
 from store.tasks import Task
 from store.tokens import load_tokens, save_tokens, tokens_key
+from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
 from transfer.embeddings import TextEncoder
 from transfer.finetune import sample_indices

@@ -19,7 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.checkpoints import ensure_checkpoint, source_data
 from flows.embed import load_encoder
 from flows.rank import resolve_budget
-from flows.runners import Deferred, WorkerWorkspace, gather
+from flows.runners import gather
 from store.catalog import (
     config_hash,
     done_transfer_runs,
@@ -31,6 +31,7 @@ from store.catalog import (
     start_run,
 )
 from store.tasks import Task, ensure_split
+from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
 from transfer.finetune import TARGET_RECIPE, Recipe, sample_indices
 from transfer.groundtruth import Split, summarise_gains, train_and_evaluate

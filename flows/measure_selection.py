@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.gradient_scores import WARMUP_RECIPE, labelled_rows
-from flows.runners import Deferred, WorkerWorkspace, gather
+from flows.runners import gather
 from flows.select import METHODS, SECONDS_PER_EXAMPLE_EPOCH, plan_selection, select_training_subset
 from selection.quality import FULL, RANDOM, summarise_selection
 from store.catalog import config_hash, finish_run, get_task, start_run
@@ -33,6 +33,7 @@ from store.selections import (
     selection_results,
 )
 from store.tasks import Task
+from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
 from transfer.finetune import Recipe, fine_tune, predict, sample_indices
 from transfer.groundtruth import evaluate_outputs

@@ -26,7 +26,7 @@ from flows.checkpoint_scores import CHECKPOINT_METHODS, checkpoint_scores
 from flows.checkpoints import ensure_checkpoint, source_data
 from flows.embed import ensure_embeddings, load_encoder
 from flows.maxsim import maxsim_scores
-from flows.runners import Deferred, WorkerWorkspace, commit, gather
+from flows.runners import commit, gather
 from store.catalog import (
     canonical_json,
     finish_run,
@@ -37,6 +37,7 @@ from store.catalog import (
 )
 from store.esms import esm_cache_key, find_esm, put_esm
 from store.tasks import Task
+from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
 from transfer.divergence import MEASURES, score_pair, target_context
 from transfer.embeddings import TextEncoder

@@ -34,6 +34,7 @@ from store.artifacts import file_checksum, replace_atomically
 
 SCHEMA_DIR = Path(__file__).with_name("schema")
 QUERY_DIR = Path(__file__).with_name("queries")
+SQLError = duckdb.Error  # what a bad `Workspace.sql` statement raises (callers need not import duckdb)
 DEFAULT_WORKSPACE = "transferscope-workspace"
 WORKSPACE_ENV = "TRANSFERSCOPE_WORKSPACE"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")

@@ -125,6 +125,7 @@ def test_embedding_and_scoring_flows_on_a_local_cluster_match_in_process(tmp_pat
         import duckdb
 
         import flows.runners
+        import store.worker
 
         connect = duckdb.connect
 
@@ -135,13 +136,13 @@ def test_embedding_and_scoring_flows_on_a_local_cluster_match_in_process(tmp_pat
 
         duckdb.connect = checked
         flows.runners.TASKS_RUN = 0
-        init = flows.runners.WorkerWorkspace.__init__
+        init = store.worker.WorkerWorkspace.__init__
 
         def counting(self, root):
             flows.runners.TASKS_RUN += 1
             init(self, root)
 
-        flows.runners.WorkerWorkspace.__init__ = counting
+        store.worker.WorkerWorkspace.__init__ = counting
 
     def worker_state() -> tuple[str | None, int, int]:
         import os

@@ -46,3 +46,17 @@ def test_method_packages_import_only_what_they_may(package, forbidden):
 def test_light_modules_leave_heavy_libraries_out(statement, forbidden):
     loaded = loaded_modules(statement, forbidden)
     assert loaded == "", f"`{statement}` imports {loaded}"
+
+
+def test_only_store_imports_duckdb():
+    import ast
+
+    offenders = []
+    for package in ("flows", "transfer", "selection", "reports", "bench"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "duckdb"]
+    assert offenders == []
