@@ -11,9 +11,10 @@ targets shared with TaskWeb (Kim et al. 2023), each method's Spearman against Ta
 (`taskweb_score`) over the other five shared tasks: an external check that no one here measured.
 
 Resumable: rankings, ESMs and checkpoints are cached in the workspace. Writes ``reports/results/
-ranking_quality.{json,csv}`` and the per-pair scores of every method (``atlas_method_scores.parquet``, the
-features a learned ranker trains on) once every atlas target is complete; with a partial atlas it prints the
-table of the targets it has. ``--quick``: the quick atlas, two cheap methods.
+ranking_quality.{json,csv}`` over the atlas targets complete so far (the JSON lists them and says whether the atlas
+is complete), the per-pair scores of every method (``atlas_method_scores.parquet``, the features the advisor learns
+from) and the tasks' descriptors (``atlas_tasks.csv``). ``--quick``: the quick atlas, two cheap methods, nothing
+written.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ METHODS = (
 )  # fmt: skip
 QUICK_METHODS = ("centroid-cosine", "leep")
 REFERENCES = ("one-seed-oracle", "source-prior", "random")
-LEARNED = ("advisor", "advisor+verify@2", "advisor+verify@3", "fused-rrf")  # not single methods
+LEARNED = (
+    "advisor", "advisor+verify@2", "advisor+verify@3", "advisor-all-methods", "advisor-all-methods+verify@2",
+    "advisor-all-methods+verify@3", "fused-rrf",
+)  # fmt: skip
 METRICS = ("regret@1", "regret@3", "regret@5", "ndcg@5", "spearman")
 
 
@@ -95,22 +99,21 @@ def taskweb_spearman(ws: Workspace, targets: list[str], methods: tuple[str, ...]
 
 
 def learned_rows(scores: pd.DataFrame, atlas: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
-    """Per target (wide, like `Results.method_quality`): the advisor and advisor+verify@K evaluated strictly
-    leave-one-target-out (`transfer.advisor.leave_one_target_out`), with its calibration columns, and
-    ``fused-rrf`` (reciprocal-rank fusion of every single method's ranks) scored like the methods."""
-    from transfer.advisor import leave_one_target_out
+    """Per target (wide, like `Results.method_quality`): the advisor as `rank --method advisor` runs it (its default
+    inputs, `transfer.advisor.DEFAULT_INPUTS`), ``advisor-all-methods`` (every method's score as input) and their
+    +verify@K rows, evaluated strictly leave-one-target-out (`transfer.advisor.leave_one_target_out`), with the
+    calibration columns, and ``fused-rrf`` (reciprocal-rank fusion of every single method's ranks) scored like the
+    methods."""
+    from transfer.advisor import DEFAULT_INPUTS, describe_tasks, leave_one_target_out
     from transfer.fusion import fuse_rankings
     from transfer.metrics import ranking_quality
 
-    described = pd.DataFrame(
-        {
-            "n_train": tasks.n_train,
-            "n_labels": tasks.n_labels.fillna(0).where(tasks.kind == "classification", 0),
-            "regression": tasks.kind == "regression",
-            "pair": tasks.input == "pair",
-        }
-    )
-    rows = leave_one_target_out(scores, atlas[["target", "source", "seed", "value"]], described)
+    runs = atlas[["target", "source", "seed", "value"]]
+    described = describe_tasks(tasks)
+    rows = [
+        leave_one_target_out(scores[scores.method.isin(DEFAULT_INPUTS)], runs, described, name="advisor"),
+        leave_one_target_out(scores, runs, described, name="advisor-all-methods"),
+    ]
     fused = []
     for target, frame in scores.groupby("target"):
         ranks = {m: dict(zip(r.source, r["rank"].astype(float), strict=True)) for m, r in frame.groupby("method")}
@@ -119,7 +122,7 @@ def learned_rows(scores: pd.DataFrame, atlas: pd.DataFrame, tasks: pd.DataFrame)
         baseline = float(runs[runs.source == ""].value.mean())
         quality = ranking_quality(fuse_rankings(ranks), measured, baseline=baseline)
         fused += [{"target": target, "method": "fused-rrf", "metric": m, "value": v} for m, v in quality.items()]
-    long = pd.concat([rows, pd.DataFrame(fused)], ignore_index=True)
+    long = pd.concat([*rows, pd.DataFrame(fused)], ignore_index=True)
     return long.pivot_table(index=["target", "method"], columns="metric", values="value", dropna=False).reset_index()
 
 
@@ -206,9 +209,25 @@ def run(quick: bool = False) -> None:
         "taskweb": json.loads(external.to_json(orient="records")),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    if complete and not quick:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "ranking_quality.json").write_text(json.dumps(result, indent=1) + "\n")
-        table.round(4).to_csv(RESULTS / "ranking_quality.csv")
-        scores.to_parquet(RESULTS / "atlas_method_scores.parquet", index=False)
+    if not quick and targets:
+        write_results(result, table, scores.assign(recipe=transfer_atlas.ATLAS_RECIPE), ws.read("list_tasks"))
     print(json.dumps(result))
+
+
+def write_results(result: dict, table: pd.DataFrame, scores: pd.DataFrame, tasks: pd.DataFrame) -> None:
+    """The committed results (each to a temporary file, then renamed): the table (``ranking_quality.{json,csv}``)
+    and what the advisor ships with (`store.advice`): every method's scores of the complete targets' pairs
+    (``atlas_method_scores.parquet``) and the tasks' descriptors (``atlas_tasks.csv``)."""
+    from store.advice import ATLAS_SCORES, ATLAS_TASKS, TASK_COLUMNS
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    writes = {
+        "ranking_quality.json": lambda path: path.write_text(json.dumps(result, indent=1) + "\n"),
+        "ranking_quality.csv": lambda path: table.round(4).to_csv(path),
+        ATLAS_SCORES: lambda path: scores.drop(columns="run_id").to_parquet(path, index=False),
+        ATLAS_TASKS: lambda path: tasks.set_index("name")[TASK_COLUMNS].to_csv(path),
+    }
+    for name, write in writes.items():
+        temporary = RESULTS / f".{name}.tmp"
+        write(temporary)
+        temporary.replace(RESULTS / name)

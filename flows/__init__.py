@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 if TYPE_CHECKING:
+    from flows.advisor import advise_sources
     from flows.embed import embed_tasks
     from flows.evaluate import evaluate_rankings
     from flows.measure import measure_transfer
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 # Each exported flow and the module that defines it.
 FLOW_MODULES = {
+    "advise_sources": "flows.advisor",
     "build_esms": "flows.rank",
     "embed_tasks": "flows.embed",
     "evaluate_rankings": "flows.evaluate",
@@ -35,6 +37,7 @@ FLOW_MODULES = {
     "select_training_subset": "flows.select",
 }
 __all__ = [
+    "advise_sources",
     "build_esms",
     "embed_tasks",
     "evaluate_rankings",

@@ -202,8 +202,9 @@ def rank(
     method: Annotated[
         str,
         typer.Option(
-            help="Comma-separated methods: esm-logme, direct-logme, leep, maxsim and the divergence measures "
-            "(centroid-cosine, mmd, frechet, knn-kl, ...; see the README)."
+            help="Comma-separated methods: advisor (the learned recommendation; the other methods listed become its "
+            "inputs), esm-logme, direct-logme, leep, maxsim and the divergence measures (centroid-cosine, mmd, "
+            "frechet, knn-kl, ...; see the README)."
         ),
     ] = "esm-logme",
     sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: every other task).")] = None,
@@ -212,20 +213,37 @@ def rank(
     prefilter: Annotated[
         str | None, typer.Option(help="MEASURE:M keeps the M best sources by a cheap measure first.")
     ] = None,
+    verify: Annotated[
+        int,
+        typer.Option(
+            help="With --method advisor: fine-tune the top K sources and the no-transfer baseline on TARGET (one "
+            "seed) and re-rank them by the measured gains.",
+            min=0,
+        ),
+    ] = 0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
 ) -> None:
     """Rank source tasks for TARGET and print the top ones per method (building missing ESMs first)."""
     from flows.embed import load_encoder
-    from flows.rank import METHODS, plan_rank, rank_sources, resolve_budget
+    from flows.rank import METHODS, plan_rank, resolve_budget
     from store.catalog import list_tasks
 
     ws = Workspace(ctx.obj["workspace"])
     methods = tuple(method.split(","))
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in (*METHODS, "advisor")]
     if unknown:
-        console.print(f"[red]error:[/red] unknown method(s) {unknown}; choose from {list(METHODS)}")
-        raise typer.Exit(2)
+        raise ExpectedError(f"unknown method(s) {unknown}; choose from {['advisor', *METHODS]}")
+    if verify and "advisor" not in methods:
+        raise ExpectedError("--verify re-ranks the advisor's top sources: add --method advisor")
     names = sources.split(",") if sources else [n for n in list_tasks(ws)["name"] if n != target]
+    advised = "advisor" in methods
+    if advised:
+        from store.advice import measured_knowledge
+        from transfer.advisor import DEFAULT_INPUTS
+
+        knowledge = measured_knowledge(ws, exclude=target)
+        methods = tuple(m for m in methods if m != "advisor") or DEFAULT_INPUTS
+        budget = knowledge.source_recipe or budget
     if "esm-logme" in methods:
         recipe = resolve_budget(budget)
         encoder = load_encoder(
@@ -235,8 +253,15 @@ def rank(
         print_frame(plan, title=f"plan: ESMs for {len(names)} sources (about {plan.estimated_s.sum():.0f} s, 2 cores)")
     else:
         console.print(f"plan: {len(methods)} method(s) over {len(names)} sources")
+    if verify:
+        console.print(verification_plan(knowledge.seconds_per_run, verify, target))
     if dry_run:
         return
+    if advised:
+        advise(ctx, ws, target, names, methods, verify, top)
+        return
+    from flows.rank import rank_sources
+
     result = with_runner(ctx, rank_sources)(
         target=target,
         sources=names,
@@ -247,11 +272,59 @@ def rank(
         device=ctx.obj["device"],
         workspace=str(ws.root),
     )
+    warn_failures(result)
     rankings = pd.DataFrame(result)
+    for name in [*methods, *sorted(set(rankings.method) - set(methods))]:  # the user's order, then the fused
+        ranking = rankings[rankings.method == name]
+        if len(ranking):
+            direction = "higher" if ranking.higher_is_better.iloc[0] else "lower"
+            title = f"{name} ranking for {target} (score: {direction} is better)"
+            print_frame(ranking.head(top).drop(columns=["run_id", "method", "higher_is_better"]), title=title)
+
+
+def warn_failures(result: object) -> None:
+    """One warning line per method a ranking run could not compute (it stored the others)."""
     for name, error in getattr(result, "attrs", {}).get("failures", {}).items():
         console.print(f"[yellow]warning:[/yellow] {name} failed and was not stored: {escape(error)}", soft_wrap=True)
-    for name, ranking in rankings.groupby("method", sort=False):
-        print_frame(ranking.head(top).drop(columns=["run_id", "method"]), title=f"{name} ranking for {target}")
+
+
+def verification_plan(seconds_per_run: float | None, k: int, target: str) -> str:
+    """The cost of ``--verify K`` in words: K + 1 fine-tunes on the target (plus a source fine-tune for each of the
+    K not yet cached), from the atlas's measured wall time per run."""
+    runs = f"plan: verification fine-tunes the top {k} sources and the no-transfer baseline on {target} ({k + 1} runs"
+    if seconds_per_run is None:
+        return runs + "; no measured rate: no atlas is shipped) plus a source fine-tune per uncached source"
+    return (
+        f"{runs}, about {(k + 1) * seconds_per_run / 60:.1f} min at the atlas's median of {seconds_per_run:.0f} s "
+        "per run measured on 2 cores) plus a source fine-tune per uncached source"
+    )
+
+
+def advise(
+    ctx: typer.Context, ws: Workspace, target: str, names: list[str], inputs: tuple[str, ...], verify: int, top: int
+) -> None:
+    """Run the advisor and print its advice: expected gains with intervals, the "don't transfer" call, the basis."""
+    from flows.advisor import advise_sources
+
+    advice = with_runner(ctx, advise_sources)(
+        target=target,
+        sources=names,
+        inputs=inputs,
+        verify=verify,
+        device=ctx.obj["device"],
+        workspace=str(ws.root),
+    )
+    warn_failures(advice)
+    shown = advice.head(top).copy()
+    shown["top_features"] = [", ".join(f"{k} {v:+.2f}" for k, v in f.items()) for f in shown.top_features]
+    learned = advice.attrs["basis"] == "learned"
+    title = (
+        f"{advice.attrs['method']} for {target}: expected gain over no transfer, points (higher is better)"
+        if learned
+        else f"advisor for {target}: fused rank of its inputs (no gain estimates)"
+    )
+    print_frame(shown if learned else shown[["source", "rank"]], title=title)
+    console.print(escape(advice.attrs["message"]), soft_wrap=True)
 
 
 @app.command()

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from selection.quality import summarise_selection
+from store.advice import read_advice
 from store.selections import budget_kind, selection_frame, selection_results
 from store.workspace import Workspace
 
@@ -30,16 +31,39 @@ class Results:
 
     def recommend_sources(self, target: str, k: int = 5, method: str = "esm-logme") -> pd.DataFrame:
         """Top ``k`` sources for ``target`` by ``method``: columns source, score, rank, method, run_id (rank 1 is
-        the best, whatever the method's direction)."""
+        the best, whatever the method's direction). For ``method="advisor"`` (or ``"advisor+verify"``, after
+        ``rank --verify``) the columns are source, rank, expected_gain, lower, upper (points over no transfer; NaN
+        when the advisor had no measured transfer to learn from and fused its inputs' ranks), measured_gain,
+        top_features, method, run_id, and ``frame.attrs`` holds ``dont_transfer`` (even the best source's
+        interval lies below zero: fine-tune on the target alone), ``basis`` ('learned' or 'fused'), ``learner``
+        and ``training_targets``."""
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"The 'k' parameter of recommend_sources must be a positive int. Got {k!r} instead.")
-        ranking = self.workspace.read("latest_ranking", {"target": target, "method": method})
+        advised = method in ("advisor", "advisor+verify")
+        ranking = (
+            read_advice(self.workspace, target, method)
+            if advised
+            else self.workspace.read("latest_ranking", {"target": target, "method": method})
+        )
         if ranking.empty:
+            verify = " --verify 2" if method == "advisor+verify" else ""
             raise LookupError(
                 f"No {method!r} ranking stored for target {target!r}; compute one with "
-                f"`transferscope rank {target} --method {method}` (or flows.rank_sources)."
+                f"`transferscope rank {target} --method {method.partition('+')[0]}{verify}` (or flows.rank_sources"
+                f"{', flows.advise_sources' if advised else ''})."
             )
-        return ranking.head(k)[["source", "score", "rank", "method", "run_id"]].reset_index(drop=True)
+        if not advised:
+            return ranking.head(k)[["source", "score", "rank", "method", "run_id"]].reset_index(drop=True)
+        first = ranking.iloc[0]
+        columns = ["source", "rank", "expected_gain", "lower", "upper", "measured_gain", "top_features", "method"]
+        top = ranking.head(k)[[*columns, "run_id"]].reset_index(drop=True)
+        top.attrs.update(
+            dont_transfer=bool(first.dont_transfer),
+            basis=first.basis,
+            learner=first.learner,
+            training_targets=int(first.training_targets),
+        )
+        return top
 
     def compare_methods(self, target: str) -> pd.DataFrame:
         """Every stored method's newest ranking for ``target`` side by side: one row per source, a ``rank:<method>``

@@ -27,8 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-DESCRIPTORS = ("log_train", "log_labels", "regression", "pair")
 PRIOR_NEIGHBOURS = 3
+# The methods `rank --method advisor` computes by default: every one that needs no fine-tuned source checkpoint, so
+# advice on a new target costs seconds per source (esm-logme, direct-logme and leep may be added as inputs).
+DEFAULT_INPUTS = (
+    "centroid-cosine", "mmd", "frechet", "knn-kl", "knn-kl-reverse", "js", "sliced-wasserstein", "sinkhorn", "pad",
+    "maxsim",
+)  # fmt: skip
 
 
 def method_features(scores: pd.DataFrame) -> pd.DataFrame:
@@ -250,6 +255,58 @@ def profile_similarity(features: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def describe_tasks(tasks: pd.DataFrame) -> pd.DataFrame:
+    """The descriptor table `descriptor_features` reads, from a task listing (index name; columns n_train, kind,
+    input, n_labels as `store` lists them)."""
+    classification = tasks.kind == "classification"
+    return pd.DataFrame(
+        {
+            "n_train": tasks.n_train,
+            "n_labels": tasks.n_labels.fillna(0).where(classification, 0),
+            "regression": tasks.kind == "regression",
+            "pair": tasks.input == "pair",
+        }
+    )
+
+
+def seed_gains(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed gains in points from measured ``runs`` (columns target, source, seed, value; source '' = the
+    no-transfer baseline, value a fraction): gain = 100·(value − the baseline of the same target and seed). Columns
+    target, source, seed, gain; runs without a baseline of their seed are dropped."""
+    points = runs.assign(value=100 * runs.value.astype(float), seed=runs.seed.astype(int))
+    baseline = points[points.source == ""].set_index(["target", "seed"]).value
+    gains = points[points.source != ""]
+    reference = baseline.reindex(pd.MultiIndex.from_arrays([gains.target, gains.seed])).to_numpy()
+    return gains.assign(gain=gains.value.to_numpy() - reference).dropna(subset=["gain"])[
+        ["target", "source", "seed", "gain"]
+    ]
+
+
+def mean_gains(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean gain in points over the seeds per (target, source) (`seed_gains`): columns target, source, gain."""
+    return seed_gains(runs).groupby(["target", "source"]).gain.mean().rename("gain").reset_index()
+
+
+def advise_target(
+    scores: pd.DataFrame, gains: pd.DataFrame, tasks: pd.DataFrame, target: str, *, alpha: float = 0.2, seed: int = 0
+) -> Advice:
+    """Advice for ``target``'s sources, learned from the measured ``gains`` (columns target, source, gain) of the
+    *other* targets (``target``'s own rows are dropped): features from ``scores`` (long method scores of every
+    pair, ``target``'s included) and ``tasks`` (`describe_tasks`), the transitive prior weighted by
+    `profile_similarity`, a `SourceAdvisor` fitted on the other targets' pairs. Needs ≥ 3 other measured targets."""
+    others = gains[gains.target != target]
+    features = pair_features(scores, tasks, others, None)
+    features = pair_features(scores, tasks, others, profile_similarity(features))
+    y = others.set_index(["target", "source"]).gain.reindex(features.index)
+    held = features.index.get_level_values("target") == target
+    if not held.any():
+        raise ValueError(f"The 'scores' parameter of advise_target holds no scores for target {target!r}.")
+    train = ~held & y.notna().to_numpy()
+    groups = features.index[train].get_level_values("target").to_numpy()
+    advisor = SourceAdvisor(alpha=alpha, seed=seed).fit(features[train], y[train].to_numpy(), groups)
+    return advisor.advise(features[held])
+
+
 def leave_one_target_out(
     scores: pd.DataFrame,
     runs: pd.DataFrame,
@@ -259,42 +316,31 @@ def leave_one_target_out(
     verify: tuple[int, ...] = (2, 3),
     ks: tuple[int, ...] = (1, 3, 5),
     seed: int = 0,
+    name: str = "advisor",
 ) -> pd.DataFrame:
     """Strict leave-one-target-out evaluation of the advisor on measured transfer.
 
     ``runs``: per-seed measured runs (columns target, source, seed, value; source '' = no transfer) with ≥ 2 seeds
     per target; ``scores`` the methods' long scores of the same pairs. For each target t, t's runs reach neither
-    the features (priors from the other targets only) nor the learner; the advisor's ranking is scored with
-    `transfer.metrics.ranking_quality` against t's mean per source, and ``advisor+verify@K`` re-ranks the top K
-    by one seed's measured gains (`verified_ranking`) and is scored against the other seeds' mean, averaged over
-    the seed, like the one-seed oracle. Also per target: ``coverage`` (share of t's mean gains inside the
-    intervals), ``width`` (interval width, points), ``dont_transfer`` (the call) and ``nothing_helps`` (no source's
-    mean gain is above zero). Returns long rows (target, method, metric, value)."""
+    the features (priors from the other targets only) nor the learner (`advise_target`); the advisor's ranking is
+    scored with `transfer.metrics.ranking_quality` against t's mean per source, and ``<name>+verify@K`` re-ranks
+    the top K by one seed's measured gains (`verified_ranking`) and is scored against the other seeds' mean,
+    averaged over the seed, like the one-seed oracle. Also per target: ``coverage`` (share of t's mean gains
+    inside the intervals), ``width`` (interval width, points), ``dont_transfer`` (the call) and ``nothing_helps``
+    (no source's mean gain is above zero). Returns long rows (target, method, metric, value)."""
     from transfer.metrics import ranking_quality
 
-    points = runs.assign(value=100 * runs.value.astype(float))
+    per_seed_gains = seed_gains(runs)
+    mean_gain = mean_gains(runs)
+    points = runs.assign(value=100 * runs.value.astype(float), seed=runs.seed.astype(int))
     baseline = points[points.source == ""].set_index(["target", "seed"]).value
-    gains = points[points.source != ""].assign(
-        gain=lambda f: f.value - baseline.reindex(pd.MultiIndex.from_arrays([f.target, f.seed])).to_numpy()
-    )
-    mean_gain = gains.groupby(["target", "source"]).gain.mean().rename("gain").reset_index()
     rows: list[dict] = []
     for target in sorted(mean_gain.target.unique()):
-        others = mean_gain[mean_gain.target != target]
-        features = pair_features(scores, tasks, others, None)
-        features = pair_features(scores, tasks, others, profile_similarity(features))
-        y = mean_gain.set_index(["target", "source"]).gain.reindex(features.index)
-        held = features.index.get_level_values("target") == target
-        train = ~held & y.notna().to_numpy()
-        advisor = SourceAdvisor(alpha=alpha, seed=seed).fit(
-            features[train], y[train].to_numpy(), features.index[train].get_level_values("target").to_numpy()
-        )
-        advice = advisor.advise(features[held])
-        truth = y[held].droplevel("target").reindex(advice.gains.index)
+        advice = advise_target(scores, mean_gain, tasks, target, alpha=alpha, seed=seed)
+        truth = mean_gain[mean_gain.target == target].set_index("source").gain.reindex(advice.gains.index)
         base = float(baseline[target].mean())
         measured = ((truth + base) / 100).to_dict()  # mean performance as a fraction, as every method is scored
         quality = ranking_quality(advice.gains.expected_gain.to_dict(), measured, baseline=base / 100, ks=ks)
-        rows += [{"target": target, "method": "advisor", "metric": m, "value": v} for m, v in quality.items()]
         inside = (truth >= advice.gains.lower) & (truth <= advice.gains.upper)
         calibration = {
             "coverage": float(inside.mean()),
@@ -302,20 +348,23 @@ def leave_one_target_out(
             "dont_transfer": float(advice.dont_transfer),
             "nothing_helps": float(truth.max() <= 0),
         }
-        rows += [{"target": target, "method": "advisor", "metric": m, "value": v} for m, v in calibration.items()]
-        per_seed = gains[gains.target == target].pivot_table(index="source", columns="seed", values="gain")
-        seed_base = baseline[target]
+        rows += [
+            {"target": target, "method": name, "metric": m, "value": v} for m, v in {**quality, **calibration}.items()
+        ]
+        per_seed = per_seed_gains[per_seed_gains.target == target].pivot_table(
+            index="source", columns="seed", values="gain"
+        )
         for k in verify:
             draws = []
             for s in per_seed.columns:
                 rest = [c for c in per_seed.columns if c != s]
                 reranked = verified_ranking(advice.gains.expected_gain, per_seed[s], k)
-                rest_base = float(seed_base[rest].mean())
+                rest_base = float(baseline[target][rest].mean())
                 truth_rest = ((per_seed[rest].mean(axis=1) + rest_base) / 100).to_dict()
                 draws.append(ranking_quality(reranked.to_dict(), truth_rest, baseline=rest_base / 100, ks=ks))
             averaged = pd.DataFrame(draws).mean(skipna=True)
             rows += [
-                {"target": target, "method": f"advisor+verify@{k}", "metric": m, "value": float(v)}
+                {"target": target, "method": f"{name}+verify@{k}", "metric": m, "value": float(v)}
                 for m, v in averaged.items()
             ]
     return pd.DataFrame(rows)
