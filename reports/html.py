@@ -4,14 +4,15 @@
 ``report/`` folder) and returns its path. The page opens offline: CSS and figures (inline SVG from `reports.svg`)
 are embedded, and there is no JavaScript. Sections:
 
-1. measured gains (targets × sources heatmap of ``transfer_gains``, newest measurement config per target);
-2. per target, each method's newest predicted ranking (``pair_scores``) beside the measured ranking;
-3. ranking quality (``Results.method_quality``);
-4. a 2-D PCA map of the tasks' train-split embedding centroids (``embedding_vectors``, one encoder config);
-5. the stored training subsets (``selections``, with their ``example_scores`` counts);
-6. selection quality: the share of the full-pool score each selection method's subsets reach, per budget, with
+1. the advisor's newest advice per target (``advice``: expected gains, intervals, "don't transfer", verification);
+2. measured gains (targets × sources heatmap of ``transfer_gains``, newest measurement config per target);
+3. per target, each method's newest predicted ranking (``pair_scores``) beside the measured ranking;
+4. ranking quality (``Results.method_quality``);
+5. a 2-D PCA map of the tasks' train-split embedding centroids (``embedding_vectors``, one encoder config);
+6. the stored training subsets (``selections``, with their ``example_scores`` counts);
+7. selection quality: the share of the full-pool score each selection method's subsets reach, per budget, with
    seed spread (``Results.selection_quality``, from ``measure_selection``);
-7. metadata of the most recent runs (model, library versions, config hash, timings, status).
+8. metadata of the most recent runs (model, library versions, config hash, timings, status).
 
 Reads go through ``Workspace.sql`` (the views) and `store.results.Results` only. Every text from the store is
 HTML-escaped; a missing piece gives a short note instead of an error.
@@ -98,6 +99,64 @@ def _json(text: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ sections
 
 
+def advice_section(ws: Workspace, target: str | None) -> str:
+    """Section 1: the advisor's newest advice per target (verified advice when there is), with its intervals and
+    its "don't transfer" call."""
+    out = ['<h2 id="advice">1. Which source first: the advisor</h2>']
+    targets = sorted(ws.sql("SELECT DISTINCT target FROM advice").target)
+    targets = [t for t in targets if target is None or t == target]
+    if not targets:
+        return "".join(out) + _note(
+            "No advice stored yet. Run `transferscope rank TARGET --method advisor` (add `--verify 2` to fine-tune "
+            "the top two and re-rank by what they measure)."
+        )
+    results = Results(ws)
+    for name in targets:
+        verified = not ws.sql("SELECT 1 FROM advice WHERE target = ? AND method = 'advisor+verify'", [name]).empty
+        advice = results.recommend_sources(name, k=10_000, method="advisor+verify" if verified else "advisor")
+        learned = advice.attrs["basis"] == "learned"
+        out.append(f'<h3 id="advice-{escape(name)}">target {escape(name)}</h3>')
+        if advice.attrs["dont_transfer"]:
+            out.append(
+                f"<p><strong>Don't transfer:</strong> no source is expected to help {escape(name)}; even the best "
+                f"source's interval lies below zero gain. Fine-tune on {escape(name)} alone.</p>"
+            )
+        if learned:
+            out.append(
+                f"<p class='meta'>Learned ({escape(str(advice.attrs['learner']))}) from measured transfer on "
+                f"{advice.attrs['training_targets']} other targets; expected gain over fine-tuning on the target "
+                "alone, in points, with an 80% split-conformal interval (about 8 in 10 measured gains fall inside)."
+                "</p>"
+            )
+        else:
+            out.append(
+                _note(
+                    f"No model: the advisor had {advice.attrs['training_targets']} measured targets to learn from "
+                    "(it needs 3). Its order is the fused rank of its input methods; no gain estimates. Measure "
+                    "transfer on a few targets (`transferscope measure`) or use the shipped atlas."
+                )
+            )
+        headers = ["#", "source", "expected gain", "80% interval", "measured gain", "why (top features, points)"]
+        rows = [
+            [
+                f'<td class="num">{int(r["rank"])}</td>',
+                _fmt(r["source"]),
+                f'<td class="num">{_fmt(r["expected_gain"], 1)}</td>',
+                f'<td class="num">{_fmt(r["lower"], 1)} to {_fmt(r["upper"], 1)}</td>' if learned else "—",
+                f'<td class="num">{_fmt(r["measured_gain"], 1)}</td>',
+                escape(", ".join(f"{k} {v:+.2f}" for k, v in r["top_features"].items())),
+            ]
+            for _, r in advice.iterrows()
+        ]
+        out.append(_table(headers, rows, css_class="advice"))
+    out.append(
+        "<p class='meta'>Measured gain: the sources `--verify` fine-tuned on the target (they rank first, by what "
+        'they measured). Every row: <code>Results(workspace).recommend_sources(target, method="advisor")</code>.'
+        "</p>"
+    )
+    return "".join(out)
+
+
 def latest_gains(ws: Workspace, target: str | None) -> pd.DataFrame:
     """Per target, the newest measurement config's gains (one row per target and source)."""
     frame = ws.sql(
@@ -110,8 +169,8 @@ def latest_gains(ws: Workspace, target: str | None) -> pd.DataFrame:
 
 
 def gains_section(gains: pd.DataFrame) -> str:
-    """Section 1: the heatmap of measured gains."""
-    out = ['<h2 id="gains">1. Measured transfer gains</h2>']
+    """Section 2: the heatmap of measured gains."""
+    out = ['<h2 id="gains">2. Measured transfer gains</h2>']
     if gains.empty:
         return "".join(out) + _note(
             "No measured transfer yet. Run `transferscope measure TARGET` to fine-tune each target alone and after "
@@ -147,8 +206,8 @@ def gains_section(gains: pd.DataFrame) -> str:
 
 
 def rankings_section(ws: Workspace, gains: pd.DataFrame, target: str | None) -> str:
-    """Section 2: each method's newest predicted ranking beside the measured one, per target."""
-    out = ['<h2 id="rankings">2. Predicted versus measured rankings</h2>']
+    """Section 3: each method's newest predicted ranking beside the measured one, per target."""
+    out = ['<h2 id="rankings">3. Predicted versus measured rankings</h2>']
     scores = ws.sql(
         "WITH latest AS (SELECT target, method, arg_max(run_id, created_at) AS run_id FROM pair_scores "
         "GROUP BY target, method) SELECT p.target, p.method, p.source, p.score, p.rank, p.higher_is_better "
@@ -203,8 +262,8 @@ def rankings_section(ws: Workspace, gains: pd.DataFrame, target: str | None) -> 
 
 
 def quality_section(ws: Workspace, target: str | None) -> str:
-    """Section 3: how well each method's ranking predicted measured transfer."""
-    out = ['<h2 id="quality">3. Ranking quality</h2>']
+    """Section 4: how well each method's ranking predicted measured transfer."""
+    out = ['<h2 id="quality">4. Ranking quality</h2>']
     try:
         quality = Results(ws).method_quality(target)
     except LookupError:
@@ -270,8 +329,8 @@ def pca_2d(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def map_section(ws: Workspace) -> str:
-    """Section 4: the PCA map of task centroids."""
-    out = ['<h2 id="map">4. Map of tasks</h2>']
+    """Section 5: the PCA map of task centroids."""
+    out = ['<h2 id="map">5. Map of tasks</h2>']
     names, matrix, config = task_centroids(ws)
     if not names:
         return "".join(out) + _note("No train-split embeddings stored yet. Run `transferscope embed`.")
@@ -292,8 +351,8 @@ def map_section(ws: Workspace) -> str:
 
 
 def selections_section(ws: Workspace, views: set[str]) -> str:
-    """Section 5: the stored training subsets (newest first) and how many per-example scores back them."""
-    out = ['<h2 id="selections">5. Data selection</h2>']
+    """Section 6: the stored training subsets (newest first) and how many per-example scores back them."""
+    out = ['<h2 id="selections">6. Data selection</h2>']
     if "selections" not in views:
         return "".join(out) + _note("No selections stored.")
     stored = ws.sql(
@@ -343,9 +402,9 @@ def selection_curves(summary: pd.DataFrame) -> str:
 
 
 def selection_quality_section(ws: Workspace, views: set[str]) -> str:
-    """Section 6: per budget, the share of the full-pool score each arm's subsets reach (mean over targets, ±1
+    """Section 7: per budget, the share of the full-pool score each arm's subsets reach (mean over targets, ±1
     std over seeds), as curves and as a table with the paired difference to random."""
-    out = ['<h2 id="selection-quality">6. Selection quality</h2>']
+    out = ['<h2 id="selection-quality">7. Selection quality</h2>']
     try:
         summary = Results(ws).selection_quality() if "selection_results" in views else None
     except LookupError:
@@ -389,8 +448,8 @@ def selection_quality_section(ws: Workspace, views: set[str]) -> str:
 
 
 def runs_section(ws: Workspace) -> str:
-    """Section 7: metadata of the most recent runs."""
-    out = ['<h2 id="runs">7. Recent runs</h2>']
+    """Section 8: metadata of the most recent runs."""
+    out = ['<h2 id="runs">8. Recent runs</h2>']
     runs = ws.sql(
         "SELECT run_id, flow, params_json, config_hash, versions_json, device, started_at, finished_at, status, "
         f"timings_json, error FROM runs ORDER BY started_at DESC LIMIT {RECENT_RUNS}"
@@ -457,6 +516,7 @@ def render(ws: Workspace, target: str | None = None) -> str:
         nav = "".join(
             f'<a href="#{a}">{escape(t)}</a>'
             for a, t in (
+                ("advice", "advice"),
                 ("gains", "gains"),
                 ("rankings", "rankings"),
                 ("quality", "quality"),
@@ -468,6 +528,7 @@ def render(ws: Workspace, target: str | None = None) -> str:
         )
         body = (
             f"<nav>{nav}</nav>"
+            + advice_section(ws, target)
             + gains_section(gains)
             + rankings_section(ws, gains, target)
             + quality_section(ws, target)

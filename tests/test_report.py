@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from store.catalog import put_task, put_transfer_gains
+from store.advice import put_advice
+from store.catalog import put_task, put_transfer_gains, start_run
 from store.selections import put_selection_result
 from store.tasks import load_task_dir
 from store.workspace import Workspace
@@ -47,7 +48,7 @@ def _gains(baseline: float, means: dict[str, float], std: float = 0.004) -> pd.D
 def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, Path]:
     """A workspace with three real tasks, their train embeddings, a centroid-cosine/MMD ranking for TARGET, measured
     gains for two targets and an evaluation; and its report."""
-    from flows import embed_tasks, evaluate_rankings, rank_sources, select_training_subset
+    from flows import advise_sources, embed_tasks, evaluate_rankings, rank_sources, select_training_subset
     from reports.html import build_report
 
     ws = Workspace(tmp_path_factory.mktemp("report") / "ws")
@@ -87,6 +88,21 @@ def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, 
                 metrics={TARGET: {"primary": value, "accuracy": value}},
                 run_id="m2",
             )
+    # The advisor with nothing measured per seed to learn from (its fused fallback) for TARGET, and stored learned
+    # advice with a "don't transfer" call for the atheism target.
+    advise_sources(
+        target=TARGET, sources=list(TASKS[1:]), inputs=("centroid-cosine", "mmd"), atlas="none", device="cpu",
+        workspace=str(ws.root),
+    )  # fmt: skip
+    run_id, config = start_run(ws, "advise_sources", {})
+    learned = pd.DataFrame(
+        {"rank": [1], "expected_gain": [-1.25], "lower": [-3.5], "upper": [-0.25], "top_features": [{"z:mmd": -0.5}]},
+        index=pd.Index(["uci_sentiment_amazon"], name="source"),
+    )
+    put_advice(
+        ws, run_id, config, "tweeteval_stance_atheism", "advisor", learned, basis="learned", learner="ridge",
+        dont_transfer=True, training_targets=11,
+    )  # fmt: skip
     return ws, build_report(ws, ws.root / "report")
 
 
@@ -98,6 +114,14 @@ def test_report_content(report):
     page = index.read_text(encoding="utf-8")
     for name in TASKS:
         assert name in page
+    # advice first: the fused fallback for TARGET, the learned "don't transfer" call with its interval
+    advice = page[page.index('id="advice"') : page.index('id="gains"')]
+    assert page.index('id="advice"') < page.index('id="gains"')
+    fallback = advice[advice.index(f"target {TARGET}") :]
+    assert "No model: the advisor had 0 measured targets" in fallback and "uci_sentiment_amazon" in fallback
+    learned = advice[advice.index("target tweeteval_stance_atheism") : advice.index(f"target {TARGET}")]
+    assert "Don't transfer:</strong>" in learned and "Learned (ridge)" in learned and "11 other targets" in learned
+    assert '<td class="num">-1.2</td>' in learned and "-3.5 to -0.2" in learned and "z:mmd -0.50" in learned
     # 1. heatmap of measured gains, in points: mean ± std per cell, a colour scale
     heat = re.search(r'<svg[^>]*class="heatmap".*?</svg>', page, re.S)
     assert heat is not None
