@@ -32,7 +32,7 @@ ALPHA = 0.2  # 80% intervals
 def knowledge_summary(knowledge: Knowledge) -> str:
     """Where the advisor's training targets come from, in words."""
     counts = pd.Series(knowledge.origin).value_counts()
-    parts = [f"{counts[o]} from {'the shipped atlas' if o == 'atlas' else 'this workspace'}" for o in counts.index]
+    parts = [f"{counts[o]} from {'the atlas' if o == 'atlas' else 'this workspace'}" for o in counts.index]
     return f"{len(knowledge.origin)} measured targets ({', '.join(parts) or 'none'})"
 
 

@@ -1,5 +1,5 @@
-"""The end-to-end demo on real tasks: register, embed, query, rank sources for a target, select a training subset
-for it with GIO, write the HTML report.
+"""The end-to-end demo on real tasks, through the public API (`transferscope`) only: register, embed, query, rank
+sources for a target, ask the advisor, select a training subset for it with GIO, write the HTML report.
 Grows with the pipeline; stays within minutes on 2 CPU cores.
 
 Data, in order: ``--data`` / ``$TRANSFERSCOPE_DEMO_DATA``; ``../shared/data/tasks`` beside this repository (the
@@ -17,9 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from store.catalog import put_task
 from store.tasks import Task, load_hf_task, load_task_dir
-from store.workspace import Workspace
 
 DEMO_TASKS = ("tweeteval_emotion", "sst2", "trec", "poem_sentiment", "rte")
 HF_DEMO_TASKS = {
@@ -58,27 +56,25 @@ def demo_tasks(data: str | None) -> list[Task]:
 
 
 def run_demo(*, workspace: str, data: str | None, device: str, console: Console, show: Callable[..., Any]) -> None:
-    from flows.embed import embed_tasks
-    from flows.rank import rank_sources
-    from flows.select import select_training_subset
-    from reports.html import build_report
-    from store.results import Results
+    """The demo, through the public API (`transferscope`) only."""
+    import transferscope as ts
     from store.selections import export_selection, find_selection
 
     started = time.perf_counter()
-    ws = Workspace(workspace)
+    ws = ts.Workspace(workspace)
+    results = ts.Results(ws)
     console.rule("1. Tasks")
     tasks = demo_tasks(data)
     for task in tasks:
-        changed = put_task(ws, task)
-        console.print(f"{task.name}: {task.kind}/{task.input}, {task.counts()}{'' if changed else ' (unchanged)'}")
+        ts.add_task(ws, task)
+        console.print(f"{task.name}: {task.kind}/{task.input}, {task.counts()}")
     console.rule("2. Embeddings of the training splits (all-MiniLM-L6-v2, mean pooling, cached by content)")
-    results = embed_tasks(tasks=[t.name for t in tasks], splits=["train"], device=device, workspace=str(ws.root))
-    total = sum(r["n"] for r in results)
-    computed = [r for r in results if not r["cached"]]
+    embedded = ts.embed(ws, [t.name for t in tasks], splits=["train"], device=device)
+    total = sum(r["n"] for r in embedded)
+    computed = [r for r in embedded if not r["cached"]]
     console.print(
-        f"{total} texts in {len(results)} splits; {len(computed)} splits computed, "
-        f"{len(results) - len(computed)} from the cache"
+        f"{total} texts in {len(embedded)} splits; {len(computed)} splits computed, "
+        f"{len(embedded) - len(computed)} from the cache"
     )
     console.rule("3. What the store holds (SQL over the workspace views)")
     show(
@@ -94,23 +90,27 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
     )
     console.rule("4. Which source to fine-tune on first? ESM-LogME (small CPU budget)")
     target, sources = tasks[0].name, [t.name for t in tasks[1:]]
-    rank_sources(target=target, sources=sources, budget="small", device=device, workspace=str(ws.root))
-    show(Results(ws).recommend_sources(target, k=len(sources)), title=f"recommended sources for {target}")
+    ts.rank_sources(ws, target, sources, budget="small", device=device)
+    show(results.recommend_sources(target, k=len(sources)), title=f"esm-logme ranking for {target} (higher is better)")
     console.print(f"(score: LogME evidence per example of {target}'s embeddings mapped by each source's ESM)")
-    console.rule("5. Which training data to keep? GIO subset of a candidate pool")
+    console.rule("5. The advisor: expected gain, its interval, and whether to transfer at all")
+    advice = ts.advise_sources(ws, target, sources, device=device)
+    shown = advice.assign(top_features=[", ".join(f"{k} {v:+.2f}" for k, v in f.items()) for f in advice.top_features])
+    show(shown, title=f"advisor for {target}: expected gain over no transfer, points (higher is better)")
+    console.print(advice.attrs["message"], soft_wrap=True)
+    console.rule("6. Which training data to keep? GIO subset of a candidate pool")
     pool = sources[0]
-    summary = select_training_subset(
-        pool, target, method="gio", budget=200, max_target_examples=500, device=device, workspace=str(ws.root)
-    )
-    ids, subset = Results(ws).select_subset(pool, target, method="gio", budget=200)
+    ids, subset = ts.select_subset(ws, pool, target, method="gio", budget=200, max_target_examples=500, device=device)
     show(subset.head(8)[["rank", "text", "label", "score"]], title=f"first GIO picks from {pool} for {target}")
-    exported, _ = export_selection(ws, find_selection(ws, summary["subset_id"]), ws.root / "exports" / "subset.jsonl")
+    selection = find_selection(ws, subset.attrs["subset_id"])
+    assert selection is not None  # select_subset has just read it
+    exported, _ = export_selection(ws, selection, ws.root / "exports" / "subset.jsonl")
     console.print(
-        f"{len(ids)} of {summary['n_pool']} {pool} examples chosen to match {target} (score: KL(target ‖ subset) after "
+        f"{len(ids)} of {selection.n_pool} {pool} examples chosen to match {target} (score: KL(target ‖ subset) after "
         f"each pick); exported with its licence metadata to {exported}"
     )
-    console.rule("6. Report")
-    console.print(f"HTML report (opens offline): {build_report(ws)}")
+    console.rule("7. Report")
+    console.print(f"HTML report (opens offline): {ts.build_report(ws)}")
     console.print(
         f'Workspace: {ws.root}  (SQL: `transferscope sql "SELECT * FROM tasks"`, or open '
         f"{ws.views_path} in any DuckDB client)"

@@ -19,7 +19,7 @@ import pandas as pd
 
 from selection.quality import summarise_selection
 from store.advice import read_advice
-from store.selections import budget_kind, selection_frame, selection_results
+from store.selections import budget_kind, find_selection, selection_frame, selection_results
 from store.workspace import Workspace
 
 
@@ -128,10 +128,23 @@ class Results:
                 f"with `transferscope select {shlex.quote(pool)} {flags} --method {method}{budget_flag}` (or "
                 "flows.select_training_subset)."
             )
-        selection = row.iloc[0]
+        return self._subset(row.iloc[0])
+
+    def subset(self, subset_id: str) -> tuple[list[str], pd.DataFrame]:
+        """The stored training subset with id ``subset_id`` (what ``select_training_subset`` returned), as
+        `select_subset` returns it."""
+        selection = find_selection(self.workspace, subset_id)
+        if selection is None:
+            raise LookupError(f"No training subset {subset_id!r} is stored in workspace '{self.workspace.root}'.")
+        return self._subset(selection)
+
+    def _subset(self, selection: pd.Series) -> tuple[list[str], pd.DataFrame]:
         frame = selection_frame(self.workspace, selection)
         frame.attrs.update(
-            subset_id=selection.subset_id, run_id=selection.run_id, params=selection.params_json, method=method
+            subset_id=selection.subset_id,
+            run_id=selection.run_id,
+            params=selection.params_json,
+            method=selection.method,
         )
         return frame.example_id.tolist(), frame
 

@@ -1,0 +1,147 @@
+"""TransferScope's public Python API: ``import transferscope as ts``.
+
+A thin facade over the project's packages (``store`` for the workspace and its results, ``flows`` for the work);
+everything here is also reachable there, but this is the one entry point a user needs::
+
+    import transferscope as ts
+
+    ws = ts.Workspace("my-workspace")
+    ts.add_task(ws, "path/to/my_task")  # a directory, a jsonl/csv/parquet file, a DataFrame (name=...), or hf:NAME
+    ts.embed(ws)
+    ts.rank_sources(ws, "my_task", methods=("centroid-cosine", "esm-logme"))
+    advice = ts.advise_sources(ws, "my_task")  # expected gains, intervals, advice.attrs["dont_transfer"]
+    ts.select_subset(ws, "my_pool", "my_task", method="gio", budget=0.2)
+    ts.Results(ws).recommend_sources("my_task", method="advisor")
+
+Every function takes the workspace first (a `Workspace`, a folder, or None for ``$TRANSFERSCOPE_WORKSPACE`` or
+``./transferscope-workspace``) and forwards other keyword arguments to the flow it names. Flows (and with them
+Prefect and torch) are imported on first call, so ``import transferscope`` is quick.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from store.results import Results
+from store.tasks import Task, load_task
+from store.workspace import Workspace
+
+__all__ = [
+    "Results",
+    "Task",
+    "Workspace",
+    "add_task",
+    "advise_sources",
+    "build_report",
+    "embed",
+    "evaluate_rankings",
+    "load_task",
+    "measure_selection",
+    "measure_transfer",
+    "rank_sources",
+    "select_subset",
+]
+
+WorkspaceLike = Workspace | str | os.PathLike[str] | None
+
+
+def _root(workspace: WorkspaceLike) -> str:
+    """The workspace folder a flow takes (creating and migrating the workspace on first use)."""
+    return str((workspace if isinstance(workspace, Workspace) else Workspace(workspace)).root)
+
+
+def add_task(
+    workspace: WorkspaceLike, source: str | Path | pd.DataFrame | Task, name: str | None = None, **options: Any
+) -> Task:
+    """Store a task: a `Task`, or anything `load_task` reads (``options``: text_column, label_column, kind, ...);
+    returns it. Storing the same content again changes nothing."""
+    from store.catalog import put_task
+
+    task = source if isinstance(source, Task) else load_task(source, name, **options)
+    put_task(workspace if isinstance(workspace, Workspace) else Workspace(workspace), task)
+    return task
+
+
+def embed(workspace: WorkspaceLike, tasks: list[str] | None = None, **options: Any) -> list[dict]:
+    """Embed every split of ``tasks`` (default: every stored task) with the base encoder, cached
+    (`flows.embed.embed_tasks`; ``options``: splits, model, precision, device, ...)."""
+    from flows import embed_tasks
+
+    return embed_tasks(tasks=tasks, workspace=_root(workspace), **options)
+
+
+def rank_sources(
+    workspace: WorkspaceLike, target: str, sources: list[str] | None = None, **options: Any
+) -> pd.DataFrame:
+    """Rank ``sources`` (default: every other stored task) for ``target`` with each method (`flows.rank.rank_sources`;
+    ``options``: methods, budget, fuse, prefilter, device, ...); one row per method and source, rank 1 = best."""
+    from flows import rank_sources as flow
+
+    return flow(target=target, sources=sources, workspace=_root(workspace), **options)
+
+
+def advise_sources(
+    workspace: WorkspaceLike, target: str, sources: list[str] | None = None, **options: Any
+) -> pd.DataFrame:
+    """The learned recommendation (`flows.advisor.advise_sources`; ``options``: inputs, verify, alpha, atlas,
+    device): per source the expected gain in points with its interval and top features; ``attrs`` say whether to
+    transfer at all (``dont_transfer``) and what the advice was learned from (``basis``, ``message``)."""
+    from flows import advise_sources as flow
+
+    return flow(target=target, sources=sources, workspace=_root(workspace), **options)
+
+
+def measure_transfer(
+    workspace: WorkspaceLike, target: str, sources: list[str] | None = None, **options: Any
+) -> pd.DataFrame:
+    """Measure real transfer to ``target``: fine-tune on it alone and after each source, per seed, resumable
+    (`flows.measure.measure_transfer`; ``options``: seeds, budget, target_budget, device, ...)."""
+    from flows import measure_transfer as flow
+
+    return flow(target=target, sources=sources, workspace=_root(workspace), **options)
+
+
+def evaluate_rankings(workspace: WorkspaceLike, target: str, **options: Any) -> pd.DataFrame:
+    """Score every stored ranking of ``target`` against its measured transfer (`flows.evaluate.evaluate_rankings`)."""
+    from flows import evaluate_rankings as flow
+
+    return flow(target=target, workspace=_root(workspace), **options)
+
+
+def select_subset(
+    workspace: WorkspaceLike,
+    pool: str,
+    targets: str | list[str],
+    method: str = "gio",
+    budget: int | float | None = 0.2,
+    **options: Any,
+) -> tuple[list[str], pd.DataFrame]:
+    """Select a training subset of ``pool`` for ``targets`` (`flows.select.select_training_subset`; ``options``:
+    method_params, label_map, seed, device, ...) and return it as `Results.select_subset` does, read back by the
+    subset id the selection returned: (example ids in selection order, a DataFrame of the picked rows)."""
+    from flows import select_training_subset
+
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    summary = select_training_subset(pool, targets, method=method, budget=budget, workspace=str(ws.root), **options)
+    return Results(ws).subset(summary["subset_id"])
+
+
+def measure_selection(workspace: WorkspaceLike, pool: str, targets: str | list[str], **options: Any) -> pd.DataFrame:
+    """What each selection method's subsets of ``pool`` are worth when trained on (`flows.measure_selection`;
+    ``options``: arms, budgets, seeds, recipe, ...)."""
+    from flows import measure_selection as flow
+
+    return flow(pool, targets, workspace=_root(workspace), **options)
+
+
+def build_report(
+    workspace: WorkspaceLike = None, out_dir: str | os.PathLike[str] | None = None, **options: Any
+) -> Path:
+    """Write the static HTML report of the workspace (`reports.html.build_report`); returns its path."""
+    from reports.html import build_report as build
+
+    return build(workspace if isinstance(workspace, Workspace) else Workspace(workspace), out_dir, **options)
