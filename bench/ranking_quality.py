@@ -126,6 +126,24 @@ def learned_rows(scores: pd.DataFrame, atlas: pd.DataFrame, tasks: pd.DataFrame)
     return long.pivot_table(index=["target", "method"], columns="metric", values="value", dropna=False).reset_index()
 
 
+def verification_value(quality: pd.DataFrame, seconds_per_run: float) -> dict[str, dict[str, float]]:
+    """Per ``<advisor>+verify@K`` row: the regret@1 it removes from its advisor (mean over targets, percentage
+    points of the best gain), the CPU minutes it costs (K + 1 target fine-tunes at the atlas's median wall time per
+    run; the sources' checkpoints are cached), and their ratio."""
+    regret = quality.pivot_table(index="target", columns="method", values="regret@1")
+    out = {}
+    for method in [m for m in regret.columns if "+verify@" in m]:
+        advisor, _, k = method.partition("+verify@")
+        removed = float((regret[advisor] - regret[method]).mean())
+        minutes = (int(k) + 1) * seconds_per_run / 60
+        out[method] = {
+            "regret@1_removed": round(removed, 3),
+            "cpu_minutes": round(minutes, 2),
+            "regret@1_removed_per_cpu_minute": round(removed / minutes, 3),
+        }
+    return out
+
+
 def summary_table(quality: pd.DataFrame) -> pd.DataFrame:
     """Per method: mean and std over targets of each metric, and the paired (per-target) difference of regret@1
     and NDCG@5 to the best single method by mean NDCG@5 (none among the references and learned rows)."""
@@ -207,6 +225,7 @@ def run(quick: bool = False) -> None:
         "table": json.loads(table.reset_index().to_json(orient="records")) if len(table) else [],
         "per_target": json.loads(quality.to_json(orient="records")),
         "taskweb": json.loads(external.to_json(orient="records")),
+        "verification": verification_value(quality, float(atlas.seconds.median())) if len(quality) else {},
         "seconds": round(time.perf_counter() - started, 1),
     }
     if not quick and targets:

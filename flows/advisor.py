@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pandas as pd
 from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.measure import measure_transfer
 from flows.rank import fusion_inputs, rank_sources
@@ -46,7 +47,7 @@ def fused_advice(rankings: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
     return table
 
 
-@flow(name="advise_sources")
+@flow(name="advise_sources", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
 def advise_sources(
     target: str,
     sources: list[str] | None = None,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from prefect import get_run_logger
 
+from flows.progress import progress
 from store.catalog import (
     CheckpointKey,
     canonical_json,
@@ -73,16 +74,18 @@ def ensure_checkpoint(
     if directory is not None:
         return directory
     n_classes = len(data.task.label_names) if data.task.kind == "classification" else None
-    tuned = fine_tune(
-        data.texts,
-        data.labels,
-        n_classes=n_classes,
-        text_pairs=data.pairs,
-        model=model,
-        recipe=recipe,
-        seed=seed,
-        device=device,
-    )
+    with progress(f"fine-tune {data.task.name}", recipe.examples(len(data.texts)), "example") as advance:
+        tuned = fine_tune(
+            data.texts,
+            data.labels,
+            n_classes=n_classes,
+            text_pairs=data.pairs,
+            model=model,
+            recipe=recipe,
+            seed=seed,
+            device=device,
+            progress=advance,
+        )
     directory = save_fine_tuned(tuned, checkpoint_path(ws, key))
     put_checkpoint(ws, key, n_examples=tuned.n_examples, steps=tuned.steps, seconds=tuned.seconds, run_id=run_id)
     get_run_logger().info("%s: fine-tuned on %d examples in %.0f s", data.task.name, tuned.n_examples, tuned.seconds)

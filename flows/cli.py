@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
 
 import pandas as pd
 import typer
@@ -237,15 +237,16 @@ def rank(
         raise ExpectedError("--verify re-ranks the advisor's top sources: add --method advisor")
     names = sources.split(",") if sources else [n for n in list_tasks(ws)["name"] if n != target]
     advised = "advisor" in methods
+    recipe_budget: str | dict = budget
     if advised:
         from store.advice import measured_knowledge
         from transfer.advisor import DEFAULT_INPUTS
 
         knowledge = measured_knowledge(ws, exclude=target)
         methods = tuple(m for m in methods if m != "advisor") or DEFAULT_INPUTS
-        budget = knowledge.source_recipe or budget
+        recipe_budget = knowledge.source_recipe or budget  # the advisor's inputs use the atlas's recipe
     if "esm-logme" in methods:
-        recipe = resolve_budget(budget)
+        recipe = resolve_budget(recipe_budget)
         encoder = load_encoder(
             "all-MiniLM-L6-v2", recipe.pooling, recipe.max_length, False, ctx.obj["device"], "exact", 64
         )
@@ -306,14 +307,13 @@ def advise(
     """Run the advisor and print its advice: expected gains with intervals, the "don't transfer" call, the basis."""
     from flows.advisor import advise_sources
 
-    advice = with_runner(ctx, advise_sources)(
-        target=target,
-        sources=names,
-        inputs=inputs,
-        verify=verify,
-        device=ctx.obj["device"],
-        workspace=str(ws.root),
-    )
+    advice: pd.DataFrame = cast(
+        pd.DataFrame,
+        with_runner(ctx, advise_sources)(
+            target=target, sources=names, inputs=inputs, verify=verify, device=ctx.obj["device"],
+            workspace=str(ws.root),
+        ),
+    )  # fmt: skip
     warn_failures(advice)
     shown = advice.head(top).copy()
     shown["top_features"] = [", ".join(f"{k} {v:+.2f}" for k, v in f.items()) for f in shown.top_features]

@@ -10,7 +10,6 @@ tasks can run on Dask workers.
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from typing import Any
 
@@ -18,8 +17,8 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
-from tqdm.auto import tqdm
 
+from flows.progress import progress
 from flows.runners import gather
 from store.catalog import EmbeddingKey, find_embeddings, finish_run, get_task, put_embeddings, start_run
 from store.tasks import Task
@@ -61,8 +60,8 @@ def ensure_embeddings(
     texts = rows.column("text").to_pylist()
     pairs = rows.column("text_pair").to_pylist() if stored.input == "pair" else None
     start = time.perf_counter()
-    with tqdm(total=len(texts), desc=f"{stored.name}/{split}", unit="text", disable=not sys.stderr.isatty()) as bar:
-        vectors = encoder.encode(texts, pairs, progress=bar.update)
+    with progress(f"embed {stored.name}/{split}", len(texts), "text") as advance:
+        vectors = encoder.encode(texts, pairs, progress=advance)
     ids = rows.column("example_id").to_pylist()
     put_embeddings(ws, key, ids, vectors, run_id=run_id, seconds=time.perf_counter() - start)
     return ids, vectors, False
@@ -139,7 +138,7 @@ def embed_tasks(
     started = time.perf_counter()
     try:
         futures = [embed_split.submit(str(ws.root), name, split, encoder_config, run_id) for name, split in plan]
-        results = gather(ws, futures)
+        results = gather(ws, futures, "embed splits", "split")
     except BaseException as err:
         finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
         raise

@@ -23,6 +23,7 @@ import pandas as pd
 from prefect import get_run_logger
 
 from flows.checkpoints import SourceData, ensure_checkpoint
+from flows.progress import progress
 from selection.budget import resolve_budget
 from selection.gradients import gradient_features
 from selection.icons import icons_select, specialist_influence
@@ -33,7 +34,7 @@ from store.features import features_key, find_features, put_features
 from store.tasks import Task
 from store.workspace import Workspace
 from transfer.encoder import model_fingerprint, resolve_model_path
-from transfer.finetune import Recipe, load_fine_tuned, sample_indices
+from transfer.finetune import SMALL_BUDGET, Recipe, load_fine_tuned, sample_indices
 
 WARMUP_RECIPE = Recipe(lr=5e-5, batch_size=16, epochs=3, max_examples=1_000_000, max_length=64, warmup_ratio=0.06)
 ICONS_DEFAULTS = {
@@ -164,19 +165,22 @@ def ensure_features(
     start = time.perf_counter()
 
     def shards() -> Iterator[np.ndarray]:
-        for first in range(0, len(rows.texts), SHARD_ROWS):
-            end = first + SHARD_ROWS
-            yield gradient_features(
-                tuned.model,
-                tuned.tokenizer,
-                rows.texts[first:end],
-                rows.labels[first:end],
-                text_pairs=rows.pairs[first:end] if rows.pairs is not None else None,
-                dim=params["dim"],
-                projection=params["projection"],
-                seed=params["seed"],
-                max_length=tuned.recipe.max_length,
-            )
+        with progress(f"gradient features {rows.task}/{rows.split}", len(rows.texts), "example") as advance:
+            for first in range(0, len(rows.texts), SHARD_ROWS):
+                end = first + SHARD_ROWS
+                shard = gradient_features(
+                    tuned.model,
+                    tuned.tokenizer,
+                    rows.texts[first:end],
+                    rows.labels[first:end],
+                    text_pairs=rows.pairs[first:end] if rows.pairs is not None else None,
+                    dim=params["dim"],
+                    projection=params["projection"],
+                    seed=params["seed"],
+                    max_length=tuned.recipe.max_length,
+                )
+                advance(len(shard))
+                yield shard
 
     features = put_features(
         ws,
@@ -271,17 +275,19 @@ def vog_order(
     if len(stored) == len(ids):
         scores = stored.set_index("example_id").score.reindex(ids).to_numpy()
     else:
-        result = vog_scores(
-            pool_rows.texts,
-            pool_rows.labels,
-            n_classes=len(pool.label_names) if pool.kind == "classification" else None,
-            text_pairs=pool_rows.pairs,
-            model=model,
-            n_checkpoints=settings["n_checkpoints"],
-            normalize=settings["normalize"],
-            seed=seed,
-            device=device,
-        )
+        with progress(f"VoG fine-tune on {pool.name}", SMALL_BUDGET.examples(len(ids)), "example") as advance:
+            result = vog_scores(
+                pool_rows.texts,
+                pool_rows.labels,
+                n_classes=len(pool.label_names) if pool.kind == "classification" else None,
+                text_pairs=pool_rows.pairs,
+                model=model,
+                n_checkpoints=settings["n_checkpoints"],
+                normalize=settings["normalize"],
+                seed=seed,
+                device=device,
+                progress=advance,
+            )
         scores = result.scores
         get_run_logger().info(
             "VoG of %d pool examples: fine-tune %.0f s, gradients %.0f s",

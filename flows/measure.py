@@ -18,6 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.checkpoints import ensure_checkpoint, source_data
 from flows.embed import load_encoder
+from flows.progress import progress
 from flows.rank import resolve_budget
 from flows.runners import gather
 from store.catalog import (
@@ -86,9 +87,12 @@ def measure_run(
             )
         )
     n_classes = len(goal.label_names) if goal.kind == "classification" else None
-    metrics = train_and_evaluate(
-        train, test, n_classes=n_classes, start=start, recipe=target_recipe, seed=seed, device=setup["device"]
-    )
+    name = f"fine-tune {target} from {source or 'the base model'} (seed {seed})"
+    with progress(name, target_recipe.examples(len(train.texts)), "example") as advance:
+        metrics = train_and_evaluate(
+            train, test, n_classes=n_classes, start=start, recipe=target_recipe, seed=seed, device=setup["device"],
+            progress=advance,
+        )  # fmt: skip
     put_transfer_result(ws, config, target, source, seed, metrics, run_id)
     get_run_logger().info("%s <- %s (seed %d): %.4f", target, source or "no transfer", seed, metrics["primary"])
     return ws.deferred(metrics)
@@ -150,7 +154,7 @@ def measure_transfer(
         )
         setup_json = json.dumps(setup)
         futures = [measure_run.submit(str(ws.root), target, s, seed, setup_json, config, run_id) for s, seed in todo]
-        gather(ws, futures)
+        gather(ws, futures, f"measure {target}", "fine-tune")
         summary = summarise(ws, config, target, names, seeds, run_id)
     except BaseException as err:
         finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")

@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.gradient_scores import WARMUP_RECIPE, labelled_rows
+from flows.progress import progress
 from flows.runners import gather
 from flows.select import METHODS, SECONDS_PER_EXAMPLE_EPOCH, plan_selection, select_training_subset
 from selection.quality import FULL, RANDOM, summarise_selection
@@ -89,16 +90,18 @@ def train_on_subset(
     rows = selection_frame(ws, selection)
     recipe = Recipe(**setup["recipe"])
     classification = pool.kind == "classification"
-    tuned = fine_tune(
-        rows.text.tolist(),
-        (rows.label_index if classification else rows.label).to_numpy(),
-        n_classes=len(pool.label_names) if classification else None,
-        text_pairs=rows.text_pair.tolist() if pool.input == "pair" else None,
-        model=setup["model"],
-        recipe=recipe,
-        seed=seed,
-        device=setup["device"],
-    )
+    with progress(f"fine-tune on {arm} subset ({len(rows)} rows)", recipe.examples(len(rows)), "example") as advance:
+        tuned = fine_tune(
+            rows.text.tolist(),
+            (rows.label_index if classification else rows.label).to_numpy(),
+            n_classes=len(pool.label_names) if classification else None,
+            text_pairs=rows.text_pair.tolist() if pool.input == "pair" else None,
+            model=setup["model"],
+            recipe=recipe,
+            seed=seed,
+            device=setup["device"],
+            progress=advance,
+        )
     metrics = {}
     for target in setup["targets"]:
         held = held_out_rows(ws, pool, target, setup)
@@ -241,7 +244,7 @@ def measure_selection(
             train_on_subset.submit(str(ws.root), arm, budget, seed, plan["subset_id"], setup_json, config, run_id)
             for arm, _, _, budget, seed, plan in todo
         ]
-        gather(ws, futures)
+        gather(ws, futures, f"measure selection of {pool}", "fine-tune")
         stored = selection_results(ws, config)
         wanted = {(arm, budget) for arm, _, _, budget in runs}
         in_grid = np.array([(a, b) in wanted for a, b in zip(stored.arm, stored.budget, strict=True)], dtype=bool)

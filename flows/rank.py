@@ -142,7 +142,7 @@ def esm_logme_ranking(
     recipe_json = canonical_json(recipe.as_dict())
     if build_missing:
         futures = [build_source_esm.submit(str(ws.root), s, model, recipe_json, seed, device, run_id) for s in names]
-        keys = dict(zip(names, gather(ws, futures), strict=True))
+        keys = dict(zip(names, gather(ws, futures, "source ESMs", "source"), strict=True))
     else:
         params = EmbeddingSpaceMap().params()
         keys = {
@@ -423,7 +423,7 @@ def build_esms(
     try:
         args = (model, canonical_json(recipe.as_dict()), seed, device, run_id)
         futures = [build_source_esm.submit(str(ws.root), s, *args) for s in sources]
-        keys = dict(zip(sources, gather(ws, futures), strict=True))
+        keys = dict(zip(sources, gather(ws, futures, "source ESMs", "source"), strict=True))
     except BaseException as err:
         finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
         raise

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.progress import progress
 from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
 
@@ -123,12 +124,16 @@ def commit(ws: Workspace, result: Deferred[T]) -> T:
     return result.value
 
 
-def gather(ws: Workspace, futures: Sequence[PrefectFuture[Deferred[T]]]) -> list[T]:
+def gather(
+    ws: Workspace, futures: Sequence[PrefectFuture[Deferred[T]]], step: str = "tasks", unit: str = "task"
+) -> list[T]:
     """Wait for ``futures``, committing each task's writes as soon as it finishes (a crash loses only unfinished
     work); the values in submission order. The first failure is raised once seen (tasks finished before it are
-    committed)."""
+    committed). Progress is shown as ``step`` counted in ``unit`` (`flows.progress`)."""
     index = {id(f): i for i, f in enumerate(futures)}
     values: list[Any] = [None] * len(futures)
-    for future in as_completed(list(futures)):
-        values[index[id(future)]] = commit(ws, future.result())
+    with progress(step, len(futures), unit) as advance:
+        for future in as_completed(list(futures)):
+            values[index[id(future)]] = commit(ws, future.result())
+            advance(1)
     return values

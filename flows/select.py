@@ -29,6 +29,7 @@ from flows.gradient_scores import (
     target_rows,
     vog_order,
 )
+from flows.progress import progress
 from flows.runners import gather
 from selection import gio
 from selection.budget import resolve_budget
@@ -353,7 +354,8 @@ def _gio_order(ws: Workspace, plan: dict[str, Any], pool_task: Task, run_id: str
     params = plan["params"]
     config = plan["encoder_config"]
     splits = [(plan["pool"], params["pool_split"])] + [(t, params["target_split"]) for t in plan["targets"]]
-    gather(ws, [embed_split.submit(str(ws.root), name, split, config, run_id) for name, split in splits])
+    futures = [embed_split.submit(str(ws.root), name, split, config, run_id) for name, split in splits]
+    gather(ws, futures, "embed splits", "split")
     encoder = load_encoder(**config)
     keys, loaded = [], []
     for name, split in splits:
@@ -387,7 +389,9 @@ def _gio_order(ws: Workspace, plan: dict[str, Any], pool_task: Task, run_id: str
     else:
         if plan["budget"] is not None:
             method_params.update(stop="budget", budget=plan["budget"])
-        plain = gio.gio_select(target_vectors, pool_vectors, seed=params["seed"], **method_params)
+        total = plan["n_budget"] if plan["n_budget"] is not None else method_params.get("max_iter", 100)
+        with progress("GIO picks", total, "pick") as advance:
+            plain = gio.gio_select(target_vectors, pool_vectors, seed=params["seed"], progress=advance, **method_params)
         order, kl = plain.selected, plain.kl_trajectory
     first = pd.Series(range(len(order)), index=order).groupby(level=0).min().sort_values()  # drop repeats (resets)
     ids = [pool_ids[i] for i in first.index]

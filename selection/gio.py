@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -202,6 +203,7 @@ def gio_select(
     random_restart_prob: float = 0.0,
     eps: float = 1e-8,
     seed: int | None = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> GIOResult:
     """Select pool points whose distribution approaches the target's, by GIO (Everaert & Potts 2023).
 
@@ -216,7 +218,8 @@ def gio_select(
     Parameters follow the reference's ``GIOKL.fit``: ``k`` neighbours; ``lr``, ``steps`` (``grad_desc_iter``) for
     the descent; ``max_iter``; ``start`` (the reference's ``D``; default ``uniform_start(d, start_size,
     normalize=normalize, seed=seed)``); ``v_init`` in {"mean", "jump", "prev_opt"}; ``scale`` ("auto" or a
-    number); ``random_restart_prob`` (chance of a 3× descent at a step). ``stop``:
+    number); ``random_restart_prob`` (chance of a 3× descent at a step); ``progress`` (called with 1 after each
+    kept pick). ``stop``:
 
     - ``"increase"`` (default): stop at the first pick that raises the KL.
     - ``"min_difference"``: stop when a pick lowers the KL by less than ``min_difference``.
@@ -379,6 +382,8 @@ def gio_select(
         step += 1
         total_iter += 1
         taken += 1 if weights is None else int(weights[pick])
+        if progress is not None:
+            progress(1)
         if n_budget is not None and taken >= n_budget:
             reason = "budget"
             break

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -221,6 +221,7 @@ def vog_scores(
     batch_size: int = 64,
     seed: int = 0,
     device: str | torch.device = "auto",
+    progress: Callable[[int], None] | None = None,
 ) -> VoGResult:
     """VoG of every pool example: fine-tune ``model`` on the pool with ``recipe`` and ``seed`` (at most
     ``recipe.max_examples`` examples train, a seeded sample; every example is scored), copy ``n_checkpoints``
@@ -230,6 +231,7 @@ def vog_scores(
     ``n_classes``: the number of classes (``labels`` are class indices) or ``None`` for regression (gradient of the
     single output; ``normalize="class"`` is then an error). Anand et al. take 10 checkpoints, one per epoch of a
     10-epoch run; the default recipe (``SMALL_BUDGET``, one epoch) spreads them over the steps of one epoch.
+    ``progress`` is passed to `transfer.finetune.fine_tune` (examples done after every step).
     """
     if len(texts) == 0:
         raise ValueError(f"The 'texts' parameter of {_OWNER} must hold at least one text. Got 0.")
@@ -263,6 +265,7 @@ def vog_scores(
         recipe=recipe,
         seed=seed,
         device=device,
+        progress=progress,
         on_step=keep,
     )
     trained = time.perf_counter()

@@ -73,6 +73,10 @@ class Recipe:
                 f"The 'pooling' parameter of Recipe must be one of {list(POOLINGS)}. Got {self.pooling!r}."
             )
 
+    def examples(self, n_available: int) -> int:
+        """Example-passes one fine-tune on ``n_available`` rows makes: min(n, max_examples) × epochs."""
+        return min(n_available, self.max_examples) * self.epochs
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -11,7 +11,7 @@ the source runs against the baseline runs of the same seeds.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -61,9 +61,10 @@ def train_and_evaluate(
     recipe: Recipe,
     seed: int,
     device: str = "auto",
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """Fine-tune from ``start`` (the base encoder, or a source checkpoint directory: its encoder, a new head) on
-    ``train`` and return the metrics on ``test``."""
+    ``train`` and return the metrics on ``test``; ``progress`` as in `transfer.finetune.fine_tune`."""
     from transfer.finetune import fine_tune, predict  # torch: only here, so the gain statistics import without it
 
     tuned = fine_tune(
@@ -75,6 +76,7 @@ def train_and_evaluate(
         recipe=recipe,
         seed=seed,
         device=device,
+        progress=progress,
     )
     outputs = predict(tuned.model, tuned.tokenizer, test.texts, test.pairs, max_length=recipe.max_length)
     return evaluate_outputs(outputs, test.labels, regression=n_classes is None)
