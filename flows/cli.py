@@ -251,7 +251,8 @@ def rank(
             "all-MiniLM-L6-v2", recipe.pooling, recipe.max_length, False, ctx.obj["device"], "exact", 64
         )
         plan = plan_rank(ws, target, names, recipe, encoder)
-        print_frame(plan, title=f"plan: ESMs for {len(names)} sources (about {plan.estimated_s.sum():.0f} s, 2 cores)")
+        rate = plan.attrs["rate"].basis
+        print_frame(plan, title=f"plan: ESMs for {len(names)} sources, about {plan.estimated_s.sum():.0f} s ({rate})")
     else:
         console.print(f"plan: {len(methods)} method(s) over {len(names)} sources")
     if verify:
@@ -338,8 +339,8 @@ def measure(
 ) -> None:
     """Measure real transfer to TARGET: fine-tune on it alone and after each source, per seed (resumable)."""
     from flows.measure import TARGET_BUDGETS, measure_transfer
-    from flows.rank import SECONDS_PER_EXAMPLE_EPOCH
     from store.catalog import get_task, list_tasks
+    from store.rates import fine_tune_rate
 
     ws = Workspace(ctx.obj["workspace"])
     names = sources.split(",") if sources else [n for n in list_tasks(ws)["name"] if n != target]
@@ -347,10 +348,11 @@ def measure(
     recipe = TARGET_BUDGETS["small"]
     examples = min(get_task(ws, target).counts().get("train", 0), recipe.max_examples)
     runs = len(seed_list) * (len(names) + 1)
-    estimate = runs * examples * recipe.epochs * SECONDS_PER_EXAMPLE_EPOCH
+    rate = fine_tune_rate(ws)
+    estimate = rate.seconds(runs * examples * recipe.epochs)
     console.print(
         f"plan: {runs} target fine-tunes ({len(seed_list)} seeds x {len(names)} sources + baseline), "
-        f"{examples} examples x {recipe.epochs} epochs each, about {estimate / 60:.0f} min on 2 idle cores "
+        f"{examples} examples x {recipe.epochs} epochs each, about {estimate / 60:.0f} min at {rate.basis}, "
         "plus one source fine-tune per (source, seed) not yet cached; finished runs are skipped"
     )
     if dry_run:
@@ -466,7 +468,7 @@ def select(
         f"evaluation data), {plan['n_target']} target examples, budget "
         f"{plan['n_budget'] if plan['n_budget'] is not None else 'GIO stopping rule'}"
         f"{', quantised' if plan['quantize'] else ''}; embed {embeds}; about {plan['estimated_s']:.0f} s"
-        + (" (already stored)" if plan["stored"] else "")
+        + (" (already stored)" if plan["stored"] else f" (fine-tuning at {plan['rate']})")
     )
     if dry_run:
         return

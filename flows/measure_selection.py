@@ -23,9 +23,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.gradient_scores import WARMUP_RECIPE, labelled_rows
 from flows.progress import progress
 from flows.runners import gather
-from flows.select import METHODS, SECONDS_PER_EXAMPLE_EPOCH, plan_selection, select_training_subset
+from flows.select import METHODS, plan_selection, select_training_subset
 from selection.quality import FULL, RANDOM, summarise_selection
 from store.catalog import config_hash, finish_run, get_task, start_run
+from store.rates import fine_tune_rate
 from store.selections import (
     done_selection_runs,
     find_selection,
@@ -219,15 +220,17 @@ def measure_selection(
                 todo.append((arm, method, params, budget, seed, plan))
     n_pool = stored_pool.counts()[pool_split]
     examples = sum(round(budget * n_pool) for _, _, _, budget, _, _ in todo) * subset_recipe.epochs
+    rate = fine_tune_rate(ws)
     logger.info(
         "measure_selection %s for %s: %d fine-tunes to do (%d already stored), %d examples x epochs; about %.0f s "
-        "of fine-tuning plus the selections",
+        "of fine-tuning (at %s) plus the selections",
         pool,
         names,
         len(todo),
         len(runs) * len(seeds) - len(todo),
         examples,
-        examples * SECONDS_PER_EXAMPLE_EPOCH,
+        rate.seconds(examples),
+        rate.basis,
     )
     if dry_run:
         return pd.DataFrame()

@@ -36,6 +36,7 @@ from store.catalog import (
     start_run,
 )
 from store.esms import esm_cache_key, find_esm, put_esm
+from store.rates import fine_tune_rate
 from store.tasks import Task
 from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
@@ -49,7 +50,6 @@ from transfer.fusion import FUSIONS, fuse_rankings
 BUDGETS = {"small": SMALL_BUDGET, "paper": SOURCE_RECIPE}
 METHODS = ("esm-logme", *MEASURES, *CHECKPOINT_METHODS, "maxsim")
 MAXSIM_SAMPLE = {"max_target_texts": 300, "max_source_texts": 500, "source_tokens": 4000}  # MaxSim's token samples
-SECONDS_PER_EXAMPLE_EPOCH = 0.05  # MiniLM full fine-tuning on 2 idle CPU cores (MEASURED.md); for the plan only
 
 
 def resolve_budget(budget: str | dict) -> Recipe:
@@ -64,13 +64,15 @@ def resolve_budget(budget: str | dict) -> Recipe:
 
 
 def plan_rank(ws: Workspace, target: str, sources: list[str], recipe: Recipe, base: TextEncoder) -> pd.DataFrame:
-    """What `rank_sources` would compute: per source, whether an ESM exists and the fine-tuning work otherwise."""
+    """What `rank_sources` would compute: per source, whether an ESM exists and the fine-tuning work otherwise,
+    costed at this machine's measured fine-tuning rate (`store.rates.fine_tune_rate`; ``attrs["rate"]``)."""
+    rate = fine_tune_rate(ws)
     rows = []
     for name in sources:
         data = source_data(ws, name, recipe, seed=0)
         key = esm_cache_key(base.fingerprint, name, data.data_hash, EmbeddingSpaceMap().params())
         cached = not ws.read("find_esm", {"cache_key": key}).empty
-        work = 0 if cached else len(data.texts) * recipe.epochs
+        work = 0 if cached else recipe.examples(len(data.texts))
         rows.append(
             {
                 "source": name,
@@ -78,10 +80,12 @@ def plan_rank(ws: Workspace, target: str, sources: list[str], recipe: Recipe, ba
                 "examples": len(data.texts),
                 "epochs": recipe.epochs,
                 "leaked_dropped": data.n_dropped,
-                "estimated_s": round(work * SECONDS_PER_EXAMPLE_EPOCH + (0 if cached else len(data.texts) / 100)),
+                "estimated_s": round(rate.seconds(work) + (0 if cached else len(data.texts) / 100)),
             }
         )
-    return pd.DataFrame(rows)
+    plan = pd.DataFrame(rows)
+    plan.attrs["rate"] = rate
+    return plan
 
 
 @task(retries=1, cache_policy=NO_CACHE, task_run_name="esm-{source}")

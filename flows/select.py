@@ -36,6 +36,7 @@ from selection.budget import resolve_budget
 from selection.random_baseline import random_select
 from store.catalog import config_hash, find_embeddings, finish_run, get_task, start_run
 from store.leakage import drop_leaked
+from store.rates import fine_tune_rate
 from store.selections import budget_kind, check_same_space, find_selection, put_selection
 from store.tasks import Task
 from store.workspace import Workspace
@@ -44,10 +45,10 @@ from transfer.finetune import sample_indices
 METHODS = ("gio", "icons", "vog", "random")
 GRADIENT_METHODS = ("icons", "vog")
 QUANTIZE_ABOVE = 50_000  # plain GIO's nearest-candidate step is O(pool) per pick; cluster bigger pools first
-# Rough costs on 2 CPU cores (MEASURED.md, bench/gio.py), for the printed plan only.
+# Rough costs on 2 CPU cores (MEASURED.md, bench/gio.py), for the printed plan only; fine-tuning is costed at the
+# workspace's measured rate (store.rates).
 EMBED_TEXTS_PER_S = 290.0
 GRADIENT_FEATURES_PER_S = 60.0  # Kronecker path, last block + head, max_length 64 (bench/gradients.py)
-SECONDS_PER_EXAMPLE_EPOCH = 0.05
 GIO_SECONDS_PER_STEP_PER_TARGET_ROW = 1.7e-6  # bench/gio.py: 85 ms per 50-step pick, 1,000 target rows
 KMEANS_FLOPS_PER_S = 7.7e10
 OWNER = "select_training_subset"
@@ -164,6 +165,7 @@ def plan_selection(
             "params": params,
         }
     )
+    rate = fine_tune_rate(ws)
     estimate = sum(e["n"] for e in to_embed) / EMBED_TEXTS_PER_S
     if method == "gio":
         picks = count if count is not None else 101  # GIO's own stopping: at most max_iter + 1 picks by default
@@ -174,10 +176,10 @@ def plan_selection(
         estimate += picks * (method_params or {}).get("steps", 50) * rows * GIO_SECONDS_PER_STEP_PER_TARGET_ROW
     if method == "vog":  # the fine-tune, then K forward and backward passes over the pool
         n_checkpoints = (method_params or {}).get("n_checkpoints", VOG_DEFAULTS["n_checkpoints"])
-        estimate += min(n_pool, 500) * SECONDS_PER_EXAMPLE_EPOCH + n_checkpoints * n_pool / GRADIENT_FEATURES_PER_S
+        estimate += rate.seconds(min(n_pool, 500)) + n_checkpoints * n_pool / GRADIENT_FEATURES_PER_S
     if method == "icons":
         fraction = (method_params or {}).get("warmup_fraction", ICONS_DEFAULTS["warmup_fraction"])
-        estimate += fraction * n_pool * WARMUP_RECIPE.epochs * SECONDS_PER_EXAMPLE_EPOCH
+        estimate += rate.seconds(fraction * n_pool * WARMUP_RECIPE.epochs)
         estimate += (n_pool + n_target * len(names)) / GRADIENT_FEATURES_PER_S
     return {
         "subset_id": subset_id,
@@ -194,6 +196,7 @@ def plan_selection(
         "quantize": use_quantized,
         "to_embed": to_embed,
         "estimated_s": round(estimate, 1),
+        "rate": rate.basis,
         "params": params,
         "encoder_config": encoder_config,
     }
