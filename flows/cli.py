@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
@@ -121,22 +122,24 @@ def tasks_add(
         "label_column": label_column,
     }
     try:
-        if path.startswith("hf:"):
-            task = load_hf_task(path[3:], name, **options)
-        elif Path(path).is_dir():
-            task = load_task_dir(
-                path, name, label_names=labels.split(",") if labels else None, license=license, **options
-            )
-        else:
-            task = load_task_file(
-                path,
-                name,
-                split=split,
-                split_column=split_column,
-                label_names=labels.split(",") if labels else None,
-                license=license,
-                **options,
-            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the task's warnings are printed once, below
+            if path.startswith("hf:"):
+                task = load_hf_task(path[3:], name, **options)
+            elif Path(path).is_dir():
+                task = load_task_dir(
+                    path, name, label_names=labels.split(",") if labels else None, license=license, **options
+                )
+            else:
+                task = load_task_file(
+                    path,
+                    name,
+                    split=split,
+                    split_column=split_column,
+                    label_names=labels.split(",") if labels else None,
+                    license=license,
+                    **options,
+                )
     except (TaskValidationError, ImportError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
@@ -263,6 +266,7 @@ def rank(
         advise(ctx, ws, target, names, methods, verify, top)
         return
     from flows.rank import rank_sources
+    from transfer.metrics import NEAR_TIE, near_ties
 
     result = with_runner(ctx, rank_sources)(
         target=target,
@@ -282,6 +286,12 @@ def rank(
             direction = "higher" if ranking.higher_is_better.iloc[0] else "lower"
             title = f"{name} ranking for {target} (score: {direction} is better)"
             print_frame(ranking.head(top).drop(columns=["run_id", "method", "higher_is_better"]), title=title)
+            for group in near_ties(dict(zip(ranking.source, ranking.score, strict=True))):
+                console.print(
+                    f"near-tie: {', '.join(group)} are indistinguishable by {name} (scores within "
+                    f"{NEAR_TIE:.1%} of their size)",
+                    soft_wrap=True,
+                )
 
 
 def warn_failures(result: object) -> None:

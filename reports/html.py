@@ -255,6 +255,14 @@ def rankings_section(ws: Workspace, gains: pd.DataFrame, target: str | None) -> 
                 row.append(f'<td class="hit">{cell}</td>' if source == truth else cell)
             rows.append(row)
         out.append(_table(headers, rows, css_class="ranking"))
+        for method, groups in Results(ws).near_ties(name).items():
+            for group in groups:
+                out.append(
+                    _note(
+                        f"Near-tie: {', '.join(group)} are indistinguishable by {method} (scores within 0.5% of "
+                        "their size): read their order as a tie."
+                    )
+                )
     out.append(
         "<p class='meta'>Green: the method put the measured source at the same position. Newest run per method.</p>"
     )

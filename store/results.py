@@ -84,6 +84,15 @@ class Results:
         wide = wide.assign(mean_rank=wide[rank_columns].mean(axis=1)).sort_values("mean_rank")
         return wide.reset_index()
 
+    def near_ties(self, target: str) -> dict[str, list[list[str]]]:
+        """Per stored method, the groups of ``target``'s sources its newest ranking cannot tell apart
+        (`transfer.metrics.near_ties`: scores within 0.5% of their size); methods without ties are left out."""
+        from transfer.metrics import near_ties
+
+        rows = self.workspace.read("latest_rankings_all_methods", {"target": target})
+        ties = {m: near_ties(dict(zip(r.source, r.score, strict=True))) for m, r in rows.groupby("method")}
+        return {m: groups for m, groups in ties.items() if groups}
+
     def method_quality(self, target: str | None = None) -> pd.DataFrame:
         """How well each method's ranking predicted measured transfer (the newest evaluation per target), with the
         ``random`` expectation and the ``source-prior`` baseline beside the methods: one row per (target, method),

@@ -74,3 +74,12 @@ def test_debug_shows_the_traceback_and_a_bug_keeps_it(cli_workspace, monkeypatch
     monkeypatch.setattr(store.catalog, "list_tasks", broken)
     bug = CliRunner().invoke(app, ["--workspace", str(cli_workspace.root), "tasks", "list"])
     assert bug.exit_code == 1 and type(bug.exception) is KeyError
+
+
+def test_a_task_warning_is_printed_once(tmp_path):
+    rows = tmp_path / "conflicts.csv"
+    rows.write_text("text,label\ngood film,pos\ngood film,neg\nbad film,neg\ndull,neg\nfine,pos\n")
+    result = run_cli(Workspace(tmp_path / "ws"), "tasks", "add", "conflicts", str(rows))
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert output.count("1 texts in train occur with conflicting labels") == 1

@@ -353,3 +353,15 @@ def test_one_seed_oracle_by_hand():
     assert agreeing["regret@1"] == 0.0 and agreeing["spearman"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="'runs' parameter of one_seed_oracle must give every source the same number"):
         one_seed_oracle({"a": [0.8], "b": [0.7]}, [0.7])
+
+
+def test_near_ties_by_hand():
+    from transfer.metrics import near_ties
+
+    # mean |score| 0.712 -> tolerance 0.0036: -0.698, -0.699, -0.701 chain (gaps 0.001, 0.002); -0.75 stands apart
+    scores = {"a": -0.701, "b": -0.699, "c": -0.698, "d": -0.75, "e": float("nan")}
+    assert near_ties(scores) == [["c", "b", "a"]]
+    assert near_ties(scores, relative=0.001) == []  # tolerance 0.0007: every gap is larger
+    assert near_ties({"a": 1.0}) == []
+    with pytest.raises(ValueError, match="'relative' parameter of near_ties"):
+        near_ties(scores, relative=0)

@@ -330,3 +330,14 @@ def test_sql_runs_again_when_a_snapshot_changes_under_it(workspace, monkeypatch)
     assert workspace.sql("SELECT count(*) AS n FROM tasks").n[0] == 1
     with pytest.raises(duckdb.Error, match="syntax error"):
         workspace.sql("SELEC 1")
+
+
+def test_results_flag_near_ties_per_method(workspace):
+    from store.catalog import put_ranking, start_run
+    from store.results import Results
+
+    run_id, config = start_run(workspace, "rank_sources", {})
+    tied = {"a": -0.701, "b": -0.699, "c": -0.75}
+    put_ranking(workspace, run_id, config, "t", "esm-logme", tied, higher_is_better=True)
+    put_ranking(workspace, run_id, config, "t", "mmd", {"a": 1.0, "b": 2.0}, higher_is_better=False)
+    assert Results(workspace).near_ties("t") == {"esm-logme": [["b", "a"]]}

@@ -301,3 +301,25 @@ def one_seed_oracle(
     table = np.array([[d[m] for m in draws[0]] for d in draws])
     means = [float(np.mean(col[~np.isnan(col)])) if (~np.isnan(col)).any() else float("nan") for col in table.T]
     return dict(zip(draws[0], means, strict=True))
+
+
+NEAR_TIE = 0.005  # scores closer than 0.5% of their mean magnitude: no method here is that precise
+
+
+def near_ties(scores: Mapping[str, float], relative: float = NEAR_TIE) -> list[list[str]]:
+    """Groups of sources a method cannot tell apart: sorted by score, consecutive sources whose scores differ by less
+    than ``relative`` · mean |score| are chained into one group; groups of ≥ 2, best first, NaN scores ignored.
+    Example: ESM-LogME evidences -0.701, -0.699 and -0.698 (spread 0.003, 0.4% of their size) are one group."""
+    if not relative > 0:
+        raise ValueError(f"The 'relative' parameter of near_ties must be > 0. Got {relative!r} instead.")
+    ordered = sorted(((float(v), s) for s, v in scores.items() if np.isfinite(v)), reverse=True)
+    if len(ordered) < 2:
+        return []
+    tolerance = relative * float(np.mean([abs(v) for v, _ in ordered]))
+    groups: list[list[str]] = [[ordered[0][1]]]
+    for (previous, _), (value, source) in zip(ordered, ordered[1:], strict=False):
+        if previous - value < tolerance:
+            groups[-1].append(source)
+        else:
+            groups.append([source])
+    return [g for g in groups if len(g) > 1]
