@@ -499,7 +499,11 @@ def measure_selection_cmd(
     pool: Annotated[str, typer.Argument(help="Task holding the candidate training pool.")],
     target: Annotated[list[str], typer.Option(help="Target task(s); each is evaluated on its held-out splits.")],
     method: Annotated[
-        list[str] | None, typer.Option(help="Methods to compare (repeatable; default gio, icons, vog, random).")
+        list[str] | None,
+        typer.Option(
+            help="Methods to compare (repeatable; default: gio, icons, VoG with each of its three strategies, "
+            "random, as flows.measure_selection.DEFAULT_ARMS)."
+        ),
     ] = None,
     budget: Annotated[list[float] | None, typer.Option(help="Fractions of the pool (default 0.1 0.2 0.5).")] = None,
     seed: Annotated[list[int] | None, typer.Option(help="Seeds (default 0 1 2).")] = None,
@@ -511,7 +515,7 @@ def measure_selection_cmd(
     from flows.measure_selection import measure_selection
     from store.results import Results
 
-    arms = {m: {"method": m} for m in (method or ["gio", "icons", "vog", "random"])}
+    arms = {m: {"method": m} for m in method} if method else None  # None: DEFAULT_ARMS
     try:
         with_runner(ctx, measure_selection)(
             pool,

@@ -2,7 +2,8 @@
 
 Steps: drop pool rows that occur in a target's evaluation splits (leakage guard), embed the pool and the targets
 (one Prefect task per split, through the content-keyed embedding cache), check both come from one encoder, run the
-method (`selection.gio` and its quantised mode for big pools, or the `selection.random_baseline`), and store the
+method (`selection.gio` and its quantised mode for big pools, ICONS and VoG through `flows.gradient_scores`, or
+`selection.random_baseline`), and store the
 subset, in selection order, with its per-example scores in one transaction. The subset id hashes everything that
 determines the subset, so asking again returns the stored one. `Results.select_subset` reads it back;
 `store.selections.export_selection` writes it as a task file.
@@ -229,7 +230,9 @@ def select_training_subset(
 
     ``method``: ``"gio"`` (Everaert & Potts 2023; its quantise-then-explode mode with ``n_clusters`` k-means
     clusters when ``quantize`` or, with ``quantize=None``, above 50,000 pool rows; ``method_params`` go to
-    `selection.gio.gio_select`) or ``"random"``. ``budget``: a float in (0, 1] is a fraction of the pool (``1.0``
+    `selection.gio.gio_select`), ``"icons"`` (Wu et al.: consensus of per-target gradient influence on a warm-up
+    checkpoint), ``"vog"`` (Agarwal et al.: variance of gradients across checkpoints; ``method_params`` strategy,
+    n_checkpoints, ...) or ``"random"``. ``budget``: a float in (0, 1] is a fraction of the pool (``1.0``
     the whole pool), an int ≥ 1 a count (``1`` one example); ``None`` lets GIO stop by its own criterion. With
     ``dry_run`` only the plan is returned (see `plan_selection`)."""
     logger = get_run_logger()

@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from selection.gio import GIOSelector, _RemainingPool, gio_kl, gio_quantized, gio_select, uniform_start
+from selection.gio import _RemainingPool, gio_kl, gio_quantized, gio_select, uniform_start
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gio"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())["cases"]
@@ -125,10 +125,10 @@ def test_stopping_criteria(inputs):
     assert not (rises[1:] & rises[:-1]).any()  # never two kept increases in a row
     resets = gio_select(target, pool, start=start, stop="max_resets", max_resets=2)
     assert resets.n_resets == 2 and len(resets.selected) >= len(base.selected)
-    exact = GIOSelector(stop="budget", budget=0.1, seed=0).fit(target, pool)
-    assert len(exact.selected_) == 20 and len(exact.kl_trajectory_) == 20 and exact.start_set_.shape == (20, 8)
-    jump = GIOSelector(v_init="jump", seed=1).fit(target, pool, start=start)
-    assert len(jump.selected_) >= 1
+    exact = gio_select(target, pool, stop="budget", budget=0.1, seed=0)
+    assert len(exact.selected) == 20 and len(exact.kl_trajectory) == 20 and exact.start_set.shape == (20, 8)
+    jump = gio_select(target, pool, v_init="jump", seed=1, start=start)
+    assert len(jump.selected) >= 1
 
 
 @pytest.mark.parametrize(
@@ -183,8 +183,8 @@ def real_embeddings(encoder, shared_tasks) -> dict[str, np.ndarray]:
 def test_gio_subset_beats_random_subsets_on_real_embeddings(real_embeddings):
     """The GIO picks' KL to the target is lower than that of every one of 20 random pool subsets of the same size."""
     pool, target = real_embeddings["pool"].astype(np.float64), real_embeddings["target"].astype(np.float64)
-    result = GIOSelector(stop="budget", budget=20, seed=0).fit(target, pool)
-    picks = result.selected_
+    result = gio_select(target, pool, stop="budget", budget=20, seed=0)
+    picks = result.selected
     assert np.mean(picks < 120) > 0.8  # sentiment texts (SST-2), not questions (TREC), for a sentiment target
     ours = gio_kl(target, pool[picks])
     rng = np.random.default_rng(0)
