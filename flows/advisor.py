@@ -21,7 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.measure import measure_transfer
 from flows.rank import fusion_inputs, rank_sources
 from store.advice import SCORE_COLUMNS, Knowledge, measured_knowledge, put_advice
-from store.catalog import finish_run, put_ranking, start_run
+from store.catalog import put_ranking, recorded_run
 from store.workspace import Workspace
 from transfer.advisor import DEFAULT_INPUTS, advise_target, describe_tasks, mean_gains, verified_ranking
 from transfer.fusion import fuse_rankings
@@ -93,8 +93,8 @@ def advise_sources(
         "model": model,
         "seed": seed,
     }
-    run_id, config = start_run(ws, "advise_sources", params, device=device)
-    try:
+    with recorded_run(ws, "advise_sources", params, device=device) as run:
+        run_id, config = run.run_id, run.config
         training = len(knowledge.origin)
         if training >= MIN_TRAINING_TARGETS:
             known = knowledge.scores[knowledge.scores.method.isin(inputs)]  # learn only from what the target has
@@ -157,10 +157,6 @@ def advise_sources(
             message += (
                 f"\nDon't transfer: no source is expected to help {target} ({evidence}); fine-tune on {target} alone."
             )
-    except BaseException as err:
-        finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
-        raise
-    finish_run(ws, run_id, status="completed")
     out = table.drop(columns=["score"], errors="ignore").rename_axis("source").reset_index()
     out.attrs.update(
         basis=basis, dont_transfer=dont, learner=learner, message=message, run_id=run_id, method=method,

@@ -40,7 +40,7 @@ from flows.measure import measure_transfer
 from flows.measure_selection import measure_selection
 from flows.rank import rank_sources
 from flows.select import select_training_subset
-from store.catalog import config_hash, finish_run, list_tasks, start_run
+from store.catalog import config_hash, list_tasks, recorded_run
 from store.workspace import Workspace, resolve_root
 
 DEPLOYMENT = "transferscope"  # every deployment's name; full names are "<flow>/transferscope"
@@ -98,15 +98,10 @@ def refresh(
             logger.info("%s: tasks and options unchanged since the last refresh; not ranked again", target)
             outcome[target] = "unchanged"
             continue
-        run_id, _ = start_run(ws, "refresh", params, device=device)
-        try:
+        with recorded_run(ws, "refresh", params, device=device):
             rank_sources(
                 target=target, methods=methods, budget=budget, model=model, device=device, workspace=str(ws.root)
             )
-        except BaseException as err:
-            finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
-            raise
-        finish_run(ws, run_id, status="completed")
         outcome[target] = "ranked"
     return outcome
 

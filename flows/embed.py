@@ -20,7 +20,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.progress import progress
 from flows.runners import gather
-from store.catalog import EmbeddingKey, find_embeddings, finish_run, get_task, put_embeddings, start_run
+from store.catalog import EmbeddingKey, find_embeddings, get_task, put_embeddings, recorded_run
 from store.tasks import Task
 from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
@@ -134,18 +134,9 @@ def embed_tasks(
         if splits and len(missing) == len(wanted):
             raise ValueError(f"Task {name!r} has none of the splits {wanted}; it has {list(stored.splits)}.")
         plan += [(name, s) for s in wanted if s in stored.splits]
-    run_id, _ = start_run(ws, "embed_tasks", {"tasks": names, "splits": splits, **encoder_config}, device=device)
-    started = time.perf_counter()
-    try:
-        futures = [embed_split.submit(str(ws.root), name, split, encoder_config, run_id) for name, split in plan]
+    params = {"tasks": names, "splits": splits, **encoder_config}
+    with recorded_run(ws, "embed_tasks", params, device=device) as run:
+        futures = [embed_split.submit(str(ws.root), name, split, encoder_config, run.run_id) for name, split in plan]
         results = gather(ws, futures, "embed splits", "split")
-    except BaseException as err:
-        finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
-        raise
-    finish_run(
-        ws,
-        run_id,
-        status="completed",
-        timings={"total_s": time.perf_counter() - started, "embed_s": sum(r["seconds"] for r in results)},
-    )
-    return [{**r, "run_id": run_id} for r in results]
+        run.timings["embed_s"] = sum(r["seconds"] for r in results)
+    return [{**r, "run_id": run.run_id} for r in results]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from prefect import flow
 
-from store.catalog import finish_run, put_ranking_quality, start_run
+from store.catalog import put_ranking_quality, recorded_run
 from store.workspace import Workspace
 from transfer.metrics import one_seed_oracle, ranking_quality
 
@@ -53,17 +53,6 @@ def evaluate_rankings(
     measured = dict(zip(gains.source, gains.source_mean, strict=True))
     baseline = float(gains.baseline_mean.iloc[0])
     rankings = ws.read("latest_rankings_all_methods", {"target": target})
-    run_id, _ = start_run(
-        ws,
-        "evaluate_rankings",
-        {
-            "target": target,
-            "ks": list(ks),
-            "n_random": n_random,
-            "seed": seed,
-            "measured_config": gains.config_hash.iloc[0],
-        },
-    )
     rows: list[dict[str, Any]] = []
 
     def add(method: str, predicted: dict[str, float], ranking_run_id: str | None) -> None:
@@ -93,6 +82,16 @@ def evaluate_rankings(
             {"method": "one-seed-oracle", "ranking_run_id": None, "n_sources": len(per_source), "metric": m, "value": v}
             for m, v in one_seed_oracle(per_source, runs.loc[""].tolist(), ks=ks).items()
         )
-    put_ranking_quality(ws, run_id, target, gains.config_hash.iloc[0], rows)
-    finish_run(ws, run_id, status="completed")
+    with recorded_run(
+        ws,
+        "evaluate_rankings",
+        {
+            "target": target,
+            "ks": list(ks),
+            "n_random": n_random,
+            "seed": seed,
+            "measured_config": gains.config_hash.iloc[0],
+        },
+    ) as run:
+        put_ranking_quality(ws, run.run_id, target, gains.config_hash.iloc[0], rows)
     return pd.DataFrame(rows).pivot(index="method", columns="metric", values="value")

@@ -9,7 +9,6 @@ seeds, paired t-test) is rewritten from all stored seeds at the end.
 from __future__ import annotations
 
 import json
-import time
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
@@ -24,12 +23,11 @@ from flows.runners import gather
 from store.catalog import (
     config_hash,
     done_transfer_runs,
-    finish_run,
     get_task,
     list_tasks,
     put_transfer_gains,
     put_transfer_result,
-    start_run,
+    recorded_run,
 )
 from store.tasks import Task, ensure_split
 from store.worker import Deferred, WorkerWorkspace
@@ -139,11 +137,9 @@ def measure_transfer(
         "target_content": goal.content_hash,
     }
     config = config_hash({k: v for k, v in setup.items() if k != "device"})
-    run_id, _ = start_run(
-        ws, "measure_transfer", {**setup, "target": target, "sources": names, "seeds": list(seeds)}, device=device
-    )
-    started = time.perf_counter()
-    try:
+    params = {**setup, "target": target, "sources": names, "seeds": list(seeds)}
+    with recorded_run(ws, "measure_transfer", params, device=device) as run:
+        run_id = run.run_id
         done = done_transfer_runs(ws, config, target)
         todo = [(s, seed) for seed in seeds for s in [BASELINE, *names] if (s, seed) not in done]
         get_run_logger().info(
@@ -156,10 +152,6 @@ def measure_transfer(
         futures = [measure_run.submit(str(ws.root), target, s, seed, setup_json, config, run_id) for s, seed in todo]
         gather(ws, futures, f"measure {target}", "fine-tune")
         summary = summarise(ws, config, target, names, seeds, run_id)
-    except BaseException as err:
-        finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
-        raise
-    finish_run(ws, run_id, status="completed", timings={"total_s": time.perf_counter() - started})
     return summary
 
 

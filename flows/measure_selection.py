@@ -11,7 +11,6 @@ held-out rows) and the subset id, so an interrupted or extended grid resumes wit
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from flows.progress import progress
 from flows.runners import gather
 from flows.select import METHODS, plan_selection, select_training_subset
 from selection.quality import FULL, RANDOM, summarise_selection
-from store.catalog import config_hash, finish_run, get_task, start_run
+from store.catalog import config_hash, get_task, recorded_run
 from store.rates import fine_tune_rate
 from store.selections import (
     done_selection_runs,
@@ -234,9 +233,8 @@ def measure_selection(
     )
     if dry_run:
         return pd.DataFrame()
-    run_id, _ = start_run(ws, OWNER, {**setup, "arms": arms, "budgets": list(budgets), "seeds": list(seeds)})
-    started = time.perf_counter()
-    try:
+    with recorded_run(ws, OWNER, {**setup, "arms": arms, "budgets": list(budgets), "seeds": list(seeds)}) as run:
+        run_id = run.run_id
         setup_json = json.dumps({**setup, "device": device})
         for _, method, params, budget, seed, plan in todo:  # every selection first: two torch jobs thrash
             if not plan["stored"]:
@@ -253,8 +251,4 @@ def measure_selection(
         in_grid = np.array([(a, b) in wanted for a, b in zip(stored.arm, stored.budget, strict=True)], dtype=bool)
         stored = stored[stored.seed.isin(seeds).to_numpy() & in_grid]
         summary = summarise_selection(stored)
-    except BaseException as err:
-        finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
-        raise
-    finish_run(ws, run_id, status="completed", timings={"total_s": time.perf_counter() - started})
     return summary

@@ -12,7 +12,6 @@ pre-filter narrows the sources first, and an optional fusion stores the combined
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,11 +28,10 @@ from flows.maxsim import maxsim_scores
 from flows.runners import commit, gather
 from store.catalog import (
     canonical_json,
-    finish_run,
     get_task,
     list_tasks,
     put_ranking,
-    start_run,
+    recorded_run,
 )
 from store.esms import esm_cache_key, find_esm, put_esm
 from store.rates import fine_tune_rate
@@ -272,33 +270,32 @@ def rank_sources(
         "fuse": fuse and {"method": fuse, "inputs": list(methods), "weights": fuse_weights},
         "seed": seed,
     }
-    run_id, config = start_run(ws, "rank_sources", params, device=device)
-    started = time.perf_counter()
-    divergence_options: dict[str, Any] = {
-        "model": model,
-        "device": device,
-        "max_examples": max_divergence_examples,
-        "seed": seed,
-        "run_id": run_id,
-    }
-    stored: dict[str, pd.DataFrame] = {}
-    failures: dict[str, BaseException] = {}
+    with recorded_run(ws, "rank_sources", params, device=device) as run:
+        run_id, config = run.run_id, run.config
+        divergence_options: dict[str, Any] = {
+            "model": model,
+            "device": device,
+            "max_examples": max_divergence_examples,
+            "seed": seed,
+            "run_id": run_id,
+        }
+        stored: dict[str, pd.DataFrame] = {}
+        failures: dict[str, BaseException] = {}
 
-    def attempt(step: list[str], compute: Callable[[], dict[str, dict[str, float]]]) -> None:
-        """Run one step (methods computed together) and store each of its rankings at once; a step that fails
-        is recorded and the others still run and are stored."""
-        try:
-            scores = compute()
-        except Exception as err:
-            failures.update(dict.fromkeys(step, err))
-            get_run_logger().warning("rank_sources %s: %s failed: %s: %s", target, step, type(err).__name__, err)
-            return
-        for method, by_source in scores.items():
-            stored[method] = put_ranking(
-                ws, run_id, config, target, method, by_source, higher_is_better=higher_is_better(method)
-            )
+        def attempt(step: list[str], compute: Callable[[], dict[str, dict[str, float]]]) -> None:
+            """Run one step (methods computed together) and store each of its rankings at once; a step that fails
+            is recorded and the others still run and are stored."""
+            try:
+                scores = compute()
+            except Exception as err:
+                failures.update(dict.fromkeys(step, err))
+                get_run_logger().warning("rank_sources %s: %s failed: %s: %s", target, step, type(err).__name__, err)
+                return
+            for method, by_source in scores.items():
+                stored[method] = put_ranking(
+                    ws, run_id, config, target, method, by_source, higher_is_better=higher_is_better(method)
+                )
 
-    try:
         if prefilter:
             measure, keep = parse_prefilter(prefilter)
             future = divergence_scores.submit(str(ws.root), target, names, [measure], **divergence_options)
@@ -380,12 +377,9 @@ def rank_sources(
             stored[f"fused-{fuse}"] = put_ranking(
                 ws, run_id, config, target, f"fused-{fuse}", fused, higher_is_better=True
             )
-    except BaseException as err:
-        finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
-        raise
-    failed = "; ".join(f"{m}: {type(e).__name__}: {e}" for m, e in failures.items()) or None
-    timings = {"total_s": time.perf_counter() - started}
-    finish_run(ws, run_id, status="partial" if failed else "completed", timings=timings, error=failed)
+        if failures:  # the methods that ran are stored; the run says which did not
+            run.status = "partial"
+            run.error = "; ".join(f"{m}: {type(e).__name__}: {e}" for m, e in failures.items())
     rankings = pd.concat(list(stored.values()), ignore_index=True)
     rankings.attrs["failures"] = {m: f"{type(e).__name__}: {e}" for m, e in failures.items()}
     return rankings
@@ -418,18 +412,9 @@ def build_esms(
     """Build (or find) the ESM of every source; returns {source: ESM cache key}."""
     ws = Workspace(workspace)
     recipe = resolve_budget(budget)
-    run_id, _ = start_run(
-        ws,
-        "build_esms",
-        {"sources": sorted(sources), "recipe": recipe.as_dict(), "model": model, "seed": seed},
-        device=device,
-    )
-    try:
-        args = (model, canonical_json(recipe.as_dict()), seed, device, run_id)
+    params = {"sources": sorted(sources), "recipe": recipe.as_dict(), "model": model, "seed": seed}
+    with recorded_run(ws, "build_esms", params, device=device) as run:
+        args = (model, canonical_json(recipe.as_dict()), seed, device, run.run_id)
         futures = [build_source_esm.submit(str(ws.root), s, *args) for s in sources]
         keys = dict(zip(sources, gather(ws, futures, "source ESMs", "source"), strict=True))
-    except BaseException as err:
-        finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
-        raise
-    finish_run(ws, run_id, status="completed")
     return keys

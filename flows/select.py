@@ -35,7 +35,7 @@ from flows.runners import gather
 from selection import gio
 from selection.budget import resolve_budget
 from selection.random_baseline import random_select
-from store.catalog import config_hash, find_embeddings, finish_run, get_task, start_run
+from store.catalog import config_hash, find_embeddings, get_task, recorded_run
 from store.leakage import drop_leaked
 from store.rates import fine_tune_rate
 from store.selections import budget_kind, check_same_space, find_selection, put_selection
@@ -274,9 +274,9 @@ def select_training_subset(
     stored = find_selection(ws, plan["subset_id"]) if plan["stored"] else None
     if stored is not None:
         return {**summary, "n_selected": int(stored.n_selected), "run_id": stored.run_id, "cached": True}
-    run_id, _ = start_run(ws, OWNER, {"pool": pool, "targets": plan["targets"], "method": method, **plan["params"]})
     started = time.perf_counter()
-    try:
+    with recorded_run(ws, OWNER, {"pool": pool, "targets": plan["targets"], "method": method, **plan["params"]}) as run:
+        run_id = run.run_id
         ids, scores, score_config = _run_selection(ws, plan, run_id)
         put_selection(
             ws,
@@ -292,11 +292,7 @@ def select_training_subset(
             run_id=run_id,
             scores=scores,
         )
-    except BaseException as err:
-        finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
-        raise
     seconds = time.perf_counter() - started
-    finish_run(ws, run_id, status="completed", timings={"total_s": seconds})
     logger.info("stored subset %s: %d of %d examples in %.1f s", plan["subset_id"], len(ids), plan["n_pool"], seconds)
     return {**summary, "n_selected": len(ids), "run_id": run_id, "cached": False, "seconds": seconds}
 

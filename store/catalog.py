@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import time
 import uuid
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -242,6 +245,34 @@ def finish_run(
         "finish_run",
         {"run_id": run_id, "status": status, "timings_json": canonical_json(timings or {}), "error": error},
     )
+
+
+@dataclass
+class RunRecord:
+    """A started run (`recorded_run`): its id and config hash, and what to record when it ends: ``status``
+    ("completed", or "partial" when some of it failed), ``timings`` (seconds; ``total_s`` is added) and ``error``."""
+
+    run_id: str
+    config: str
+    status: str = "completed"
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+@contextmanager
+def recorded_run(ws: Workspace, flow: str, params: dict[str, Any], *, device: str | None = None) -> Iterator[RunRecord]:
+    """Record a run around a block: started now; if the block raises, finished as failed with the error (and the
+    error re-raised); else finished with the record's status, timings (plus the block's ``total_s``) and error."""
+    run_id, config = start_run(ws, flow, params, device=device)
+    record = RunRecord(run_id, config)
+    started = time.perf_counter()
+    try:
+        yield record
+    except BaseException as err:
+        finish_run(ws, run_id, status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    timings = {"total_s": time.perf_counter() - started, **record.timings}
+    finish_run(ws, run_id, status=record.status, timings=timings, error=record.error)
 
 
 # ------------------------------------------------------------------------------------------- checkpoints

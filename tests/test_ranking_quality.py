@@ -62,7 +62,8 @@ def test_learned_rows_evaluate_the_advisor_and_fusion_per_target():
         for seed in (0, 1):
             atlas.append({"target": target, "source": "", "seed": seed, "value": 0.6})
         for j, source in enumerate(sources):
-            for method, score in (("good", quality[j]), ("noise", rng.normal())):
+            # one default input of the advisor sees the quality; esm-logme (not a default input) sees noise
+            for method, score in (("centroid-cosine", quality[j]), ("esm-logme", rng.normal())):
                 scores.append({"target": target, "source": source, "method": method, "score": score})
             for seed in (0, 1):
                 value = 0.6 + (3 * quality[j] + 0.3 * rng.normal()) / 100
@@ -73,10 +74,12 @@ def test_learned_rows_evaluate_the_advisor_and_fusion_per_target():
         {"n_train": 500, "n_labels": 2, "kind": "classification", "input": "single"}, index=targets + sources
     )
     rows = ranking_quality.learned_rows(scores, pd.DataFrame(atlas), tasks)
-    assert set(rows.method) == {"advisor", "advisor+verify@2", "advisor+verify@3", "fused-rrf"}
+    assert set(rows.method) == set(ranking_quality.LEARNED)
     assert rows.groupby("method").target.nunique().eq(5).all()
     advisor = rows[rows.method == "advisor"].set_index("target")
     assert advisor.spearman.mean() > 0.7 and advisor.coverage.notna().all()
+    every = rows[rows.method == "advisor-all-methods"].set_index("target")
+    assert every.spearman.mean() > 0.5  # the noisy method's features do not drown the signal
     table = ranking_quality.summary_table(rows)
-    assert len(table) == 4 and table.attrs["best_single_method"] is None  # learned rows are never "single methods"
+    assert len(table) == 7 and table.attrs["best_single_method"] is None  # learned rows are never "single methods"
     assert table.loc["advisor", "coverage_mean"] == pytest.approx(advisor.coverage.mean())

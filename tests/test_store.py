@@ -341,3 +341,21 @@ def test_results_flag_near_ties_per_method(workspace):
     put_ranking(workspace, run_id, config, "t", "esm-logme", tied, higher_is_better=True)
     put_ranking(workspace, run_id, config, "t", "mmd", {"a": 1.0, "b": 2.0}, higher_is_better=False)
     assert Results(workspace).near_ties("t") == {"esm-logme": [["b", "a"]]}
+
+
+def test_recorded_run_finishes_completed_partial_or_failed(workspace):
+    import json
+
+    from store.catalog import recorded_run
+
+    with recorded_run(workspace, "ok", {"a": 1}, device="cpu") as run:
+        run.timings["step_s"] = 1.5
+    with recorded_run(workspace, "some", {"a": 2}) as run:
+        run.status, run.error = "partial", "mmd: ValueError: no"
+    with pytest.raises(KeyError), recorded_run(workspace, "bad", {"a": 3}):
+        raise KeyError("boom")
+    rows = workspace.sql("SELECT flow, status, error, timings_json FROM runs").set_index("flow")
+    assert rows.loc["ok"].status == "completed" and pd.isna(rows.loc["ok"].error)
+    assert set(json.loads(rows.loc["ok"].timings_json)) == {"total_s", "step_s"}
+    assert (rows.loc["some"].status, rows.loc["some"].error) == ("partial", "mmd: ValueError: no")
+    assert rows.loc["bad"].status == "failed" and rows.loc["bad"].error == "KeyError: 'boom'"
