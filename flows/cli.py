@@ -164,7 +164,13 @@ def tasks_list(ctx: typer.Context) -> None:
 def embed(
     ctx: typer.Context,
     tasks: Annotated[list[str] | None, typer.Argument(help="Tasks to embed (default: all stored tasks).")] = None,
-    split: Annotated[list[str] | None, typer.Option(help="Split(s) to embed (default: all).")] = None,
+    split: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Split(s) to embed, or 'all' (default: train, what rank and select read; they embed "
+            "anything else they need themselves)."
+        ),
+    ] = None,
     model: Annotated[str, typer.Option(help="Hugging Face encoder name or local path.")] = "all-MiniLM-L6-v2",
     pooling: Annotated[str, typer.Option(help="mean, cls or pooler.")] = "mean",
     max_length: Annotated[int, typer.Option(help="Tokens per input.")] = 128,
@@ -179,7 +185,7 @@ def embed(
 
     results = with_runner(ctx, embed_tasks)(
         tasks=tasks or None,
-        splits=split or None,
+        splits=None if split == ["all"] else (split or ["train"]),
         model=model,
         pooling=pooling,
         max_length=max_length,

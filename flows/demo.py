@@ -69,7 +69,7 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
         ts.add_task(ws, task)
         console.print(f"{task.name}: {task.kind}/{task.input}, {task.counts()}")
     console.rule("2. Embeddings of the training splits (all-MiniLM-L6-v2, mean pooling, cached by content)")
-    embedded = ts.embed(ws, [t.name for t in tasks], splits=["train"], device=device)
+    embedded = ts.embed(ws, [t.name for t in tasks], device=device)
     total = sum(r["n"] for r in embedded)
     computed = [r for r in embedded if not r["cached"]]
     console.print(

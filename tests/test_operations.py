@@ -23,7 +23,19 @@ TASKS = ("uci_sentiment_amazon", "uci_sentiment_yelp", "uci_sentiment_imdb")
 
 
 def embed_command(ws: Workspace, *tasks: str) -> list[str]:
-    return [sys.executable, "-m", "flows.cli", "--workspace", str(ws.root), "--device", "cpu", "embed", *tasks]
+    return [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "--workspace",
+        str(ws.root),
+        "--device",
+        "cpu",
+        "embed",
+        *tasks,
+        "--split",
+        "all",
+    ]
 
 
 def test_embedding_flow_killed_mid_way_resumes_cleanly(tmp_path, shared_tasks):

@@ -33,7 +33,7 @@ def test_the_readme_workflow_through_the_facade(tmp_path, shared_tasks, prefect_
     ws = ts.Workspace(tmp_path / "ws")
     for name in (TARGET, POOL, "tweeteval_stance_atheism"):
         assert ts.add_task(ws, shared_tasks / name).name == name
-    assert {r["task"] for r in ts.embed(ws, splits=["train"], device="cpu")} == {
+    assert {r["task"] for r in ts.embed(ws, device="cpu")} == {
         TARGET,
         POOL,
         "tweeteval_stance_atheism",

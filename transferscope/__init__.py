@@ -66,12 +66,18 @@ def add_task(
     return task
 
 
-def embed(workspace: WorkspaceLike, tasks: list[str] | None = None, **options: Any) -> list[dict]:
-    """Embed every split of ``tasks`` (default: every stored task) with the base encoder, cached
-    (`flows.embed.embed_tasks`; ``options``: splits, model, precision, device, ...)."""
+def embed(
+    workspace: WorkspaceLike,
+    tasks: list[str] | None = None,
+    splits: tuple[str, ...] | None = ("train",),
+    **options: Any,
+) -> list[dict]:
+    """Embed ``splits`` (default: train, what ranking and selection read; None: every split) of ``tasks``
+    (default: every stored task) with the base encoder, cached (`flows.embed.embed_tasks`; ``options``: model,
+    precision, device, ...)."""
     from flows import embed_tasks
 
-    return embed_tasks(tasks=tasks, workspace=_root(workspace), **options)
+    return embed_tasks(tasks=tasks, splits=list(splits) if splits else None, workspace=_root(workspace), **options)
 
 
 def rank_sources(
