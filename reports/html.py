@@ -52,6 +52,8 @@ th,td{border:1px solid #d9dde2;padding:4px 8px;text-align:left;vertical-align:to
 th{background:#eef1f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.hit{background:#dff0d8}table.runs td:nth-child(-n+3){white-space:nowrap}
 .sub{color:#666;font-size:12px}code{font-size:12px}
+table{display:block;max-width:100%;overflow-x:auto}p,figcaption,td{overflow-wrap:anywhere}
+@media (max-width:700px){main{padding:12px 10px 40px}h1{font-size:21px}}
 """
 
 
@@ -191,6 +193,7 @@ def gains_section(gains: pd.DataFrame) -> str:
         columns,
         {k: v * 100 for k, v in values.items()},
         labels,
+        title="Measured gain of fine-tuning on each source before each target (points over the target alone)",
         x_label="source task (fine-tuned on first)",
         y_label="target task",
         legend_label="mean gain (points)",
@@ -345,6 +348,7 @@ def map_section(ws: Workspace) -> str:
     coords, shares = pca_2d(matrix)
     figure = scatter(
         [(n, float(x), float(y)) for n, (x, y) in zip(names, coords, strict=True)],
+        title="Tasks by the mean embedding of their train split (first two principal components)",
         x_label=f"PC1 ({shares[0] * 100:.0f}% of variance)",
         y_label=f"PC2 ({shares[1] * 100:.0f}% of variance)",
         point_class="task-point",
@@ -406,7 +410,13 @@ def selection_curves(summary: pd.DataFrame) -> str:
         str(arm): [(float(r.budget), 100 * float(r.share_mean), 100 * float(r.share_std)) for r in rows.itertuples()]
         for arm, rows in overall.groupby("arm")
     }
-    return line_chart(series, x_label="budget (share of the pool)", y_label="% of the full-pool score", reference=100.0)
+    return line_chart(
+        series,
+        title="Share of the full-pool score reached by each selection method's subsets, per budget",
+        x_label="budget (share of the pool)",
+        y_label="% of the full-pool score",
+        reference=100.0,
+    )
 
 
 def selection_quality_section(ws: Workspace, views: set[str]) -> str:

@@ -76,14 +76,23 @@ class _Plot:
         return self.top + (1 - (y - self.y0) / (self.y1 - self.y0)) * self.height
 
 
-def _axes(plot: _Plot, css_class: str, size: tuple[float, float], x_ticks: Sequence[float]) -> list[str]:
-    """The opening ``<svg>`` tag of a ``size`` (width, height) chart, the plot's background and the tick grid with
-    its labels (``x_ticks`` as given, y ticks chosen by `nice_ticks`)."""
+def _open(css_class: str, width: float, height: float, title: str) -> str:
+    """The opening ``<svg>`` tag of a chart, named by ``title`` (its accessible name and first ``<title>`` child,
+    shown as a tooltip)."""
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" width="{width:.0f}" height="{height:.0f}" '
+        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="{escape(title)}" style="{FONT}">'
+        f"<title>{escape(title)}</title>"
+    )
+
+
+def _axes(plot: _Plot, css_class: str, size: tuple[float, float], x_ticks: Sequence[float], title: str) -> list[str]:
+    """The opening ``<svg>`` tag of a ``size`` (width, height) chart titled ``title``, the plot's background and the
+    tick grid with its labels (``x_ticks`` as given, y ticks chosen by `nice_ticks`)."""
     width, height = size
     bottom = plot.top + plot.height
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" style="{FONT}">',
+        _open(css_class, width, height, title),
         f'<rect x="{plot.left}" y="{plot.top}" width="{plot.width:.1f}" height="{plot.height:.1f}" fill="#fafafa" '
         'stroke="#888"/>',
     ]
@@ -120,6 +129,7 @@ def heatmap(
     values: dict[tuple[str, str], float],
     labels: dict[tuple[str, str], str],
     *,
+    title: str,
     x_label: str,
     y_label: str,
     legend_label: str,
@@ -144,8 +154,7 @@ def heatmap(
     limit = max((abs(v) for v in values.values() if math.isfinite(v)), default=0.0) or 1.0
     tips = tooltips or {}
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" width="{width:.0f}" height="{height:.0f}" '
-        f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" style="{FONT}">',
+        _open("heatmap", width, height, title),
         f'<defs><linearGradient id="{id_prefix}-scale" x1="0" y1="1" x2="0" y2="0">'
         f'<stop offset="0%" stop-color="{diverging_colour(-limit, limit)}"/>'
         '<stop offset="50%" stop-color="rgb(255,255,255)"/>'
@@ -210,6 +219,7 @@ def heatmap(
 def scatter(
     points: Sequence[tuple[str, float, float]],
     *,
+    title: str,
     x_label: str,
     y_label: str,
     width: float = 720,
@@ -230,7 +240,7 @@ def scatter(
 
     (x0, x1), (y0, y1) = padded(xs), padded(ys)
     plot = _Plot(left, top, width - left - right, height - top - bottom, x0, x1, y0, y1)
-    out = _axes(plot, "scatter", (width, height), nice_ticks(x0, x1))
+    out = _axes(plot, "scatter", (width, height), nice_ticks(x0, x1), title)
     for label, x, y in points:
         cx, cy = plot.px(x), plot.py(y)
         out.append(
@@ -257,6 +267,7 @@ SERIES_COLOURS = (
 def line_chart(
     series: Mapping[str, Sequence[tuple[float, float, float]]],
     *,
+    title: str,
     x_label: str,
     y_label: str,
     reference: float | None = None,
@@ -278,7 +289,7 @@ def line_chart(
     y_span = (max(highs or [1.0]) - min(lows or [0.0])) or 1.0
     y0, y1 = min(lows or [0.0]) - 0.08 * y_span, max(highs or [1.0]) + 0.08 * y_span
     plot = _Plot(left, top, width - left - right, height - top - bottom, x0, x1, y0, y1)
-    out = _axes(plot, "lines", (width, height), sorted(set(xs)))
+    out = _axes(plot, "lines", (width, height), sorted(set(xs)), title)
     if reference is not None:
         y = plot.py(reference)
         out.append(

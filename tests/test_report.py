@@ -261,11 +261,43 @@ def test_report_renders_in_chromium(report, tmp_path):
     assert shot.stat().st_size > 20_000 and distinct > 50, "the screenshot looks blank"
 
 
+@real_run
+def test_report_reads_on_a_phone_and_every_chart_is_titled_and_labelled(report, tmp_path):
+    _, index = report
+    page = index.read_text(encoding="utf-8")
+    # Every chart: a title (its accessible name and first <title>), two axis titles, units on its value axes.
+    charts = re.findall(r"<svg[^>]*>.*?</svg>", page, re.S)
+    assert len(charts) == 3
+    for chart in charts:
+        title = re.match(r'<svg[^>]*aria-label="([^"]+)"[^>]*><title>([^<]+)</title>', chart)
+        assert title is not None and title.group(1) == title.group(2), chart[:300]
+        assert chart.count('font-weight="600"') >= 2, "axis titles"
+    heat, scatter, lines = (
+        next(c for c in charts if f'class="{k}"' in c[:200]) for k in ("heatmap", "scatter", "lines")
+    )
+    assert "mean gain (points)" in heat and "source task" in heat and "target task" in heat
+    assert "PC1 (" in scatter and "% of variance)" in scatter
+    assert "budget (share of the pool)" in lines and "% of the full-pool score" in lines
+    # At a phone's width (390 px) the page body does not scroll sideways: the report has no script, so a copy with
+    # one that measures the overflow is rendered.
+    probe = tmp_path / "probe.html"
+    measure = (
+        "<script>document.body.setAttribute('data-overflow', "
+        "String(document.documentElement.scrollWidth - document.documentElement.clientWidth))</script>"
+    )
+    probe.write_text(page.replace("</body>", measure + "</body>"), encoding="utf-8")
+    dom = _chromium(probe, tmp_path / "profile-phone", "--dump-dom", "--window-size=390,844")
+    overflow = re.search(r'data-overflow="(-?\d+)"', dom.stdout)
+    assert overflow is not None, dom.stdout[-2000:]
+    assert int(overflow.group(1)) <= 0, f"the page body scrolls sideways by {overflow.group(1)} px at 390 px"
+
+
 def test_line_chart_draws_each_series_with_error_bars_and_escapes_names():
     from reports.svg import line_chart
 
     svg = line_chart(
         {"gio": [(0.1, 90.0, 2.0), (0.5, 99.0, 1.0), (0.2, 95.0, 0.5)], "<b>": [(0.1, 80.0, 3.0), (0.2, 85.0, 0.0)]},
+        title="quality",
         x_label="budget",
         y_label="% of full",
         reference=100.0,
