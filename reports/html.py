@@ -12,7 +12,8 @@ are embedded, and there is no JavaScript. Sections:
 6. the stored training subsets (``selections``, with their ``example_scores`` counts);
 7. selection quality: the share of the full-pool score each selection method's subsets reach, per budget, with
    seed spread (``Results.selection_quality``, from ``measure_selection``);
-8. metadata of the most recent runs (model, library versions, config hash, timings, status).
+8. the committed benchmarks as the reference (`store.benchmarks`: atlas, ranking and selection quality);
+9. metadata of the most recent runs (model, library versions, config hash, timings, status).
 
 Reads go through ``Workspace.sql`` (the views) and `store.results.Results` only. Every text from the store is
 HTML-escaped; a missing piece gives a short note instead of an error.
@@ -33,6 +34,7 @@ import pandas as pd
 
 from reports.svg import heatmap, line_chart, scatter
 from store.artifacts import replace_atomically
+from store.benchmarks import atlas_summary, committed_ranking_quality, committed_selection_quality
 from store.results import Results
 from store.workspace import Workspace
 
@@ -465,9 +467,77 @@ def selection_quality_section(ws: Workspace, views: set[str]) -> str:
     return "".join(out)
 
 
+def reference_section() -> str:
+    """Section 8: the committed benchmark results shipped with the package, the reference for this workspace's
+    numbers: the transfer atlas per target, ranking quality per method, selection quality per method and budget."""
+    out = ['<h2 id="reference">8. Reference: the committed benchmarks</h2>']
+    atlas = atlas_summary()
+    if atlas is None or atlas.empty:
+        out.append(_note("No transfer atlas is shipped with this installation."))
+    else:
+        out.append(
+            f"<h3>Transfer atlas: {int(atlas.runs.sum())} measured fine-tunes over {len(atlas)} targets</h3>"
+            "<p class='meta'>Per target: the best source's mean gain over fine-tuning on the target alone, the "
+            "mean over its sources and the share of sources that help (points; <code>python -m bench "
+            "transfer_atlas</code>).</p>"
+        )
+        rows = [
+            [
+                _fmt(r.target),
+                f'<td class="num">{r.runs}</td>',
+                f'<td class="num">{r.sources}</td>',
+                _fmt(r.best_source),
+                f'<td class="num">{r.best_gain:+.1f}</td>',
+                f'<td class="num">{r.mean_gain:+.1f}</td>',
+                f'<td class="num">{r.helps:.0%}</td>',
+            ]
+            for r in atlas.itertuples()
+        ]
+        headers = ["target", "runs", "sources", "best source", "its gain", "mean gain", "sources that help"]
+        out.append(_table(headers, rows, css_class="atlas"))
+    ranking = committed_ranking_quality()
+    if ranking is not None and len(ranking[0]) and "ndcg@5_mean" in ranking[0]:
+        table, meta = ranking
+        coverage = "complete atlas" if meta["complete"] else f"the {len(meta['targets'] or [])} complete atlas targets"
+        out.append(
+            f"<h3>Ranking quality on {escape(coverage)}</h3><p class='meta'>Mean ± std over targets; regret@1: % of "
+            "the best gain lost by taking the top source (lower is better); NDCG@5 and Spearman: higher is better "
+            "(<code>python -m bench ranking_quality</code>).</p>"
+        )
+        rows = [
+            [_fmt(r["method"])]
+            + [
+                f'<td class="num">{_fmt(r.get(f"{m}_mean"), 2)} ± {_fmt(r.get(f"{m}_std"), 2)}</td>'
+                for m in ("regret@1", "ndcg@5", "spearman")
+            ]
+            for r in table.to_dict("records")
+        ]
+        out.append(_table(["method", "regret@1", "NDCG@5", "Spearman"], rows, css_class="reference-quality"))
+    selection = committed_selection_quality()
+    if selection is not None:
+        out.append(
+            "<h3>Selection quality</h3><p class='meta'>Share of the full-pool score a subset reaches (%, mean ± std "
+            "over seeds) and its paired difference to random subsets of the same size (points; <code>python -m "
+            "bench selection_quality</code>).</p>"
+        )
+        rows = [
+            [
+                _fmt(r.arm),
+                f"{r.budget:.0%}",
+                f'<td class="num">{100 * r.share_mean:.1f} ± {100 * r.share_std:.1f}</td>',
+                f'<td class="num">{_points(r.vs_random_mean) if pd.notna(r.vs_random_mean) else "—"}</td>',
+            ]
+            for r in selection.itertuples()
+        ]
+        out.append(
+            _table(["method", "budget", "share of full pool", "vs random"], rows, css_class="reference-selection")
+        )
+    return "".join(out)
+
+
 def runs_section(ws: Workspace) -> str:
-    """Section 8: metadata of the most recent runs."""
-    out = ['<h2 id="runs">8. Recent runs</h2>']
+    """Section 9: metadata of the most recent runs."""
+    out = ['<h2 id="runs">9. Recent runs</h2>']
     runs = ws.sql(
         "SELECT run_id, flow, params_json, config_hash, versions_json, device, started_at, finished_at, status, "
         f"timings_json, error FROM runs ORDER BY started_at DESC LIMIT {RECENT_RUNS}"
@@ -541,6 +611,7 @@ def render(ws: Workspace, target: str | None = None) -> str:
                 ("map", "task map"),
                 ("selections", "selections"),
                 ("selection-quality", "selection quality"),
+                ("reference", "reference"),
                 ("runs", "runs"),
             )
         )
@@ -553,6 +624,7 @@ def render(ws: Workspace, target: str | None = None) -> str:
             + map_section(ws)
             + selections_section(ws, views)
             + selection_quality_section(ws, views)
+            + reference_section()
             + runs_section(ws)
         )
     return (

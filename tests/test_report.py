@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from store.advice import put_advice
+from store.advice import SHIPPED_ATLAS, put_advice
 from store.catalog import put_task, put_transfer_gains, start_run
 from store.selections import put_selection_result
 from store.tasks import load_task_dir
@@ -147,7 +147,7 @@ def test_report_content(report):
     assert 'class="selections"' in selections and "<td>40 / 800</td>" in selections and "<td>5.0%</td>" in selections
     assert "<td>gio</td>" in selections and "<td>40</td>" in selections and "(count)" in selections
     # 6. selection quality: shares of the full-pool score (0.85): gio (1.0, 1.0), random (0.8, 1.0)
-    quality = page[page.index('id="selection-quality"') : page.index('id="runs"')]
+    quality = page[page.index('id="selection-quality"') : page.index('id="reference"')]
     curves = re.search(r'<svg[^>]*class="lines".*?</svg>', quality, re.S)
     assert curves is not None and curves.group(0).count("<polyline") == 0  # one budget: points, no lines
     assert curves.group(0).count('class="series"') == 2 and "% of the full-pool score" in curves.group(0)
@@ -155,7 +155,13 @@ def test_report_content(report):
     assert "<td>gio</td><td>20%</td><td>160</td><td>100.0 ± 0.0</td>" in quality
     assert "<td>random</td><td>20%</td><td>160</td><td>90.0 ± 14.1</td>" in quality
     assert "<td>+8.5 ± 12.0</td>" in quality  # gio minus random, paired by seed, in points
-    # 7. run metadata
+    # 8. the committed benchmarks as the reference: the shipped atlas and selection-quality results
+    reference = page[page.index('id="reference"') : page.index('id="runs"')]
+    atlas = pd.read_parquet(SHIPPED_ATLAS / "transfer_atlas.parquet")
+    atlas = atlas[atlas.recipe == atlas.recipe.mode().iloc[0]]
+    assert f"Transfer atlas: {len(atlas)} measured fine-tunes over {atlas.target.nunique()} targets" in reference
+    assert 'class="reference-selection"' in reference and "<td>gio</td><td>10%</td>" in reference
+    # 9. run metadata
     runs = page[page.index('id="runs"') :]
     for flow in ("embed_tasks", "rank_sources", "evaluate_rankings"):
         assert f"<td>{flow}</td>" in runs

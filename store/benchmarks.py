@@ -1,0 +1,63 @@
+"""The committed benchmark results shipped with the package (``reports/results/``): the reference a user compares
+their own workspace's numbers against. Read-only; each reader returns None when its file is not shipped.
+
+- `atlas_summary`: per atlas target, the measured gain of its best source and the spread over sources (from
+  ``transfer_atlas.parquet``, `store.advice.shipped_atlas`'s recipe);
+- `committed_ranking_quality`: the method table of ``python -m bench ranking_quality`` and what it covers;
+- `committed_selection_quality`: the summary of ``python -m bench selection_quality``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from store.advice import ATLAS_RUNS, SHIPPED_ATLAS
+from transfer.advisor import mean_gains
+
+
+def atlas_summary(folder: Path = SHIPPED_ATLAS) -> pd.DataFrame | None:
+    """Per target of the atlas's main recipe (the most common): runs, sources measured, the best source and its
+    mean gain, the mean gain over sources and the share of sources that help (points)."""
+    path = folder / ATLAS_RUNS
+    if not path.exists():
+        return None
+    runs = pd.read_parquet(path)
+    runs = runs[runs.recipe == runs.recipe.mode().iloc[0]]
+    gains = mean_gains(runs[["target", "source", "seed", "value"]])
+    rows = []
+    for target, frame in gains.groupby("target"):
+        best = frame.loc[frame.gain.idxmax()]
+        rows.append(
+            {
+                "target": target,
+                "runs": int((runs.target == target).sum()),
+                "sources": len(frame),
+                "best_source": best.source,
+                "best_gain": float(best.gain),
+                "mean_gain": float(frame.gain.mean()),
+                "helps": float((frame.gain > 0).mean()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def committed_ranking_quality(folder: Path = SHIPPED_ATLAS) -> tuple[pd.DataFrame, dict] | None:
+    """(the per-method table, sorted by mean NDCG@5; {targets, complete, best_single_method, atlas_recipe})."""
+    path = folder / "ranking_quality.json"
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    table = pd.DataFrame(result.get("table", []))
+    if "ndcg@5_mean" in table:
+        table = table.sort_values("ndcg@5_mean", ascending=False)
+    meta = {k: result.get(k) for k in ("targets", "complete", "best_single_method", "atlas_recipe")}
+    return table.reset_index(drop=True), meta
+
+
+def committed_selection_quality(folder: Path = SHIPPED_ATLAS) -> pd.DataFrame | None:
+    """Per (arm, budget): share of the full-pool score (mean, std over seeds) and the paired difference to random."""
+    path = folder / "selection_quality.csv"
+    return pd.read_csv(path) if path.exists() else None
