@@ -21,7 +21,7 @@ from store.catalog import (
     list_tasks,
     put_checkpoint,
 )
-from store.leakage import drop_leaked
+from store.leakage import EvaluationIndex, drop_leaked
 from store.tasks import Task
 from store.workspace import Workspace
 from transfer.finetune import Recipe, fine_tune, sample_indices, save_fine_tuned
@@ -39,12 +39,27 @@ class SourceData:
     n_dropped: int
 
 
+_INDEX: dict[tuple[str, tuple[tuple[str, str], ...]], EvaluationIndex] = {}
+
+
+def leakage_index(ws: Workspace) -> EvaluationIndex:
+    """The evaluation texts of every stored task (`store.leakage.EvaluationIndex`), built once per process and
+    catalog state (the tasks' names and contents): ranking n sources reads each task once, not n times."""
+    listing = list_tasks(ws)
+    state = (str(ws.root), tuple(zip(listing["name"], listing["content_hash"], strict=True)))
+    if state not in _INDEX:
+        _INDEX.clear()  # the newest state only
+        _INDEX[state] = EvaluationIndex.of(get_task(ws, name) for name in listing["name"])
+    return _INDEX[state]
+
+
 def source_data(ws: Workspace, name: str, recipe: Recipe, seed: int) -> SourceData:
+    """The rows ``name`` is fine-tuned on: its train split without any text another stored task evaluates on,
+    then a seeded sample of ``recipe.max_examples``."""
     source = get_task(ws, name)
     if "train" not in source.splits:
         raise ValueError(f"Source task {name!r} has no train split to fine-tune on; it has {list(source.splits)}.")
-    others = [get_task(ws, other) for other in list_tasks(ws)["name"] if other != name]
-    cleaned, report = drop_leaked(source, others)
+    cleaned, report = drop_leaked(source, leakage_index(ws))
     rows = cleaned.split("train")
     chosen = sample_indices(rows.num_rows, recipe.max_examples, seed)
     rows = rows.take(chosen)

@@ -8,6 +8,7 @@ punctuation do not hide an overlap. A pair example matches only when both of its
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -50,29 +51,53 @@ def evaluation_keys(tasks: Iterable[Task], splits: Sequence[str] = EVAL_SPLITS) 
     return keys
 
 
+@dataclass(frozen=True)
+class EvaluationIndex:
+    """Which tasks evaluate on each normalised text key (key -> the names of the tasks whose evaluation splits
+    hold it): built once over a workspace's tasks, it guards every source in one dictionary lookup per row, so
+    guarding n sources costs O(total rows), not O(n²) task scans."""
+
+    owners: dict[str, frozenset[str]]
+
+    @classmethod
+    def of(cls, tasks: Iterable[Task], splits: Sequence[str] = EVAL_SPLITS) -> EvaluationIndex:
+        owners: dict[str, set[str]] = {}
+        for name, keys in evaluation_keys(tasks, splits).items():
+            for key in keys:
+                owners.setdefault(key, set()).add(name)
+        return cls({key: frozenset(names) for key, names in owners.items()})
+
+
 def drop_leaked(
-    task: Task, others: Iterable[Task], *, split: str = "train", eval_splits: Sequence[str] = EVAL_SPLITS
+    task: Task,
+    others: Iterable[Task] | EvaluationIndex,
+    *,
+    split: str = "train",
+    eval_splits: Sequence[str] = EVAL_SPLITS,
 ) -> tuple[Task, LeakageReport]:
     """Drop from ``task``'s ``split`` every example whose normalised text (or pair) occurs in the evaluation
-    splits of any task in ``others``; return the cleaned task and a report of what was dropped."""
+    splits of any task in ``others`` (tasks, or an `EvaluationIndex` over them; ``task`` itself never counts);
+    return the cleaned task and a report of what was dropped."""
     if split not in task.splits:
         return task, LeakageReport(task.name, split, 0, 0, {})
+    index = others if isinstance(others, EvaluationIndex) else EvaluationIndex.of(others, eval_splits)
     rows = task.split(split)
     keys = _keys(rows)
-    dropped_by_task = {}
+    dropped_by_task: Counter[str] = Counter()
     leaked = [False] * len(keys)
-    for name, evaluation in evaluation_keys([o for o in others if o is not task], eval_splits).items():
-        hits = [k in evaluation for k in keys]
-        dropped_by_task[name] = sum(hits)
-        leaked = [a or b for a, b in zip(leaked, hits, strict=True)]
+    for i, key in enumerate(keys):
+        owners = index.owners.get(key, frozenset()) - {task.name}
+        if owners:
+            leaked[i] = True
+            dropped_by_task.update(owners)
     n_dropped = sum(leaked)
-    report = LeakageReport(task.name, split, len(keys), n_dropped, dropped_by_task)
+    report = LeakageReport(task.name, split, len(keys), n_dropped, dict(dropped_by_task))
     if n_dropped == 0:
         return task, report
     if n_dropped == len(keys):
         raise ValueError(
             f"Task {task.name!r}: every {split} example also occurs in another task's evaluation data "
-            f"({dropped_by_task}); nothing would be left to train on."
+            f"({dict(dropped_by_task)}); nothing would be left to train on."
         )
     drop_ids = pa.array([eid for eid, bad in zip(rows.column("example_id").to_pylist(), leaked, strict=True) if bad])
     keep = pc.invert(pc.is_in(task.table.column("example_id"), value_set=drop_ids))

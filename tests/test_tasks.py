@@ -297,3 +297,18 @@ def test_example_ids_do_not_depend_on_unrelated_rows(texts):
         assert len(set(ids)) == len(ids)
         extended = task_from_table(pd.concat([frame, pd.DataFrame({"text": ["zz"], "label": ["y"]})]), "h")
     assert extended.table.column("example_id").to_pylist()[: len(ids)] == ids
+
+
+def test_one_evaluation_index_guards_like_scanning_every_task(shared_tasks):
+    from store.leakage import EvaluationIndex
+
+    tasks = [quiet_load(shared_tasks / name) for name in ("mr", "sst2", "sst5", "subj")]
+    index = EvaluationIndex.of(tasks)  # mr's own evaluation texts are in it too: a task never guards against itself
+    for task in tasks:
+        scanned = drop_leaked(task, [t for t in tasks if t is not task])
+        indexed = drop_leaked(task, index)
+        assert indexed[1] == scanned[1]
+        assert indexed[0].table.equals(scanned[0].table)
+    report = drop_leaked(tasks[0], index)[1]  # mr against the other three at once: the measured pairwise counts
+    assert report.dropped_by_task["sst2"] == 1698 and report.dropped_by_task["sst5"] == 2039
+    assert 2039 <= report.n_dropped <= 1698 + 2039 + report.dropped_by_task.get("subj", 0)
