@@ -10,7 +10,7 @@ import importlib
 import sys
 
 BENCHMARKS = ("embed", "logme", "esm_logme", "divergence", "gio", "gradients", "finetune", "startup")
-QUALITY = ("ranking_quality", "selection_quality", "transfer_atlas", "scale")
+QUALITY = ("ranking_quality", "selection_quality", "transfer_atlas", "scale", "rank_scale")
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from store.catalog import (
     config_hash,
     find_checkpoint,
     get_task,
+    get_tasks,
     list_tasks,
     put_checkpoint,
 )
@@ -39,27 +40,55 @@ class SourceData:
     n_dropped: int
 
 
-_INDEX: dict[tuple[str, tuple[tuple[str, str], ...]], EvaluationIndex] = {}
+# Per process, the newest catalog state: its tasks, their leakage index, the source rows worked out under it.
+_STATE: dict[tuple[str, tuple[tuple[str, str], ...]], CatalogState] = {}
 
 
-def leakage_index(ws: Workspace) -> EvaluationIndex:
-    """The evaluation texts of every stored task (`store.leakage.EvaluationIndex`), built once per process and
-    catalog state (the tasks' names and contents): ranking n sources reads each task once, not n times."""
+@dataclass(frozen=True)
+class CatalogState:
+    tasks: dict[str, Task]
+    index: EvaluationIndex
+    rows: dict[tuple, SourceData]
+
+
+def catalog_state(ws: Workspace) -> CatalogState:
+    """The stored tasks (one catalog read) and their evaluation-text index (`store.leakage.EvaluationIndex`), built
+    once per process and catalog state (the tasks' names and contents): ranking n sources reads each task once."""
     listing = list_tasks(ws)
     state = (str(ws.root), tuple(zip(listing["name"], listing["content_hash"], strict=True)))
-    if state not in _INDEX:
-        _INDEX.clear()  # the newest state only
-        _INDEX[state] = EvaluationIndex.of(get_task(ws, name) for name in listing["name"])
-    return _INDEX[state]
+    if state not in _STATE:
+        _STATE.clear()  # the newest state only
+        tasks = get_tasks(ws)
+        _STATE[state] = CatalogState(tasks, EvaluationIndex.of(tasks.values()), {})
+    return _STATE[state]
+
+
+def sources_data(ws: Workspace, names: list[str], recipe: Recipe, seed: int) -> dict[str, SourceData]:
+    """{name: the rows it is fine-tuned on}: its train split without any text another stored task evaluates on,
+    then a seeded sample of ``recipe.max_examples``; worked out once per catalog state (a plan and the flow that
+    runs it share them)."""
+    state = catalog_state(ws)
+    recipe_json = canonical_json(recipe.as_dict())
+    out = {}
+    for name in names:
+        key = (name, recipe_json, seed)
+        if key not in state.rows:
+            source = state.tasks.get(name) or get_task(ws, name)  # get_task: the unknown-task error
+            state.rows[key] = _source_data(source, state.index, recipe, seed)
+        out[name] = state.rows[key]
+    return out
 
 
 def source_data(ws: Workspace, name: str, recipe: Recipe, seed: int) -> SourceData:
-    """The rows ``name`` is fine-tuned on: its train split without any text another stored task evaluates on,
-    then a seeded sample of ``recipe.max_examples``."""
-    source = get_task(ws, name)
+    """`sources_data` of one source."""
+    return sources_data(ws, [name], recipe, seed)[name]
+
+
+def _source_data(source: Task, index: EvaluationIndex, recipe: Recipe, seed: int) -> SourceData:
+    name = source.name
     if "train" not in source.splits:
         raise ValueError(f"Source task {name!r} has no train split to fine-tune on; it has {list(source.splits)}.")
-    cleaned, report = drop_leaked(source, leakage_index(ws))
+    cleaned, report = drop_leaked(source, index)
     rows = cleaned.split("train")
     chosen = sample_indices(rows.num_rows, recipe.max_examples, seed)
     rows = rows.take(chosen)

@@ -271,7 +271,7 @@ def rank(
     if advised:
         advise(ctx, ws, target, names, methods, verify, top)
         return
-    from flows.rank import rank_sources
+    from flows.rank import higher_is_better, rank_sources
     from transfer.metrics import NEAR_TIE, near_ties
 
     result = with_runner(ctx, rank_sources)(
@@ -289,9 +289,9 @@ def rank(
     for name in [*methods, *sorted(set(rankings.method) - set(methods))]:  # the user's order, then the fused
         ranking = rankings[rankings.method == name]
         if len(ranking):
-            direction = "higher" if ranking.higher_is_better.iloc[0] else "lower"
+            direction = "higher" if higher_is_better(name) else "lower"
             title = f"{name} ranking for {target} (score: {direction} is better)"
-            print_frame(ranking.head(top).drop(columns=["run_id", "method", "higher_is_better"]), title=title)
+            print_frame(ranking.head(top).drop(columns=["run_id", "method"]), title=title)
             for group in near_ties(dict(zip(ranking.source, ranking.score, strict=True))):
                 console.print(
                     f"near-tie: {', '.join(group)} are indistinguishable by {name} (scores within "

@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.checkpoint_scores import CHECKPOINT_METHODS, checkpoint_scores
-from flows.checkpoints import ensure_checkpoint, source_data
+from flows.checkpoints import ensure_checkpoint, source_data, sources_data
 from flows.embed import ensure_embeddings, load_encoder
 from flows.maxsim import maxsim_scores
 from flows.runners import commit, gather
@@ -33,7 +33,7 @@ from store.catalog import (
     put_ranking,
     recorded_run,
 )
-from store.esms import esm_cache_key, find_esm, put_esm
+from store.esms import esm_cache_key, find_esm, find_esms, put_esm
 from store.rates import fine_tune_rate
 from store.tasks import Task
 from store.worker import Deferred, WorkerWorkspace
@@ -65,11 +65,11 @@ def plan_rank(ws: Workspace, target: str, sources: list[str], recipe: Recipe, ba
     """What `rank_sources` would compute: per source, whether an ESM exists and the fine-tuning work otherwise,
     costed at this machine's measured fine-tuning rate (`store.rates.fine_tune_rate`; ``attrs["rate"]``)."""
     rate = fine_tune_rate(ws)
+    stored = set(ws.read("all_esms").cache_key)
+    params = EmbeddingSpaceMap().params()
     rows = []
-    for name in sources:
-        data = source_data(ws, name, recipe, seed=0)
-        key = esm_cache_key(base.fingerprint, name, data.data_hash, EmbeddingSpaceMap().params())
-        cached = not ws.read("find_esm", {"cache_key": key}).empty
+    for name, data in sources_data(ws, sources, recipe, seed=0).items():
+        cached = esm_cache_key(base.fingerprint, name, data.data_hash, params) in stored
         work = 0 if cached else recipe.examples(len(data.texts))
         rows.append(
             {
@@ -141,16 +141,16 @@ def esm_logme_ranking(
 ) -> dict[str, float]:
     """ESM-LogME scores {source: score}: ESMs built (or found) per source, then the target scored once."""
     base = load_encoder(model, recipe.pooling, recipe.max_length, False, device, "exact", 64)
-    recipe_json = canonical_json(recipe.as_dict())
-    if build_missing:
-        futures = [build_source_esm.submit(str(ws.root), s, model, recipe_json, seed, device, run_id) for s in names]
-        keys = dict(zip(names, gather(ws, futures, "source ESMs", "source"), strict=True))
-    else:
-        params = EmbeddingSpaceMap().params()
-        keys = {
-            s: esm_cache_key(base.fingerprint, s, source_data(ws, s, recipe, seed).data_hash, params) for s in names
-        }
-    esms = {s: find_esm(ws, k) for s, k in keys.items()}
+    params = EmbeddingSpaceMap().params()
+    rows_of = sources_data(ws, names, recipe, seed)
+    keys = {s: esm_cache_key(base.fingerprint, s, rows_of[s].data_hash, params) for s in names}
+    stored = set(ws.read("all_esms").cache_key)  # one catalog read; a task per source only for what is missing
+    to_build = [s for s in names if keys[s] not in stored] if build_missing else []
+    if to_build:
+        recipe_json = canonical_json(recipe.as_dict())
+        futures = [build_source_esm.submit(str(ws.root), s, model, recipe_json, seed, device, run_id) for s in to_build]
+        keys.update(zip(to_build, gather(ws, futures, "source ESMs", "source"), strict=True))
+    esms = find_esms(ws, keys)
     missing = [s for s, e in esms.items() if e is None]
     if missing:
         raise LookupError(

@@ -98,7 +98,16 @@ def get_task(ws: Workspace, name: str) -> Task:
             f"No task {name!r} in workspace '{ws.root}'. Known tasks: {known}. Add it with "
             f"`transferscope tasks add {name} PATH`."
         )
-    row = rows.iloc[0]
+    return _task_from_row(ws, rows.iloc[0])
+
+
+def get_tasks(ws: Workspace) -> dict[str, Task]:
+    """Every stored task by name, from one catalog read (each file checksum-verified, as `get_task`)."""
+    return {row["name"]: _task_from_row(ws, row) for _, row in ws.read("all_tasks").iterrows()}
+
+
+def _task_from_row(ws: Workspace, row: pd.Series) -> Task:
+    name = row["name"]
     table = read_verified(ws.path(row["path"]), row["checksum"])
     if table is None:
         raise CorruptArtifactError(

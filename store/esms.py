@@ -39,6 +39,21 @@ def find_esm(ws: Workspace, cache_key: str) -> EmbeddingSpaceMap | None:
     return None
 
 
+def find_esms(ws: Workspace, keys: dict[str, str]) -> dict[str, EmbeddingSpaceMap | None]:
+    """{name: the stored ESM under ``keys[name]``, or None}, from one catalog read (each file checksum-verified as
+    in `find_esm`)."""
+    rows = ws.read("all_esms").set_index("cache_key")
+    found: dict[str, EmbeddingSpaceMap | None] = {}
+    for name, key in keys.items():
+        if key not in rows.index:
+            found[name] = None
+            continue
+        path = ws.path(rows.at[key, "path"])
+        intact = path.exists() and file_checksum(path) == rows.at[key, "checksum"]
+        found[name] = EmbeddingSpaceMap.load(path)[0] if intact else find_esm(ws, key)  # find_esm drops a bad one
+    return found
+
+
 def put_esm(
     ws: Workspace,
     esm: EmbeddingSpaceMap,

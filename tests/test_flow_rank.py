@@ -3,6 +3,8 @@ import between workspaces, bad input, and the CLI."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -174,6 +176,18 @@ def test_cli_rank_dry_run_and_run(rank_workspace, ranking):
     assert "plan" in dry.output and "uci_sentiment_amazon" in dry.output
     listed = CliRunner().invoke(app, ["--workspace", root, "esm", "list"])
     assert listed.exit_code == 0 and "tweeteval_stance_atheism" in listed.output
+    # A real run, as a user runs it: each table says its direction in the title, in the order of --method.
+    command = [sys.executable, "-m", "flows.cli", "--workspace", root, "--device", "cpu", "rank", TARGET]
+    ran = subprocess.run(
+        [*command, "--sources", ",".join(SOURCES), "--method", "mmd,centroid-cosine"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    text = " ".join(ran.stdout.split())  # rich wraps long titles
+    first = text.index(f"mmd ranking for {TARGET} (score: lower is better)")
+    assert first < text.index(f"centroid-cosine ranking for {TARGET} (score: higher is better)")
 
 
 def test_checkpoint_methods_reuse_the_checkpoints_and_match_an_independent_computation(rank_workspace, ranking):
