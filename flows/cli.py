@@ -234,7 +234,7 @@ def rank(
 ) -> None:
     """Rank source tasks for TARGET and print the top ones per method (building missing ESMs first)."""
     from flows.embed import load_encoder
-    from flows.rank import METHODS, plan_rank, resolve_budget
+    from flows.rank import METHODS, plan_rank, recipe_for_budget
     from store.catalog import list_tasks
 
     ws = Workspace(ctx.obj["workspace"])
@@ -255,7 +255,7 @@ def rank(
         methods = tuple(m for m in methods if m != "advisor") or DEFAULT_INPUTS
         recipe_budget = knowledge.source_recipe or budget  # the advisor's inputs use the atlas's recipe
     if "esm-logme" in methods:
-        recipe = resolve_budget(recipe_budget)
+        recipe = recipe_for_budget(recipe_budget)
         encoder = load_encoder(
             "all-MiniLM-L6-v2", recipe.pooling, recipe.max_length, False, ctx.obj["device"], "exact", 64
         )

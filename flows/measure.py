@@ -18,7 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.checkpoints import ensure_checkpoint, source_data
 from flows.embed import load_encoder
 from flows.progress import progress
-from flows.rank import resolve_budget
+from flows.rank import recipe_for_budget
 from flows.runners import gather
 from store.catalog import (
     config_hash,
@@ -121,7 +121,7 @@ def measure_transfer(
         raise ValueError(f"The target {target!r} is also among the sources; a task cannot be its own source.")
     if not seeds or any(not isinstance(s, int) for s in seeds):
         raise ValueError(f"The 'seeds' parameter of measure_transfer must be a non-empty tuple of ints. Got {seeds!r}.")
-    source_recipe = resolve_budget(budget)
+    source_recipe = recipe_for_budget(budget)
     target_recipe = Recipe(**target_budget) if isinstance(target_budget, dict) else TARGET_BUDGETS.get(target_budget)
     if target_recipe is None:
         raise ValueError(

@@ -50,8 +50,9 @@ METHODS = ("esm-logme", *MEASURES, *CHECKPOINT_METHODS, "maxsim")
 MAXSIM_SAMPLE = {"max_target_texts": 300, "max_source_texts": 500, "source_tokens": 4000}  # MaxSim's token samples
 
 
-def resolve_budget(budget: str | dict) -> Recipe:
-    """A named budget (``"small"``, ``"paper"``) or a dict of `Recipe` fields."""
+def recipe_for_budget(budget: str | dict) -> Recipe:
+    """The fine-tuning `Recipe` of a source budget: a named one (``"small"``, ``"paper"``) or a dict of `Recipe`
+    fields. (A subset's size is `selection.budget.resolve_budget`, a different thing.)"""
     if isinstance(budget, dict):
         return Recipe(**budget)
     if budget not in BUDGETS:
@@ -251,7 +252,7 @@ def rank_sources(
     if fuse is not None and fuse not in FUSIONS:
         raise ValueError(f"The 'fuse' parameter of rank_sources must be one of {list(FUSIONS)}. Got {fuse!r} instead.")
     ws = Workspace(workspace)
-    recipe = resolve_budget(budget)
+    recipe = recipe_for_budget(budget)
     goal = get_task(ws, target)
     names = sources or [n for n in list_tasks(ws)["name"] if n != target]
     if target in names:
@@ -411,7 +412,7 @@ def build_esms(
 ) -> dict[str, str]:
     """Build (or find) the ESM of every source; returns {source: ESM cache key}."""
     ws = Workspace(workspace)
-    recipe = resolve_budget(budget)
+    recipe = recipe_for_budget(budget)
     params = {"sources": sorted(sources), "recipe": recipe.as_dict(), "model": model, "seed": seed}
     with recorded_run(ws, "build_esms", params, device=device) as run:
         args = (model, canonical_json(recipe.as_dict()), seed, device, run.run_id)
