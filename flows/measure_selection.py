@@ -19,10 +19,11 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.gradient_scores import WARMUP_RECIPE, labelled_rows
+from flows.gradient_rows import labelled_rows
 from flows.progress import progress
 from flows.runners import gather
 from flows.select import METHODS, plan_selection, select_training_subset
+from selection.icons import WARMUP_RECIPE
 from selection.quality import FULL, RANDOM, summarise_selection
 from store.catalog import config_hash, get_task, recorded_run
 from store.rates import fine_tune_rate

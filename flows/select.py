@@ -2,7 +2,7 @@
 
 Steps: drop pool rows that occur in a target's evaluation splits (leakage guard), embed the pool and the targets
 (one Prefect task per split, through the content-keyed embedding cache), check both come from one encoder, run the
-method (`selection.gio` and its quantised mode for big pools, ICONS and VoG through `flows.gradient_scores`, or
+method (`selection.gio` and its quantised mode for big pools, ICONS (`flows.icons`) and VoG (`flows.vog`), or
 `selection.random_baseline`), and store the
 subset, in selection order, with its per-example scores in one transaction. The subset id hashes everything that
 determines the subset, so asking again returns the stored one. `Results.select_subset` reads it back;
@@ -20,21 +20,16 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.embed import embed_split, embedding_key, load_encoder
-from flows.gradient_scores import (
-    ICONS_DEFAULTS,
-    VOG_DEFAULTS,
-    WARMUP_RECIPE,
-    icons_order,
-    labelled_rows,
-    method_settings,
-    target_rows,
-    vog_order,
-)
+from flows.gradient_rows import labelled_rows, method_settings, target_rows
+from flows.icons import icons_order
 from flows.progress import progress
 from flows.runners import gather
+from flows.vog import vog_order
 from selection import gio
 from selection.budget import resolve_budget
+from selection.icons import ICONS_DEFAULTS, WARMUP_RECIPE
 from selection.random_baseline import random_select
+from selection.vog import VOG_DEFAULTS
 from store.catalog import config_hash, find_embeddings, get_task, recorded_run
 from store.leakage import drop_leaked
 from store.rates import fine_tune_rate

@@ -23,8 +23,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from selection.budget import resolve_budget
+from transfer.finetune import Recipe
 
 _OWNER = "icons_select"
+
+# The method's defaults (`flows.icons` reads them): the warm-up fine-tune and the selection parameters.
+WARMUP_RECIPE = Recipe(lr=5e-5, batch_size=16, epochs=3, max_examples=1_000_000, max_length=64, warmup_ratio=0.06)
+ICONS_DEFAULTS = {
+    "warmup_fraction": 0.05,
+    "dim": 8192,
+    "projection": "kronecker",
+    "top_fraction": 0.2,
+    "stratify": False,  # keep the pool's class proportions (selection.stratify); not in the paper
+}
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:

@@ -53,6 +53,16 @@ Normalize = Literal["class", "dataset", "none"]
 NORMALIZATIONS = ("class", "dataset", "none")
 _OWNER = "vog_scores"
 
+# The method's defaults as `select --method vog` uses them (`flows.vog`).
+VOG_DEFAULTS: dict[str, Any] = {
+    "strategy": "prune_easiest",
+    "n_checkpoints": 10,
+    "normalize": "class",
+    "drop_hardest": 0.05,
+    "temperature": 1.0,
+}
+VOG_STRATEGIES = ("prune_easiest", "keep_hardest", "weighted_sample")
+
 
 @dataclass
 class VoGResult:
