@@ -65,7 +65,7 @@ def build(root: Path, n: int) -> dict[str, float]:
     """The workspace: the target, ``n`` sources and one stored ESM each; returns setup seconds per step."""
     from bench.esm_logme import synthetic_esms
     from flows.checkpoints import source_data
-    from flows.embed import load_encoder
+    from flows.embed import EncoderSettings
     from store.catalog import put_task
     from store.esms import put_esm
     from store.tasks import load_task_dir
@@ -81,7 +81,7 @@ def build(root: Path, n: int) -> dict[str, float]:
     for task in sources:
         put_task(ws, task)
     tasks_s = time.perf_counter() - started
-    base = load_encoder("all-MiniLM-L6-v2", SMALL_BUDGET.pooling, SMALL_BUDGET.max_length, False, "cpu", "exact", 64)
+    base = EncoderSettings.of_recipe(SMALL_BUDGET, EncoderSettings.model, "cpu").load()
     maps = synthetic_esms(384, list(range(n)))
     for i, task in enumerate(sources):
         data = source_data(ws, task.name, SMALL_BUDGET, 0)

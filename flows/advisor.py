@@ -24,6 +24,7 @@ from store.advice import SCORE_COLUMNS, Knowledge, measured_knowledge, put_advic
 from store.catalog import put_ranking, recorded_run
 from store.workspace import Workspace
 from transfer.advisor import DEFAULT_INPUTS, advise_target, describe_tasks, mean_gains, verified_ranking
+from transfer.encoder import DEFAULT_MODEL
 from transfer.fusion import fuse_rankings
 
 MIN_TRAINING_TARGETS = 3  # the learner is chosen by leave-one-target-out error among its training targets
@@ -56,7 +57,7 @@ def advise_sources(
     verify_seeds: tuple[int, ...] = (0,),
     alpha: float = ALPHA,
     atlas: str | None = None,
-    model: str = "all-MiniLM-L6-v2",
+    model: str = DEFAULT_MODEL,
     seed: int = 0,
     device: str = "auto",
     workspace: str | None = None,

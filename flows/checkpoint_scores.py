@@ -20,7 +20,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.checkpoints import ensure_checkpoint, source_data
-from flows.embed import load_encoder
+from flows.embed import EncoderSettings
 from store.catalog import get_task
 from store.worker import Deferred, WorkerWorkspace
 from transfer.finetune import Recipe, load_fine_tuned, pooled_and_outputs, sample_indices
@@ -56,7 +56,7 @@ def checkpoint_scores(
     pairs = rows.column("text_pair").to_pylist() if goal.input == "pair" else None
     labels = rows.column("label").to_numpy()
     leep_labels = quantile_bins(labels) if regression else labels.astype(np.int64)
-    base = load_encoder(model, recipe.pooling, recipe.max_length, False, device, "exact", 64)
+    base = EncoderSettings.of_recipe(recipe, model, device).load()
     scores: dict[str, dict[str, float]] = {m: {} for m in methods}
     for name in sources:
         data = source_data(ws, name, recipe, seed)

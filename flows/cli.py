@@ -233,7 +233,7 @@ def rank(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
 ) -> None:
     """Rank source tasks for TARGET and print the top ones per method (building missing ESMs first)."""
-    from flows.embed import load_encoder
+    from flows.embed import EncoderSettings
     from flows.rank import METHODS, plan_rank, recipe_for_budget
     from store.catalog import list_tasks
 
@@ -256,9 +256,7 @@ def rank(
         recipe_budget = knowledge.source_recipe or budget  # the advisor's inputs use the atlas's recipe
     if "esm-logme" in methods:
         recipe = recipe_for_budget(recipe_budget)
-        encoder = load_encoder(
-            "all-MiniLM-L6-v2", recipe.pooling, recipe.max_length, False, ctx.obj["device"], "exact", 64
-        )
+        encoder = EncoderSettings.of_recipe(recipe, EncoderSettings.model, ctx.obj["device"]).load()
         plan = plan_rank(ws, target, names, recipe, encoder)
         rate = plan.attrs["rate"].basis
         print_frame(plan, title=f"plan: ESMs for {len(names)} sources, about {plan.estimated_s.sum():.0f} s ({rate})")

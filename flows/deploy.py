@@ -42,6 +42,7 @@ from flows.rank import rank_sources
 from flows.select import select_training_subset
 from store.catalog import config_hash, list_tasks, recorded_run
 from store.workspace import Workspace, resolve_root
+from transfer.encoder import DEFAULT_MODEL
 
 DEPLOYMENT = "transferscope"  # every deployment's name; full names are "<flow>/transferscope"
 
@@ -72,7 +73,7 @@ def refresh(
     targets: list[str] | None = None,
     methods: tuple[str, ...] = ("esm-logme",),
     budget: str | dict = "small",
-    model: str = "all-MiniLM-L6-v2",
+    model: str = DEFAULT_MODEL,
     device: str = "auto",
     workspace: str | None = None,
 ) -> dict[str, str]:

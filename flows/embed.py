@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,32 @@ from store.tasks import Task
 from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
 from transfer.embeddings import TextEncoder
+from transfer.encoder import DEFAULT_MODEL
+from transfer.finetune import Recipe
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """One encoder configuration, defined once. The default is the base encoder every embedding-based method reads
+    (mean pooling, 128 tokens, L2-normalised: `embed_tasks`, the divergences, GIO); `of_recipe` is the unnormalised
+    base encoder a source recipe fine-tunes from (ESMs, direct LogME, LEEP). All but ``device`` and
+    ``batch_size`` enter the embedding cache key (`embedding_key`)."""
+
+    model: str = DEFAULT_MODEL
+    pooling: str = "mean"
+    max_length: int = 128
+    normalize: bool = True
+    device: str = "auto"
+    precision: str = "exact"
+    batch_size: int = 64
+
+    @classmethod
+    def of_recipe(cls, recipe: Recipe, model: str, device: str) -> EncoderSettings:
+        return cls(model=model, pooling=recipe.pooling, max_length=recipe.max_length, normalize=False, device=device)
+
+    def load(self) -> TextEncoder:
+        """The encoder, loaded once per configuration and process (`load_encoder`)."""
+        return load_encoder(**asdict(self))
 
 
 @functools.lru_cache(maxsize=2)
@@ -75,7 +102,7 @@ def embed_split(
     embedding's catalog row, for the flow to commit: `flows.runners.gather`)."""
     logger = get_run_logger()
     ws = WorkerWorkspace(workspace)
-    encoder = load_encoder(**encoder_config)
+    encoder = EncoderSettings(**encoder_config).load()
     start = time.perf_counter()
     ids, vectors, cached = ensure_embeddings(ws, get_task(ws, task_name), split, encoder, run_id=run_id)
     seconds = 0.0 if cached else time.perf_counter() - start
@@ -98,7 +125,7 @@ def embed_split(
 def embed_tasks(
     tasks: list[str] | None = None,
     splits: list[str] | None = None,
-    model: str = "all-MiniLM-L6-v2",
+    model: str = DEFAULT_MODEL,
     pooling: str = "mean",
     max_length: int = 128,
     normalize: bool = True,
@@ -117,15 +144,7 @@ def embed_tasks(
     names = tasks or ws.read("list_tasks")["name"].tolist()
     if not names:
         raise ValueError(f"Workspace '{ws.root}' holds no tasks; add some with `transferscope tasks add NAME PATH`.")
-    encoder_config = {
-        "model": model,
-        "pooling": pooling,
-        "max_length": max_length,
-        "normalize": normalize,
-        "device": device,
-        "precision": precision,
-        "batch_size": batch_size,
-    }
+    encoder_config = asdict(EncoderSettings(model, pooling, max_length, normalize, device, precision, batch_size))
     plan = []
     for name in names:
         stored = get_task(ws, name)

@@ -12,7 +12,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.embed import load_encoder
+from flows.embed import EncoderSettings
 from store.catalog import get_task
 from store.tasks import Task
 from store.tokens import load_tokens, save_tokens, tokens_key
@@ -64,7 +64,7 @@ def maxsim_scores(
     ``run_id`` keeps the signature of the other ranking tasks; nothing is written to the catalog (the token cache
     is files only), so the returned `Deferred` has no writes."""
     ws = WorkerWorkspace(workspace)
-    encoder = load_encoder(model, "mean", max_length, True, device, "exact", 64)
+    encoder = EncoderSettings(model=model, max_length=max_length, device=device).load()
     target_tokens, target_index = sample_tokens(
         ws, get_task(ws, target), "train", encoder, max_texts=max_target_texts, seed=seed
     )

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.checkpoints import ensure_checkpoint, source_data
-from flows.embed import load_encoder
+from flows.embed import EncoderSettings
 from flows.progress import progress
 from flows.rank import recipe_for_budget
 from flows.runners import gather
@@ -32,6 +32,7 @@ from store.catalog import (
 from store.tasks import Task, ensure_split
 from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
+from transfer.encoder import DEFAULT_MODEL
 from transfer.finetune import TARGET_RECIPE, Recipe, sample_indices
 from transfer.groundtruth import Split, summarise_gains, train_and_evaluate
 
@@ -68,9 +69,7 @@ def measure_run(
     train, test = target_splits(goal, target_recipe, setup["max_test"], seed)
     start = setup["model"]
     if source != BASELINE:
-        base = load_encoder(
-            setup["model"], source_recipe.pooling, source_recipe.max_length, False, setup["device"], "exact", 64
-        )
+        base = EncoderSettings.of_recipe(source_recipe, setup["model"], setup["device"]).load()
         data = source_data(ws, source, source_recipe, seed)
         start = str(
             ensure_checkpoint(
@@ -104,7 +103,7 @@ def measure_transfer(
     budget: str | dict = "small",
     target_budget: str | dict = "small",
     max_test: int = 2000,
-    model: str = "all-MiniLM-L6-v2",
+    model: str = DEFAULT_MODEL,
     device: str = "auto",
     workspace: str | None = None,
 ) -> pd.DataFrame:

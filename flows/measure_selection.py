@@ -37,6 +37,7 @@ from store.selections import (
 from store.tasks import Task
 from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
+from transfer.encoder import DEFAULT_MODEL
 from transfer.finetune import Recipe, fine_tune, predict, sample_indices
 from transfer.groundtruth import evaluate_outputs
 
@@ -160,7 +161,7 @@ def measure_selection(
     max_target_examples: int = 300,
     label_map: dict[str, str] | None = None,
     pool_split: str = "train",
-    model: str = "all-MiniLM-L6-v2",
+    model: str = DEFAULT_MODEL,
     device: str = "auto",
     dry_run: bool = False,
     workspace: str | None = None,

@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.checkpoint_scores import CHECKPOINT_METHODS, checkpoint_scores
 from flows.checkpoints import ensure_checkpoint, source_data, sources_data
-from flows.embed import ensure_embeddings, load_encoder
+from flows.embed import EncoderSettings, ensure_embeddings
 from flows.maxsim import maxsim_scores
 from flows.runners import commit, gather
 from store.catalog import (
@@ -40,6 +40,7 @@ from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
 from transfer.divergence import MEASURES, score_pair, target_context
 from transfer.embeddings import TextEncoder
+from transfer.encoder import DEFAULT_MODEL
 from transfer.esm import EmbeddingSpaceMap
 from transfer.esm_logme import esm_logme_scores
 from transfer.finetune import SMALL_BUDGET, SOURCE_RECIPE, Recipe, sample_indices
@@ -96,7 +97,7 @@ def build_source_esm(
     logger = get_run_logger()
     ws = WorkerWorkspace(workspace)
     recipe = Recipe(**json.loads(recipe_json))
-    base = load_encoder(model, recipe.pooling, recipe.max_length, False, device, "exact", 64)
+    base = EncoderSettings.of_recipe(recipe, model, device).load()
     data = source_data(ws, source, recipe, seed)
     key = esm_cache_key(base.fingerprint, source, data.data_hash, EmbeddingSpaceMap().params())
     if find_esm(ws, key) is not None:
@@ -141,7 +142,7 @@ def esm_logme_ranking(
     run_id: str,
 ) -> dict[str, float]:
     """ESM-LogME scores {source: score}: ESMs built (or found) per source, then the target scored once."""
-    base = load_encoder(model, recipe.pooling, recipe.max_length, False, device, "exact", 64)
+    base = EncoderSettings.of_recipe(recipe, model, device).load()
     params = EmbeddingSpaceMap().params()
     rows_of = sources_data(ws, names, recipe, seed)
     keys = {s: esm_cache_key(base.fingerprint, s, rows_of[s].data_hash, params) for s in names}
@@ -186,7 +187,7 @@ def divergence_scores(
     training splits, sub-sampled to ``max_examples`` (seeded). Embeddings it has to compute are committed by the
     flow (`flows.runners.commit`)."""
     ws = WorkerWorkspace(workspace)
-    encoder = load_encoder(model, "mean", 128, True, device, "exact", 64)
+    encoder = EncoderSettings(model=model, device=device).load()
     goal = get_task(ws, target)
     labelled = [m for m in measures if MEASURES[m].needs_labels]
 
@@ -223,7 +224,7 @@ def rank_sources(
     sources: list[str] | None = None,
     methods: tuple[str, ...] = ("esm-logme",),
     budget: str | dict = "small",
-    model: str = "all-MiniLM-L6-v2",
+    model: str = DEFAULT_MODEL,
     max_target_examples: int = 1000,
     max_divergence_examples: int = 2000,
     prefilter: str | None = None,
@@ -405,7 +406,7 @@ def higher_is_better(method: str) -> bool:
 def build_esms(
     sources: list[str],
     budget: str | dict = "small",
-    model: str = "all-MiniLM-L6-v2",
+    model: str = DEFAULT_MODEL,
     seed: int = 0,
     device: str = "auto",
     workspace: str | None = None,

@@ -12,6 +12,7 @@ determines the subset, so asking again returns the stored one. `Results.select_s
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.embed import embed_split, embedding_key, load_encoder
+from flows.embed import EncoderSettings, embed_split, embedding_key
 from flows.gradient_rows import labelled_rows, method_settings, target_rows
 from flows.icons import icons_order
 from flows.progress import progress
@@ -36,6 +37,7 @@ from store.rates import fine_tune_rate
 from store.selections import budget_kind, check_same_space, find_selection, put_selection
 from store.tasks import Task
 from store.workspace import Workspace
+from transfer.encoder import DEFAULT_MODEL
 from transfer.finetune import sample_indices
 
 METHODS = ("gio", "icons", "vog", "random")
@@ -80,7 +82,7 @@ def plan_selection(
     pool_split: str = "train",
     target_split: str = "train",
     max_target_examples: int = 2000,
-    model: str = "all-MiniLM-L6-v2",
+    model: str = DEFAULT_MODEL,
     precision: str = "exact",
     device: str = "auto",
     quantize: bool | None = None,
@@ -115,16 +117,9 @@ def plan_selection(
     if n_pool == 0:
         raise ValueError(f"The pool {pool!r} has no {pool_split!r} examples left to select from (leaked: {n_leaked}).")
     count = None if budget is None else resolve_budget(OWNER, budget, n_pool)
-    encoder_config = {
-        "model": model,
-        "pooling": "mean",
-        "max_length": 128,
-        "normalize": True,
-        "device": device,
-        "precision": precision,
-        "batch_size": 64,
-    }
-    encoder = load_encoder(**encoder_config)
+    settings = EncoderSettings(model=model, device=device, precision=precision)
+    encoder_config = asdict(settings)
+    encoder = settings.load()
     splits = [(pool, pool_split)] + [(t, target_split) for t in names] if method == "gio" else []
     to_embed: list[dict[str, Any]] = []
     for name, split in splits:
@@ -207,7 +202,7 @@ def select_training_subset(
     pool_split: str = "train",
     target_split: str = "train",
     max_target_examples: int = 2000,
-    model: str = "all-MiniLM-L6-v2",
+    model: str = DEFAULT_MODEL,
     precision: str = "exact",
     device: str = "auto",
     quantize: bool | None = None,
@@ -353,7 +348,7 @@ def _gio_order(ws: Workspace, plan: dict[str, Any], pool_task: Task, run_id: str
     splits = [(plan["pool"], params["pool_split"])] + [(t, params["target_split"]) for t in plan["targets"]]
     futures = [embed_split.submit(str(ws.root), name, split, config, run_id) for name, split in splits]
     gather(ws, futures, "embed splits", "split")
-    encoder = load_encoder(**config)
+    encoder = EncoderSettings(**config).load()
     keys, loaded = [], []
     for name, split in splits:
         key = embedding_key(encoder, name, split, get_task(ws, name).split_hash(split))
