@@ -24,7 +24,8 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def cache_hit_seconds(texts: list[str], vectors: np.ndarray, encoder) -> float:
     """Store the embeddings in a fresh workspace as the flow does, then time the lookup a second run makes."""
-    from store.catalog import EmbeddingKey, find_embeddings, put_embeddings, put_task
+    from store.catalog import put_task
+    from store.embeddings import EmbeddingKey, find_embeddings, put_embeddings
     from store.tasks import task_from_table
     from store.workspace import Workspace
 

@@ -58,7 +58,7 @@ def complete_targets(atlas: pd.DataFrame, grid: list[tuple[str, list[str]]], see
 def import_runs(ws: Workspace, atlas: pd.DataFrame, target: str, sources: list[str], seeds: tuple[int, ...]) -> None:
     """Store the atlas runs of ``target`` in the workspace (those it lacks) and summarise them over ``seeds``."""
     from flows.measure import summarise
-    from store.catalog import done_transfer_runs, put_transfer_result
+    from store.measured import done_transfer_runs, put_transfer_result
 
     rows = atlas[atlas.target == target]
     (config,) = rows.config_hash.unique()

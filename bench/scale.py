@@ -95,7 +95,8 @@ def layout(spec: dict[str, Any]) -> list[tuple[int, int]]:
 def shard_key(spec: dict[str, Any], index: int) -> Any:
     """The catalog key of shard ``index``: the encoder's real cache parameters, task ``pool``, split
     ``shard-NNNNN`` and a content hash of how the shard's vectors were made."""
-    from store.catalog import EmbeddingKey, config_hash
+    from store.embeddings import EmbeddingKey
+    from store.runs import config_hash
 
     start, stop = layout(spec)[index]
     made = {"bench": "scale", "base": Path(spec["base"]).name, "noise": NOISE, "seed": index, "rows": [start, stop]}
@@ -111,7 +112,7 @@ def shard_key(spec: dict[str, Any], index: int) -> Any:
 
 def read_shards(spec: dict[str, Any], log: dict[str, float]) -> Any:
     """Yield (start, stop, float32 [rows, d]) shard by shard through ``find_embeddings``; read time into ``log``."""
-    from store.catalog import find_embeddings
+    from store.embeddings import find_embeddings
     from store.workspace import Workspace
 
     ws = Workspace(spec["root"])
@@ -190,7 +191,7 @@ def step_embed_speed(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def step_catalog_shards(spec: dict[str, Any]) -> dict[str, Any]:
-    from store.catalog import put_embeddings
+    from store.embeddings import put_embeddings
     from store.workspace import Workspace
 
     ws = Workspace(spec["root"])

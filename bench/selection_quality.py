@@ -101,7 +101,8 @@ def run(quick: bool = False) -> None:
     from flows.measure_selection import SUBSET_RECIPE, measure_selection
     from reports.html import selection_curves
     from selection.quality import summarise_selection
-    from store.catalog import library_versions, put_task
+    from store.catalog import put_task
+    from store.runs import library_versions
     from store.selections import selection_results
     from store.tasks import load_task_dir
     from store.workspace import Workspace

@@ -88,7 +88,7 @@ def provenance(device: str) -> dict[str, Any]:
     """Where and with what a run was measured (stored on every row)."""
     import torch
 
-    from store.catalog import library_versions
+    from store.runs import library_versions
 
     name = torch.cuda.get_device_name() if device != "cpu" and torch.cuda.is_available() else "cpu"
     return {

@@ -21,7 +21,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.measure import measure_transfer
 from flows.rank import fusion_inputs, rank_sources
 from store.advice import SCORE_COLUMNS, Knowledge, measured_knowledge, put_advice
-from store.catalog import put_ranking, recorded_run
+from store.rankings import put_ranking
+from store.runs import recorded_run
 from store.workspace import Workspace
 from transfer.advisor import DEFAULT_INPUTS, advise_target, describe_tasks, mean_gains, verified_ranking
 from transfer.encoder import DEFAULT_MODEL

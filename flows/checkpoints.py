@@ -11,18 +11,10 @@ import numpy as np
 from prefect import get_run_logger
 
 from flows.progress import progress
-from store.catalog import (
-    CheckpointKey,
-    canonical_json,
-    checkpoint_path,
-    config_hash,
-    find_checkpoint,
-    get_task,
-    get_tasks,
-    list_tasks,
-    put_checkpoint,
-)
+from store.catalog import get_task, get_tasks, list_tasks
+from store.checkpoints import CheckpointKey, checkpoint_path, find_checkpoint, put_checkpoint
 from store.leakage import EvaluationIndex, drop_leaked
+from store.runs import canonical_json, config_hash
 from store.tasks import Task
 from store.workspace import Workspace
 from transfer.finetune import Recipe, fine_tune, sample_indices, save_fine_tuned

@@ -40,7 +40,8 @@ from flows.measure import measure_transfer
 from flows.measure_selection import measure_selection
 from flows.rank import rank_sources
 from flows.select import select_training_subset
-from store.catalog import config_hash, list_tasks, recorded_run
+from store.catalog import list_tasks
+from store.runs import config_hash, recorded_run
 from store.workspace import Workspace, resolve_root
 from transfer.encoder import DEFAULT_MODEL
 

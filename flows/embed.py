@@ -21,7 +21,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.progress import progress
 from flows.runners import gather
-from store.catalog import EmbeddingKey, find_embeddings, get_task, put_embeddings, recorded_run
+from store.catalog import get_task
+from store.embeddings import EmbeddingKey, find_embeddings, put_embeddings
+from store.runs import recorded_run
 from store.tasks import Task
 from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from prefect import flow
 
-from store.catalog import put_ranking_quality, recorded_run
+from store.rankings import put_ranking_quality
+from store.runs import recorded_run
 from store.workspace import Workspace
 from transfer.metrics import one_seed_oracle, ranking_quality
 

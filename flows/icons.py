@@ -24,8 +24,9 @@ from selection.budget import resolve_budget
 from selection.gradients import gradient_features
 from selection.icons import WARMUP_RECIPE, icons_select, specialist_influence
 from selection.stratify import stratified_take
-from store.catalog import CheckpointKey, canonical_json, config_hash
+from store.checkpoints import CheckpointKey
 from store.features import features_key, find_features, put_features
+from store.runs import canonical_json, config_hash
 from store.tasks import Task
 from store.workspace import Workspace
 from transfer.encoder import model_fingerprint, resolve_model_path

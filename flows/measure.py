@@ -20,15 +20,9 @@ from flows.embed import EncoderSettings
 from flows.progress import progress
 from flows.rank import recipe_for_budget
 from flows.runners import gather
-from store.catalog import (
-    config_hash,
-    done_transfer_runs,
-    get_task,
-    list_tasks,
-    put_transfer_gains,
-    put_transfer_result,
-    recorded_run,
-)
+from store.catalog import get_task, list_tasks
+from store.measured import done_transfer_runs, put_transfer_gains, put_transfer_result
+from store.runs import config_hash, recorded_run
 from store.tasks import Task, ensure_split
 from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace

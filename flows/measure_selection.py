@@ -25,8 +25,9 @@ from flows.runners import gather
 from flows.select import METHODS, plan_selection, select_training_subset
 from selection.icons import WARMUP_RECIPE
 from selection.quality import FULL, RANDOM, summarise_selection
-from store.catalog import config_hash, get_task, recorded_run
+from store.catalog import get_task
 from store.rates import fine_tune_rate
+from store.runs import config_hash, recorded_run
 from store.selections import (
     done_selection_runs,
     find_selection,

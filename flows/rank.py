@@ -26,15 +26,11 @@ from flows.checkpoints import ensure_checkpoint, source_data, sources_data
 from flows.embed import EncoderSettings, ensure_embeddings
 from flows.maxsim import maxsim_scores
 from flows.runners import commit, gather
-from store.catalog import (
-    canonical_json,
-    get_task,
-    list_tasks,
-    put_ranking,
-    recorded_run,
-)
+from store.catalog import get_task, list_tasks
 from store.esms import esm_cache_key, find_esm, find_esms, put_esm
+from store.rankings import put_ranking
 from store.rates import fine_tune_rate
+from store.runs import canonical_json, recorded_run
 from store.tasks import Task
 from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace

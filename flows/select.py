@@ -31,9 +31,11 @@ from selection.budget import resolve_budget
 from selection.icons import ICONS_DEFAULTS, WARMUP_RECIPE
 from selection.random_baseline import random_select
 from selection.vog import VOG_DEFAULTS
-from store.catalog import config_hash, find_embeddings, get_task, recorded_run
+from store.catalog import get_task
+from store.embeddings import find_embeddings
 from store.leakage import drop_leaked
 from store.rates import fine_tune_rate
+from store.runs import config_hash, recorded_run
 from store.selections import budget_kind, check_same_space, find_selection, put_selection
 from store.tasks import Task
 from store.workspace import Workspace

@@ -13,7 +13,7 @@ from prefect import get_run_logger
 from flows.gradient_rows import LabelledRows, method_settings
 from flows.progress import progress
 from selection.vog import keep_hardest, prune_easiest, vog_scores, weighted_sample
-from store.catalog import config_hash
+from store.runs import config_hash
 from store.tasks import Task
 from store.workspace import Workspace
 from transfer.finetune import SMALL_BUDGET

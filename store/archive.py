@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from store.artifacts import directory_checksum, file_checksum
-from store.catalog import library_versions
+from store.runs import library_versions
 from store.workspace import Workspace
 
 MANIFEST = "transferscope-workspace.json"

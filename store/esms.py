@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from store.artifacts import file_checksum
-from store.catalog import canonical_json, config_hash
+from store.runs import canonical_json, config_hash
 from store.workspace import Workspace
 from transfer.esm import EmbeddingSpaceMap, export_hfselect, import_hfselect
 

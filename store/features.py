@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from store.artifacts import TMP_MARKER, directory_checksum
-from store.catalog import canonical_json, config_hash
+from store.runs import canonical_json, config_hash
 from store.workspace import Workspace
 
 

@@ -26,8 +26,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from store.artifacts import replace_atomically
-from store.catalog import EmbeddingKey, canonical_json, get_task, library_versions
+from store.catalog import get_task
+from store.embeddings import EmbeddingKey
 from store.errors import CorruptArtifactError
+from store.runs import canonical_json, library_versions
 from store.tasks import FORMATS, Task
 from store.workspace import Workspace, query
 

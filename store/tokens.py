@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from store.artifacts import replace_atomically
-from store.catalog import config_hash
+from store.runs import config_hash
 from store.workspace import Workspace
 
 

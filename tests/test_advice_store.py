@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from store.advice import ATLAS_ENV, atlas_folder, measured_knowledge, put_advice, shipped_atlas
-from store.catalog import put_ranking, put_transfer_result, start_run
+from store.measured import put_transfer_result
+from store.rankings import put_ranking
 from store.results import Results
+from store.runs import start_run
 
 RECIPE = {"epochs": 1, "max_examples": 48}
 

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from store.catalog import EmbeddingKey, get_task, put_task
+from store.catalog import get_task, put_task
+from store.embeddings import EmbeddingKey
 from store.results import Results
 from store.selections import (
     budget_kind,
@@ -114,7 +115,7 @@ def test_gio_subsets_match_the_target_better_than_random_ones(select_workspace, 
     from flows import select_training_subset
     from flows.embed import embedding_key, load_encoder
     from selection.gio import gio_kl
-    from store.catalog import find_embeddings
+    from store.embeddings import find_embeddings
 
     ws = select_workspace
     encoder = load_encoder("all-MiniLM-L6-v2", "mean", 128, True, "cpu", "exact", 64)

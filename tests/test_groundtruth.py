@@ -90,7 +90,8 @@ def test_evaluate_rankings_against_stored_gains(tmp_path, prefect_harness):
     import pandas as pd
 
     from flows import evaluate_rankings
-    from store.catalog import put_ranking, put_transfer_gains, put_transfer_result
+    from store.measured import put_transfer_gains, put_transfer_result
+    from store.rankings import put_ranking
     from store.results import Results
     from transfer.metrics import one_seed_oracle
 

@@ -8,7 +8,7 @@ import pytest
 
 
 def test_plans_cost_fine_tuning_at_the_rate_measured_here(workspace):
-    from store.catalog import CheckpointKey, checkpoint_path, put_checkpoint
+    from store.checkpoints import CheckpointKey, checkpoint_path, put_checkpoint
     from store.rates import DEFAULT_SECONDS_PER_EXAMPLE_EPOCH, fine_tune_rate
 
     fresh = fine_tune_rate(workspace)

@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 
 from store.advice import SHIPPED_ATLAS, put_advice
-from store.catalog import put_task, put_transfer_gains, start_run
+from store.catalog import put_task
+from store.measured import put_transfer_gains
+from store.runs import start_run
 from store.selections import put_selection_result
 from store.tasks import load_task_dir
 from store.workspace import Workspace

@@ -13,17 +13,9 @@ import pandas as pd
 import pytest
 
 from store.artifacts import file_checksum, replace_atomically, write_parquet
-from store.catalog import (
-    EmbeddingKey,
-    config_hash,
-    find_embeddings,
-    finish_run,
-    get_task,
-    list_tasks,
-    put_embeddings,
-    put_task,
-    start_run,
-)
+from store.catalog import get_task, list_tasks, put_task
+from store.embeddings import EmbeddingKey, find_embeddings, put_embeddings
+from store.runs import config_hash, finish_run, start_run
 from store.tasks import task_from_table
 from store.workspace import SCHEMA_DIR, Workspace, WorkspaceLockedError
 
@@ -333,8 +325,9 @@ def test_sql_runs_again_when_a_snapshot_changes_under_it(workspace, monkeypatch)
 
 
 def test_results_flag_near_ties_per_method(workspace):
-    from store.catalog import put_ranking, start_run
+    from store.rankings import put_ranking
     from store.results import Results
+    from store.runs import start_run
 
     run_id, config = start_run(workspace, "rank_sources", {})
     tied = {"a": -0.701, "b": -0.699, "c": -0.75}
@@ -346,7 +339,7 @@ def test_results_flag_near_ties_per_method(workspace):
 def test_recorded_run_finishes_completed_partial_or_failed(workspace):
     import json
 
-    from store.catalog import recorded_run
+    from store.runs import recorded_run
 
     with recorded_run(workspace, "ok", {"a": 1}, device="cpu") as run:
         run.timings["step_s"] = 1.5
