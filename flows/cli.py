@@ -289,7 +289,7 @@ def rank(
         if len(ranking):
             direction = "higher" if higher_is_better(name) else "lower"
             title = f"{name} ranking for {target} (score: {direction} is better)"
-            print_frame(ranking.head(top).drop(columns=["run_id", "method"]), title=title)
+            print_frame(ranking.head(top).drop(columns=["run_id", "method", "higher_is_better"]), title=title)
             for group in near_ties(dict(zip(ranking.source, ranking.score, strict=True))):
                 console.print(
                     f"near-tie: {', '.join(group)} are indistinguishable by {name} (scores within "

@@ -19,7 +19,8 @@ def put_ranking(
     higher_is_better: bool,
 ) -> pd.DataFrame:
     """Rank one method's scores for one target (rank 1 = best in the method's direction; NaN scores unranked,
-    last) and store them as one batch in one transaction. Returns the ranking."""
+    last) and store them as one batch in one transaction. Returns the ranking: source, score, rank, method, run_id,
+    higher_is_better."""
     frame = pd.DataFrame({"source": list(scores), "score": np.asarray(list(scores.values()), dtype=np.float64)})
     frame["rank"] = frame["score"].rank(ascending=not higher_is_better, method="min").astype("Int64")
     frame = frame.sort_values(["rank", "source"], na_position="last").reset_index(drop=True)
@@ -38,7 +39,7 @@ def put_ranking(
                     "higher_is_better": higher_is_better,
                 },
             )
-    return frame.assign(method=method, run_id=run_id)
+    return frame.assign(method=method, run_id=run_id, higher_is_better=higher_is_better)
 
 
 def put_ranking_quality(ws: Workspace, run_id: str, target: str, measured_config: str, rows: list[dict]) -> None:
