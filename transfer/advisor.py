@@ -40,7 +40,8 @@ def method_features(scores: pd.DataFrame) -> pd.DataFrame:
     """Wide features from long ``scores`` (columns target, source, method, score, higher_is_better): per method,
     ``z:<m>`` (the oriented score standardised within the target; 0 where all are equal) and ``pct:<m>`` (its
     rank percentile within the target, 1 = best). Index: (target, source)."""
-    frame = scores.assign(oriented=np.where(scores.higher_is_better, scores.score, -scores.score))
+    score = scores.score.astype(np.float64)
+    frame = scores.assign(oriented=np.where(scores.higher_is_better.astype(bool), score, -score))
     grouped = frame.groupby(["target", "method"]).oriented
     spread = grouped.transform("std").replace(0, np.nan)
     frame["z"] = ((frame.oriented - grouped.transform("mean")) / spread).fillna(0.0)
@@ -250,7 +251,8 @@ def profile_similarity(features: pd.DataFrame) -> pd.DataFrame:
         for b in names[i + 1 :]:
             shared = profiles[a].index.intersection(profiles[b].index)
             if len(shared) >= 3:
-                x, y = profiles[a].loc[shared].to_numpy().ravel(), profiles[b].loc[shared].to_numpy().ravel()
+                x = profiles[a].loc[shared].to_numpy(dtype=np.float64).ravel()
+                y = profiles[b].loc[shared].to_numpy(dtype=np.float64).ravel()
                 out.loc[a, b] = out.loc[b, a] = float(np.corrcoef(x, y)[0, 1]) if x.std() and y.std() else 0.0
     return out
 
