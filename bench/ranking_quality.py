@@ -75,21 +75,14 @@ def taskweb_spearman(ws: Workspace, targets: list[str], methods: tuple[str, ...]
     ``taskweb_score`` over the other shared tasks as sources."""
     from scipy import stats
 
-    from flows import rank_sources
+    from flows.rank import RankRequest, rank_sources
 
     taskweb = pd.read_csv(TASKWEB)
     rows = []
     for target in targets:
         truth = taskweb[taskweb.target == target].set_index("source").taskweb_score
         ranking = pd.DataFrame(
-            rank_sources(
-                target=target,
-                sources=list(truth.index),
-                methods=methods,
-                budget=budget,
-                device="cpu",
-                workspace=str(ws.root),
-            )
+            rank_sources(RankRequest(target, tuple(truth.index), methods, budget, device="cpu", workspace=str(ws.root)))
         )
         for method, frame in ranking.groupby("method"):
             oriented = frame.set_index("source").score * (1 if frame.higher_is_better.iloc[0] else -1)
@@ -163,7 +156,8 @@ def summary_table(quality: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(quick: bool = False) -> None:
-    from flows import evaluate_rankings, rank_sources
+    from flows import evaluate_rankings
+    from flows.rank import RankRequest, rank_sources
     from store.catalog import put_task
     from store.results import Results
     from store.tasks import load_task_dir
@@ -196,9 +190,7 @@ def run(quick: bool = False) -> None:
         if target not in targets:
             continue
         import_runs(ws, atlas, target, sources, seeds)
-        rank_sources(
-            target=target, sources=sources, methods=methods, budget=budget, device="cpu", workspace=str(ws.root)
-        )
+        rank_sources(RankRequest(target, tuple(sources), methods, budget, device="cpu", workspace=str(ws.root)))
         evaluate_rankings(target=target, workspace=str(ws.root))
     quality = Results(ws).method_quality()
     quality = quality[quality.target.isin(targets)]

@@ -98,7 +98,7 @@ def sentiment_pool(per_source: int):
 
 
 def run(quick: bool = False) -> None:
-    from flows.measure_selection import SUBSET_RECIPE, measure_selection
+    from flows.measure_selection import SUBSET_RECIPE, MeasureSelectionRequest, measure_selection
     from reports.html import selection_curves
     from selection.quality import summarise_selection
     from store.catalog import put_task
@@ -116,15 +116,17 @@ def run(quick: bool = False) -> None:
             put_task(ws, load_task_dir(SHARED_TASKS / name))
     start = time.perf_counter()
     measure_selection(
-        pool=POOL,
-        targets=list(config["targets"]),
-        arms=config["arms"],
-        budgets=config["budgets"],
-        seeds=config["seeds"],
-        recipe=config["recipe"],
-        max_test=config["max_test"],
-        device="cpu",
-        workspace=str(ws.root),
+        MeasureSelectionRequest(
+            POOL,
+            tuple(config["targets"]),
+            arms=config["arms"],
+            budgets=tuple(config["budgets"]),
+            seeds=tuple(config["seeds"]),
+            recipe=config["recipe"],
+            max_test=config["max_test"],
+            device="cpu",
+            workspace=str(ws.root),
+        )
     )
     runs = selection_results(ws, pool=POOL)
     summary = summarise_selection(runs)

@@ -104,18 +104,20 @@ def measure_one(
     ws: Any, path: Path, recipe_name: str, recipe: dict, target: str, source: str, seed: int, setup: dict
 ) -> int:
     """Measure one (target, source, seed) run (and the seed's baseline if missing); append what is new."""
-    from flows import measure_transfer
+    from flows.measure import MeasureRequest, measure_transfer
 
     start = time.perf_counter()
     measure_transfer(
-        target=target,
-        sources=[source],
-        seeds=(seed,),
-        budget=recipe,
-        target_budget=setup["target_recipe"],
-        max_test=setup["max_test"],
-        device=setup["device"],
-        workspace=str(ws.root),
+        MeasureRequest(
+            target,
+            (source,),
+            (seed,),
+            recipe,
+            setup["target_recipe"],
+            max_test=setup["max_test"],
+            device=setup["device"],
+            workspace=str(ws.root),
+        )
     )
     seconds = time.perf_counter() - start
     stored = ws.sql(

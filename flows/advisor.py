@@ -18,8 +18,8 @@ import pandas as pd
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.measure import measure_transfer
-from flows.rank import fusion_inputs, rank_sources
+from flows.measure import MeasureRequest, measure_transfer
+from flows.rank import RankPlan, RankRequest, fusion_inputs, rank_sources
 from store.advice import SCORE_COLUMNS, Knowledge, measured_knowledge, put_advice
 from store.rankings import put_ranking
 from store.runs import recorded_run
@@ -62,6 +62,7 @@ def advise_sources(
     seed: int = 0,
     device: str = "auto",
     workspace: str | None = None,
+    input_plan: RankPlan | None = None,
 ) -> pd.DataFrame:
     """Advise which of ``sources`` (default: every other stored task) to fine-tune on before ``target``.
 
@@ -71,16 +72,20 @@ def advise_sources(
     ``$TRANSFERSCOPE_ATLAS`` or the shipped atlas; ``"none"``: the workspace alone; `store.advice.atlas_folder`).
     Returns per source (best first): rank, expected_gain, lower, upper (points; NaN on the fallback),
     top_features, and measured_gain when verified; ``attrs`` hold ``basis`` ('learned' or 'fused'),
-    ``dont_transfer``, ``learner``, ``message`` and the run id."""
+    ``dont_transfer``, ``learner``, ``message`` and the run id. ``input_plan``: the plan of the input rankings when
+    the caller already made it (`flows.rank.plan_rank` of ``inputs`` under the atlas's recipe), so nothing re-plans."""
     if not isinstance(verify, int) or isinstance(verify, bool) or verify < 0:
         raise ValueError(f"The 'verify' parameter of advise_sources must be an int >= 0. Got {verify!r} instead.")
     ws = Workspace(workspace)
     knowledge = measured_knowledge(ws, exclude=target, atlas=atlas)
-    budget = knowledge.source_recipe or "small"
-    ranked = rank_sources(
-        target=target, sources=sources, methods=inputs, budget=budget, model=model, seed=seed, device=device,
-        workspace=str(ws.root),
-    )  # fmt: skip
+    budget = knowledge.input_budget
+    asked = None if sources is None else tuple(sources)
+    request = RankRequest(
+        target, asked, tuple(inputs), budget, model=model, seed=seed, device=device, workspace=str(ws.root)
+    )
+    if input_plan is not None and input_plan.request != request:
+        raise ValueError(f"The 'input_plan' parameter of advise_sources plans {input_plan.request}, not {request}.")
+    ranked = rank_sources(input_plan or request)
     rankings = pd.DataFrame(ranked)
     names = sorted(rankings.source.unique())
     params = {
@@ -125,14 +130,16 @@ def advise_sources(
         method = "advisor"
         if verify:
             summary = measure_transfer(
-                target=target,
-                sources=list(table.index[:verify]),
-                seeds=tuple(verify_seeds),
-                budget=budget,
-                target_budget=knowledge.target_recipe or "small",
-                model=model,
-                device=device,
-                workspace=str(ws.root),
+                MeasureRequest(
+                    target,
+                    tuple(table.index[:verify]),
+                    tuple(verify_seeds),
+                    budget,
+                    knowledge.target_recipe or "small",
+                    model=model,
+                    device=device,
+                    workspace=str(ws.root),
+                )
             )
             measured = 100 * pd.DataFrame(summary).set_index("source").mean_gain
             reranked = verified_ranking(order, measured, verify).sort_values(ascending=False)

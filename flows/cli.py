@@ -23,6 +23,8 @@ from store.workspace import WORKSPACE_ENV, SQLError, Workspace
 if TYPE_CHECKING:
     from prefect import Flow
 
+    from flows.rank import RankPlan
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -233,8 +235,7 @@ def rank(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
 ) -> None:
     """Rank source tasks for TARGET and print the top ones per method (building missing ESMs first)."""
-    from flows.embed import EncoderSettings
-    from flows.rank import METHODS, plan_rank, recipe_for_budget
+    from flows.rank import METHODS, RankRequest, plan_rank
     from store.catalog import list_tasks
 
     ws = Workspace(ctx.obj["workspace"])
@@ -253,13 +254,22 @@ def rank(
 
         knowledge = measured_knowledge(ws, exclude=target)
         methods = tuple(m for m in methods if m != "advisor") or DEFAULT_INPUTS
-        recipe_budget = knowledge.source_recipe or budget  # the advisor's inputs use the atlas's recipe
-    if "esm-logme" in methods:
-        recipe = recipe_for_budget(recipe_budget)
-        encoder = EncoderSettings.of_recipe(recipe, EncoderSettings.model, ctx.obj["device"]).load()
-        plan = plan_rank(ws, target, names, recipe, encoder)
-        rate = plan.attrs["rate"].basis
-        print_frame(plan, title=f"plan: ESMs for {len(names)} sources, about {plan.estimated_s.sum():.0f} s ({rate})")
+        recipe_budget = knowledge.input_budget
+    plan = plan_rank(
+        RankRequest(
+            target,
+            tuple(names),
+            methods,
+            recipe_budget,
+            prefilter=prefilter,
+            fuse=fuse,
+            device=ctx.obj["device"],
+            workspace=str(ws.root),
+        )
+    )
+    if plan.esms:
+        title = f"plan: ESMs for {len(names)} sources, about {plan.estimated_s:.0f} s ({plan.rate})"
+        print_frame(plan.esm_frame(), title=title)
     else:
         console.print(f"plan: {len(methods)} method(s) over {len(names)} sources")
     if verify:
@@ -267,21 +277,12 @@ def rank(
     if dry_run:
         return
     if advised:
-        advise(ctx, ws, target, names, methods, verify, top)
+        advise(ctx, plan, verify, top)
         return
     from flows.rank import higher_is_better, rank_sources
     from transfer.metrics import NEAR_TIE, near_ties
 
-    result = with_runner(ctx, rank_sources)(
-        target=target,
-        sources=names,
-        methods=methods,
-        budget=budget,
-        fuse=fuse,
-        prefilter=prefilter,
-        device=ctx.obj["device"],
-        workspace=str(ws.root),
-    )
+    result = with_runner(ctx, rank_sources)(plan)
     warn_failures(result)
     rankings = pd.DataFrame(result)
     for name in [*methods, *sorted(set(rankings.method) - set(methods))]:  # the user's order, then the fused
@@ -316,17 +317,17 @@ def verification_plan(seconds_per_run: float | None, k: int, target: str) -> str
     )
 
 
-def advise(
-    ctx: typer.Context, ws: Workspace, target: str, names: list[str], inputs: tuple[str, ...], verify: int, top: int
-) -> None:
-    """Run the advisor and print its advice: expected gains with intervals, the "don't transfer" call, the basis."""
+def advise(ctx: typer.Context, plan: RankPlan, verify: int, top: int) -> None:
+    """Run the advisor on its planned input rankings and print its advice: expected gains with intervals, the
+    "don't transfer" call, the basis."""
     from flows.advisor import advise_sources
 
+    r = plan.request
     advice: pd.DataFrame = cast(
         pd.DataFrame,
         with_runner(ctx, advise_sources)(
-            target=target, sources=names, inputs=inputs, verify=verify, device=ctx.obj["device"],
-            workspace=str(ws.root),
+            target=r.target, sources=list(plan.sources), inputs=r.methods, verify=verify, device=r.device,
+            workspace=r.workspace, input_plan=plan,
         ),
     )  # fmt: skip
     warn_failures(advice)
@@ -334,9 +335,9 @@ def advise(
     shown["top_features"] = [", ".join(f"{k} {v:+.2f}" for k, v in f.items()) for f in shown.top_features]
     learned = advice.attrs["basis"] == "learned"
     title = (
-        f"{advice.attrs['method']} for {target}: expected gain over no transfer, points (higher is better)"
+        f"{advice.attrs['method']} for {r.target}: expected gain over no transfer, points (higher is better)"
         if learned
-        else f"advisor for {target}: fused rank of its inputs (no gain estimates)"
+        else f"advisor for {r.target}: fused rank of its inputs (no gain estimates)"
     )
     print_frame(shown if learned else shown[["source", "rank"]], title=title)
     console.print(escape(advice.attrs["message"]), soft_wrap=True)
@@ -352,35 +353,29 @@ def measure(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
 ) -> None:
     """Measure real transfer to TARGET: fine-tune on it alone and after each source, per seed (resumable)."""
-    from flows.measure import TARGET_BUDGETS, measure_transfer
-    from store.catalog import get_task, list_tasks
-    from store.rates import fine_tune_rate
+    from flows.measure import MeasureRequest, measure_transfer, plan_measure
 
-    ws = Workspace(ctx.obj["workspace"])
-    names = sources.split(",") if sources else [n for n in list_tasks(ws)["name"] if n != target]
-    seed_list = tuple(int(s) for s in seeds.split(","))
-    recipe = TARGET_BUDGETS["small"]
-    examples = min(get_task(ws, target).counts().get("train", 0), recipe.max_examples)
-    runs = len(seed_list) * (len(names) + 1)
-    rate = fine_tune_rate(ws)
-    estimate = rate.seconds(runs * examples * recipe.epochs)
+    plan = plan_measure(
+        MeasureRequest(
+            target,
+            tuple(sources.split(",")) if sources else None,
+            tuple(int(s) for s in seeds.split(",")),
+            budget,
+            device=ctx.obj["device"],
+            workspace=ctx.obj["workspace"],
+        )
+    )
+    n_seeds, epochs = len(plan.request.seeds), plan.request.target_recipe.epochs
     console.print(
-        f"plan: {runs} target fine-tunes ({len(seed_list)} seeds x {len(names)} sources + baseline), "
-        f"{examples} examples x {recipe.epochs} epochs each, about {estimate / 60:.0f} min at {rate.basis}, "
-        "plus one source fine-tune per (source, seed) not yet cached; finished runs are skipped"
+        f"plan: {len(plan.todo)} target fine-tunes ({n_seeds} seeds x {len(plan.sources)} sources + baseline, "
+        f"{n_seeds * (len(plan.sources) + 1) - len(plan.todo)} already stored), {plan.target_examples} examples x "
+        f"{epochs} epochs each, about {plan.estimated_s / 60:.0f} min at {plan.rate}, plus one source fine-tune per "
+        "(source, seed) not yet cached",
+        soft_wrap=True,
     )
     if dry_run:
         return
-    summary = pd.DataFrame(
-        with_runner(ctx, measure_transfer)(
-            target=target,
-            sources=names,
-            seeds=seed_list,
-            budget=budget,
-            device=ctx.obj["device"],
-            workspace=str(ws.root),
-        )
-    )
+    summary = pd.DataFrame(with_runner(ctx, measure_transfer)(plan))
     print_frame(summary, title=f"measured gains for {target}")
 
 
@@ -456,41 +451,44 @@ def select(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
 ) -> None:
     """Select a training subset of POOL for the --target task(s), store it, and optionally export it."""
-    from flows.select import plan_selection, select_training_subset
+    from flows.select import SelectionRequest, plan_selection, select_training_subset
     from store.selections import export_selection, find_selection, selection_frame
 
-    options: dict[str, Any] = {
-        "method": method,
-        "budget": parse_budget(budget),
-        "label_map": parse_pairs(label_map, "--label-map") if label_map else None,
-        "method_params": {k: _json_or_text(v) for k, v in parse_pairs(",".join(param or []), "--param").items()},
-        "pool_split": pool_split,
-        "target_split": target_split,
-        "quantize": quantize,
-        "seed": seed,
-        "device": ctx.obj["device"],
-        "workspace": ctx.obj["workspace"],
-    }
     try:
-        plan = plan_selection(pool, target, **options)
+        plan = plan_selection(
+            SelectionRequest(
+                pool,
+                tuple(target),
+                method,
+                parse_budget(budget),
+                pool_split=pool_split,
+                target_split=target_split,
+                quantize=quantize,
+                method_params={k: _json_or_text(v) for k, v in parse_pairs(",".join(param or []), "--param").items()},
+                label_map=parse_pairs(label_map, "--label-map") if label_map else None,
+                seed=seed,
+                device=ctx.obj["device"],
+                workspace=ctx.obj["workspace"],
+            )
+        )
     except (ValueError, KeyError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
-    embeds = ", ".join(f"{e['task']}/{e['split']} ({e['n']} texts)" for e in plan["to_embed"]) or "nothing"
+    embeds = ", ".join(f"{e.task}/{e.split} ({e.n} texts)" for e in plan.to_embed) or "nothing"
     console.print(
-        f"plan: {method} on {plan['n_pool']} pool examples ({plan['leaked_dropped']} dropped as leaked into a target's "
-        f"evaluation data), {plan['n_target']} target examples, budget "
-        f"{plan['n_budget'] if plan['n_budget'] is not None else 'GIO stopping rule'}"
-        f"{', quantised' if plan['quantize'] else ''}; embed {embeds}; about {plan['estimated_s']:.0f} s"
-        + (" (already stored)" if plan["stored"] else f" (fine-tuning at {plan['rate']})")
+        f"plan: {method} on {plan.n_pool} pool examples ({len(plan.leaked_ids)} dropped as leaked into a target's "
+        f"evaluation data), {plan.n_target} target examples, budget "
+        f"{plan.n_budget if plan.n_budget is not None else 'GIO stopping rule'}"
+        f"{', quantised' if plan.quantize else ''}; embed {embeds}; about {plan.estimated_s:.0f} s"
+        + (" (already stored)" if plan.stored else f" (fine-tuning at {plan.rate})")
     )
     if dry_run:
         return
-    summary = with_runner(ctx, select_training_subset)(pool, target, **options)
+    summary = with_runner(ctx, select_training_subset)(plan)
     ws = Workspace(ctx.obj["workspace"])
     selection = find_selection(ws, summary["subset_id"])  # this request's subset, by id (never a looser lookup)
     frame = selection_frame(ws, selection)
-    console.print(f"subset {summary['subset_id']}: {len(frame)} of {plan['n_pool']} examples")
+    console.print(f"subset {summary['subset_id']}: {len(frame)} of {plan.n_pool} examples")
     print_frame(frame.head(10)[["rank", "example_id", "text", "label", "score"]], title="first picks")
     if out is not None:
         written = export_selection(ws, selection, out)
@@ -516,27 +514,35 @@ def measure_selection_cmd(
 ) -> None:
     """Fine-tune on each method's subsets of POOL (per budget and seed) and on the whole pool, and report the share
     of the full-pool score each reaches on the --target task(s), paired against random."""
-    from flows.measure_selection import measure_selection
+    from flows.measure_selection import MeasureSelectionRequest, measure_selection, plan_measure_selection
     from store.results import Results
 
-    arms = {m: {"method": m} for m in method} if method else None  # None: DEFAULT_ARMS
     try:
-        with_runner(ctx, measure_selection)(
-            pool,
-            target,
-            arms=arms,
-            budgets=tuple(budget or (0.1, 0.2, 0.5)),
-            seeds=tuple(seed or (0, 1, 2)),
-            label_map=parse_pairs(label_map, "--label-map") if label_map else None,
-            device=ctx.obj["device"],
-            dry_run=dry_run,
-            workspace=ctx.obj["workspace"],
+        plan = plan_measure_selection(
+            MeasureSelectionRequest(
+                pool,
+                tuple(target),
+                arms={m: {"method": m} for m in method} if method else None,  # None: DEFAULT_ARMS
+                budgets=tuple(budget or (0.1, 0.2, 0.5)),
+                seeds=tuple(seed or (0, 1, 2)),
+                label_map=parse_pairs(label_map, "--label-map") if label_map else None,
+                device=ctx.obj["device"],
+                workspace=ctx.obj["workspace"],
+            )
         )
     except (ValueError, KeyError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
+    selections = sum(not t.selection.stored for t in plan.todo)
+    console.print(
+        f"plan: {len(plan.todo)} fine-tunes to do ({len(plan.runs) * len(plan.request.seeds) - len(plan.todo)} "
+        f"already stored), {selections} selections to make; {plan.examples} examples x epochs, about "
+        f"{plan.estimated_s:.0f} s of fine-tuning at {plan.rate}, plus the selections",
+        soft_wrap=True,
+    )
     if dry_run:
         return
+    with_runner(ctx, measure_selection)(plan)
     summary = Results(ctx.obj["workspace"]).selection_quality(pool)
     print_frame(
         summary[summary.target == "all"][["arm", "budget", "n_train", "share_mean", "share_std", "vs_random_mean"]],

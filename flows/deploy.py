@@ -12,18 +12,21 @@ of them in a subprocess of its own, in the environment it was started in. Four d
 - ``measure_grid/transferscope`` (weekly by default): `measure_grid` measures real transfer to each target
   (`measure_transfer`, resumable: stored fine-tunes are skipped) and scores the stored rankings against it
   (`evaluate_rankings`).
-- ``select_training_subset/transferscope``: subset selection on demand (no schedule), e.g.
-  ``prefect deployment run select_training_subset/transferscope -p pool=... -p targets=...``.
+- ``select_training_subset/transferscope``: subset selection on demand (no schedule); its one parameter is a
+  `flows.select.SelectionRequest`, e.g.
+  ``prefect deployment run select_training_subset/transferscope --params '{"plan": {"pool": ..., "targets": [...]}}'``.
 - ``measure_selection/transferscope``: on demand, what each method's subsets are worth (`measure_selection`:
-  fine-tune on them and on the whole pool; resumable).
+  fine-tune on them and on the whole pool; resumable); its parameter is a `MeasureSelectionRequest`.
 
 Schedules live in one place, `SCHEDULES` (override with ``dataclasses.replace``, or ``transferscope serve --cron``).
-The workspace is every deployment's ``workspace`` parameter (an absolute path resolved when serving), so runs
-write to the workspace the server was started for, whatever their working directory.
+The workspace (an absolute path resolved when serving) is the scheduled deployments' ``workspace`` parameter and,
+for the on-demand requests that name none, ``$TRANSFERSCOPE_WORKSPACE`` of the serving process, which every flow
+run inherits; so runs write to the workspace the server was started for, whatever their working directory.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,13 +39,13 @@ from prefect.types.entrypoint import EntrypointType
 
 from flows.embed import embed_tasks
 from flows.evaluate import evaluate_rankings
-from flows.measure import measure_transfer
+from flows.measure import MeasureRequest, measure_transfer
 from flows.measure_selection import measure_selection
-from flows.rank import rank_sources
+from flows.rank import RankRequest, rank_sources
 from flows.select import select_training_subset
 from store.catalog import list_tasks
 from store.runs import config_hash, recorded_run
-from store.workspace import Workspace, resolve_root
+from store.workspace import WORKSPACE_ENV, Workspace, resolve_root
 from transfer.encoder import DEFAULT_MODEL
 
 DEPLOYMENT = "transferscope"  # every deployment's name; full names are "<flow>/transferscope"
@@ -101,9 +104,7 @@ def refresh(
             outcome[target] = "unchanged"
             continue
         with recorded_run(ws, "refresh", params, device=device):
-            rank_sources(
-                target=target, methods=methods, budget=budget, model=model, device=device, workspace=str(ws.root)
-            )
+            rank_sources(RankRequest(target, None, methods, budget, model, device=device, workspace=str(ws.root)))
         outcome[target] = "ranked"
     return outcome
 
@@ -140,15 +141,9 @@ def measure_grid(
         )
     quality: dict[str, pd.DataFrame] = {}
     for target in targets:
-        measure_transfer(
-            target=target,
-            sources=others[target],
-            seeds=seeds,
-            budget=budget,
-            target_budget=target_budget,
-            device=device,
-            workspace=root,
-        )
+        names = others[target]
+        names_of = None if names is None else tuple(names)
+        measure_transfer(MeasureRequest(target, names_of, seeds, budget, target_budget, device=device, workspace=root))
         quality[target] = evaluate_rankings(target=target, workspace=root)
     return quality
 
@@ -162,7 +157,8 @@ def build_deployments(
     active: bool = True,
 ) -> list[RunnerDeployment]:
     """The four deployments for ``workspace`` (resolved to an absolute path: default ``$TRANSFERSCOPE_WORKSPACE``
-    or ``./transferscope-workspace``), with ``targets`` and ``device`` as default parameters.
+    or ``./transferscope-workspace``), with ``targets`` and ``device`` as the scheduled ones' default parameters
+    (the on-demand ones take one request each, see the module docstring).
 
     Without ``targets`` the refresh only embeds, and the grid (whose ``targets`` parameter is required) gets its
     schedule inactive, to be run with explicit targets. ``active=False`` registers every schedule inactive (the
@@ -185,8 +181,8 @@ def build_deployments(
     return [
         deploy(refresh, targeted, schedules.refresh, active),
         deploy(measure_grid, targeted, schedules.measure_grid, active and bool(targets)),
-        deploy(select_training_subset, common, None, False),
-        deploy(measure_selection, common, None, False),
+        deploy(select_training_subset, {}, None, False),
+        deploy(measure_selection, {}, None, False),
     ]
 
 
@@ -200,5 +196,6 @@ def serve_deployments(
 ) -> None:
     """Register the deployments of `build_deployments` with the Prefect API (``PREFECT_API_URL``) and run their
     flow runs until the process is stopped (Ctrl-C or SIGTERM; schedules are paused on shutdown and resumed by the
-    next start)."""
+    next start). On-demand requests that name no workspace run in ``workspace``."""
+    os.environ[WORKSPACE_ENV] = str(resolve_root(workspace))
     serve(*build_deployments(workspace, targets, device=device, schedules=schedules, active=active))

@@ -1,7 +1,8 @@
 """Flow ``measure_transfer``: the ground truth — fine-tune on the target alone and after each source, per seed.
 
 Each (source, seed) run is its own Prefect task and is stored as soon as it finishes, keyed by the measurement
-config (target, budgets, model, caps), so a crashed or extended grid resumes without redoing finished runs. Source
+config (target, budgets, model, caps), so a crashed or extended grid resumes without redoing finished runs; a
+`MeasureRequest` is planned once (`plan_measure`, a frozen `MeasurePlan` with the runs still to do). Source
 checkpoints come from the cache shared with ESMs. Per pair, the summary (mean gain, its spread, share of positive
 seeds, paired t-test) is rewritten from all stored seeds at the end.
 """
@@ -9,6 +10,8 @@ seeds, paired t-test) is rewritten from all stored seeds at the end.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
@@ -22,6 +25,7 @@ from flows.rank import recipe_for_budget
 from flows.runners import gather
 from store.catalog import get_task, list_tasks
 from store.measured import done_transfer_runs, put_transfer_gains, put_transfer_result
+from store.rates import fine_tune_rate
 from store.runs import config_hash, recorded_run
 from store.tasks import Task, ensure_split
 from store.worker import Deferred, WorkerWorkspace
@@ -89,62 +93,120 @@ def measure_run(
     return ws.deferred(metrics)
 
 
-@flow(name="measure_transfer", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
-def measure_transfer(
-    target: str,
-    sources: list[str] | None = None,
-    seeds: tuple[int, ...] = (0, 1, 2),
-    budget: str | dict = "small",
-    target_budget: str | dict = "small",
-    max_test: int = 2000,
-    model: str = DEFAULT_MODEL,
-    device: str = "auto",
-    workspace: str | None = None,
-) -> pd.DataFrame:
-    """Measure the gain of intermediate fine-tuning on each source for ``target``; returns the per-pair summary
-    (source, baseline_mean, source_mean, mean_gain, std_gain, positive_share, p_value, n_seeds).
+@dataclass(frozen=True)
+class MeasureRequest:
+    """What `measure_transfer` is asked to measure (checked on construction; `plan_measure` checks it against the
+    workspace). ``sources``: default every other stored task. ``budget`` is the source recipe (as in
+    `flows.rank.RankRequest`); ``target_budget`` the target's (``"small"``: ≤ 1,000 examples, 3 epochs, batch 16,
+    lr 5e-5, 6% warm-up, max_length 64 — enough steps for a few hundred target examples to train; DECISIONS.md)
+    or a dict of `Recipe` fields. Held-out rows: the target's test split, else validation, else 20% of train, at
+    most ``max_test``."""
 
-    ``budget`` is the source recipe (as in `rank_sources`); ``target_budget`` the target's (``"small"``: ≤ 1,000
-    examples, 3 epochs, batch 16, lr 5e-5, 6% warm-up, max_length 64 — enough steps for a few hundred target
-    examples to train; DECISIONS.md)."""
-    ws = Workspace(workspace)
-    goal = get_task(ws, target)
-    names = sources or [n for n in list_tasks(ws)["name"] if n != target]
-    if target in names:
-        raise ValueError(f"The target {target!r} is also among the sources; a task cannot be its own source.")
-    if not seeds or any(not isinstance(s, int) for s in seeds):
-        raise ValueError(f"The 'seeds' parameter of measure_transfer must be a non-empty tuple of ints. Got {seeds!r}.")
-    source_recipe = recipe_for_budget(budget)
-    target_recipe = Recipe(**target_budget) if isinstance(target_budget, dict) else TARGET_BUDGETS.get(target_budget)
-    if target_recipe is None:
-        raise ValueError(
-            f"The 'target_budget' parameter must be one of {list(TARGET_BUDGETS)} or a dict of Recipe "
-            f"fields. Got {target_budget!r} instead."
-        )
+    target: str
+    sources: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] = (0, 1, 2)
+    budget: str | dict[str, Any] = "small"
+    target_budget: str | dict[str, Any] = "small"
+    max_test: int = 2000
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    workspace: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.sources is not None:
+            object.__setattr__(self, "sources", tuple(self.sources))
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        if self.target in (self.sources or ()):
+            raise ValueError(f"The target {self.target!r} is also among the sources; a task cannot be its own source.")
+        if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in self.seeds):
+            raise ValueError(
+                f"The 'seeds' parameter of measure_transfer must be a non-empty tuple of ints. Got {self.seeds!r}."
+            )
+        recipe_for_budget(self.budget)
+        if not isinstance(self.target_budget, dict) and self.target_budget not in TARGET_BUDGETS:
+            raise ValueError(
+                f"The 'target_budget' parameter must be one of {list(TARGET_BUDGETS)} or a dict of Recipe "
+                f"fields. Got {self.target_budget!r} instead."
+            )
+
+    @property
+    def target_recipe(self) -> Recipe:
+        if isinstance(self.target_budget, dict):
+            return Recipe(**self.target_budget)
+        return TARGET_BUDGETS[self.target_budget]
+
+
+@dataclass(frozen=True)
+class MeasurePlan:
+    """A validated, costed `MeasureRequest`: the sources, the measurement ``setup`` (hashed as ``config``, the key
+    stored runs are found by), the (source, seed) runs still to do (``BASELINE`` = no transfer), and their cost:
+    ``target_examples`` x epochs per run at the workspace's measured ``rate``, plus a source fine-tune per
+    (source, seed) whose checkpoint is not cached yet."""
+
+    request: MeasureRequest
+    sources: tuple[str, ...]
+    setup: dict[str, Any]
+    config: str
+    todo: tuple[tuple[str, int], ...]
+    target_examples: int
+    estimated_s: float
+    rate: str
+
+
+def plan_measure(request: MeasureRequest) -> MeasurePlan:
+    """Check ``request`` against the workspace and plan it: the runs not yet stored and what they cost."""
+    r = request
+    ws = Workspace(r.workspace)
+    goal = get_task(ws, r.target)
+    names = r.sources or tuple(n for n in list_tasks(ws)["name"] if n != r.target)
+    target_recipe = r.target_recipe
     setup = {
-        "model": model,
-        "source_recipe": source_recipe.as_dict(),
+        "model": r.model,
+        "source_recipe": recipe_for_budget(r.budget).as_dict(),
         "target_recipe": target_recipe.as_dict(),
-        "max_test": max_test,
-        "device": device,
+        "max_test": r.max_test,
         "target_content": goal.content_hash,
     }
-    config = config_hash({k: v for k, v in setup.items() if k != "device"})
-    params = {**setup, "target": target, "sources": names, "seeds": list(seeds)}
-    with recorded_run(ws, "measure_transfer", params, device=device) as run:
+    config = config_hash(setup)
+    done = done_transfer_runs(ws, config, r.target)
+    todo = tuple((s, seed) for seed in r.seeds for s in [BASELINE, *names] if (s, seed) not in done)
+    examples = min(goal.counts().get("train", 0), target_recipe.max_examples)
+    rate = fine_tune_rate(ws)
+    estimate = rate.seconds(len(todo) * examples * target_recipe.epochs)
+    return MeasurePlan(r, tuple(names), setup, config, todo, examples, estimate, rate.basis)
+
+
+@flow(name="measure_transfer", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
+def measure_transfer(plan: MeasurePlan | MeasureRequest) -> pd.DataFrame:
+    """Run a measurement plan (a `MeasureRequest` is planned here, once, by `plan_measure`): the gain of
+    intermediate fine-tuning on each source for the target; returns the per-pair summary (source, baseline_mean,
+    source_mean, mean_gain, std_gain, positive_share, p_value, n_seeds) over the request's seeds."""
+    if isinstance(plan, MeasureRequest):
+        plan = plan_measure(plan)
+    r = plan.request
+    ws = Workspace(r.workspace)
+    params = {
+        **plan.setup,
+        "device": r.device,
+        "target": r.target,
+        "sources": list(plan.sources),
+        "seeds": list(r.seeds),
+    }
+    with recorded_run(ws, "measure_transfer", params, device=r.device) as run:
         run_id = run.run_id
-        done = done_transfer_runs(ws, config, target)
-        todo = [(s, seed) for seed in seeds for s in [BASELINE, *names] if (s, seed) not in done]
         get_run_logger().info(
             "measure_transfer %s: %d runs to do, %d already stored",
-            target,
-            len(todo),
-            len(seeds) * (len(names) + 1) - len(todo),
+            r.target,
+            len(plan.todo),
+            len(r.seeds) * (len(plan.sources) + 1) - len(plan.todo),
         )
-        setup_json = json.dumps(setup)
-        futures = [measure_run.submit(str(ws.root), target, s, seed, setup_json, config, run_id) for s, seed in todo]
-        gather(ws, futures, f"measure {target}", "fine-tune")
-        summary = summarise(ws, config, target, names, seeds, run_id)
+        setup_json = json.dumps({**plan.setup, "device": r.device})
+        futures = [
+            measure_run.submit(str(ws.root), r.target, s, seed, setup_json, plan.config, run_id)
+            for s, seed in plan.todo
+        ]
+        gather(ws, futures, f"measure {r.target}", "fine-tune")
+        summary = summarise(ws, plan.config, r.target, list(plan.sources), r.seeds, run_id)
     return summary
 
 

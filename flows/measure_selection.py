@@ -11,6 +11,7 @@ held-out rows) and the subset id, so an interrupted or extended grid resumes wit
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.gradient_rows import labelled_rows
 from flows.progress import progress
 from flows.runners import gather
-from flows.select import METHODS, plan_selection, select_training_subset
+from flows.select import METHODS, SelectionPlan, SelectionRequest, plan_selection, select_training_subset
 from selection.icons import WARMUP_RECIPE
 from selection.quality import FULL, RANDOM, summarise_selection
 from store.catalog import get_task
@@ -57,11 +58,21 @@ DEFAULT_ARMS: dict[str, dict[str, Any]] = {
 SUBSET_RECIPE = WARMUP_RECIPE
 
 
-def check_arms(arms: dict[str, dict[str, Any]], budgets: tuple[float, ...]) -> list[tuple[str, str, Any, float]]:
-    """The (arm, method, method params, budget) runs of one seed, full pool first; errors name the bad arm."""
+@dataclass(frozen=True)
+class ArmRun:
+    """One arm at one budget (per seed): the method and its parameters."""
+
+    arm: str
+    method: str
+    params: dict[str, Any] | None
+    budget: float
+
+
+def check_arms(arms: dict[str, dict[str, Any]], budgets: tuple[float, ...]) -> tuple[ArmRun, ...]:
+    """The runs of one seed, full pool first; errors name the bad arm."""
     if not budgets or not all(isinstance(b, float) and 0 < b < 1 for b in budgets):
         raise ValueError(f"The 'budgets' parameter of {OWNER} must be fractions in (0, 1). Got {budgets!r} instead.")
-    runs: list[tuple[str, str, Any, float]] = [(FULL, "random", None, 1.0)]
+    runs = [ArmRun(FULL, "random", None, 1.0)]
     for name, spec in arms.items():
         if name == FULL or not isinstance(spec, dict) or spec.get("method") not in METHODS:
             raise ValueError(
@@ -74,8 +85,8 @@ def check_arms(arms: dict[str, dict[str, Any]], budgets: tuple[float, ...]) -> l
         arm_budgets = tuple(spec.get("budgets", budgets))
         if not set(arm_budgets) <= set(budgets):
             raise ValueError(f"Arm {name!r} asks for budgets {list(arm_budgets)} outside {list(budgets)}.")
-        runs += [(name, spec["method"], spec.get("params"), b) for b in arm_budgets]
-    return runs
+        runs += [ArmRun(name, spec["method"], spec.get("params"), b) for b in arm_budgets]
+    return tuple(runs)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="train-{arm}-{budget}-seed{seed}")
@@ -149,109 +160,164 @@ def held_out_rows(ws: Workspace, pool: Task, target: str, setup: dict[str, Any])
     }
 
 
-@flow(name="measure_selection", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
-def measure_selection(
-    pool: str,
-    targets: str | list[str],
-    arms: dict[str, dict[str, Any]] | None = None,
-    budgets: tuple[float, ...] = (0.1, 0.2, 0.5),
-    seeds: tuple[int, ...] = (0, 1, 2),
-    recipe: dict[str, Any] | None = None,
-    held_out: tuple[str, ...] = ("validation", "test"),
-    max_test: int = 2000,
-    max_target_examples: int = 300,
-    label_map: dict[str, str] | None = None,
-    pool_split: str = "train",
-    model: str = DEFAULT_MODEL,
-    device: str = "auto",
-    dry_run: bool = False,
-    workspace: str | None = None,
-) -> pd.DataFrame:
-    """Fine-tune on the subsets each arm selects from ``pool`` for ``targets`` at each budget and seed, and on the
-    whole pool; returns `selection.quality.summarise_selection` of the stored runs (share of the full-pool score
-    and the paired comparison against ``random``, per target and averaged over targets).
+@dataclass(frozen=True)
+class MeasureSelectionRequest:
+    """What `measure_selection` is asked to measure (checked on construction; `plan_measure_selection` checks it
+    against the workspace). ``arms``: {name: {"method": gio|icons|vog|random, "params": method parameters,
+    "budgets": a subset of ``budgets``}} (default `DEFAULT_ARMS`); ``budgets``: fractions of the pool in (0, 1);
+    ``recipe``: Recipe fields over `SUBSET_RECIPE`. Selection sees a seeded sample of at most
+    ``max_target_examples`` rows of each target's train split; evaluation uses its ``held_out`` splits (at most
+    ``max_test`` rows, one fixed sample)."""
 
-    ``arms``: {name: {"method": gio|icons|vog|random, "params": method parameters, "budgets": a subset of
-    ``budgets``}} (default `DEFAULT_ARMS`); ``budgets``: fractions of the pool in (0, 1); ``recipe``: Recipe
-    fields over `SUBSET_RECIPE`. Selection sees a seeded sample of at most ``max_target_examples`` rows of each
-    target's train split; evaluation uses its ``held_out`` splits (at most ``max_test`` rows, one fixed sample).
-    With ``dry_run`` nothing is computed: the summary of the plan is logged and an empty frame returned."""
-    logger = get_run_logger()
-    names = [targets] if isinstance(targets, str) else list(targets)
-    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds):
-        raise ValueError(f"The 'seeds' parameter of {OWNER} must be a non-empty tuple of ints. Got {seeds!r}.")
-    runs = check_arms(DEFAULT_ARMS if arms is None else arms, tuple(budgets))
-    subset_recipe = Recipe(**{**SUBSET_RECIPE.as_dict(), **(recipe or {})})
-    ws = Workspace(workspace)
-    stored_pool = get_task(ws, pool)
-    goals = [get_task(ws, name) for name in names]
+    pool: str
+    targets: tuple[str, ...]
+    arms: dict[str, dict[str, Any]] | None = None
+    budgets: tuple[float, ...] = (0.1, 0.2, 0.5)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    recipe: dict[str, Any] | None = None
+    held_out: tuple[str, ...] = ("validation", "test")
+    max_test: int = 2000
+    max_target_examples: int = 300
+    label_map: dict[str, str] | None = None
+    pool_split: str = "train"
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    workspace: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", (self.targets,) if isinstance(self.targets, str) else tuple(self.targets))
+        object.__setattr__(self, "arms", dict(DEFAULT_ARMS if self.arms is None else self.arms))
+        object.__setattr__(self, "budgets", tuple(self.budgets))
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "held_out", tuple(self.held_out))
+        object.__setattr__(self, "recipe", dict(self.recipe or {}))
+        if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in self.seeds):
+            raise ValueError(f"The 'seeds' parameter of {OWNER} must be a non-empty tuple of ints. Got {self.seeds!r}.")
+        check_arms(self.arms, self.budgets)  # type: ignore[arg-type]
+
+    @property
+    def subset_recipe(self) -> Recipe:
+        return Recipe(**{**SUBSET_RECIPE.as_dict(), **(self.recipe or {})})
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One fine-tune still to run: an arm's subset at a budget and seed, with the plan of its selection."""
+
+    run: ArmRun
+    seed: int
+    selection: SelectionPlan
+
+
+@dataclass(frozen=True)
+class MeasureSelectionPlan:
+    """A validated, costed `MeasureSelectionRequest`: the measurement config (``setup``, hashed as ``config``), every
+    run of the grid (``runs`` per seed) and the ``todo`` trials not yet stored, with the fine-tuning they cost
+    (``examples`` x epochs, ``estimated_s`` at the workspace's measured ``rate``)."""
+
+    request: MeasureSelectionRequest
+    setup: dict[str, Any]
+    config: str
+    runs: tuple[ArmRun, ...]
+    todo: tuple[Trial, ...]
+    examples: int
+    estimated_s: float
+    rate: str
+
+
+def plan_measure_selection(request: MeasureSelectionRequest) -> MeasureSelectionPlan:
+    """Check ``request`` against the workspace and plan it: the selections each trial needs (`plan_selection`) and
+    the fine-tunes not yet stored. Nothing is computed."""
+    r = request
+    ws = Workspace(r.workspace)
+    stored_pool = get_task(ws, r.pool)
+    goals = [get_task(ws, name) for name in r.targets]
     for goal in goals:
-        if not set(held_out) & set(goal.splits):
+        if not set(r.held_out) & set(goal.splits):
             raise ValueError(
-                f"The 'held_out' parameter of {OWNER} names splits {list(held_out)}, none of which target "
+                f"The 'held_out' parameter of {OWNER} names splits {list(r.held_out)}, none of which target "
                 f"{goal.name!r} has ({list(goal.splits)})."
             )
     setup = {
-        "pool": pool,
-        "pool_content": stored_pool.split_hash(pool_split),
-        "pool_split": pool_split,
-        "targets": names,
+        "pool": r.pool,
+        "pool_content": stored_pool.split_hash(r.pool_split),
+        "pool_split": r.pool_split,
+        "targets": list(r.targets),
         "target_content": {g.name: g.content_hash for g in goals},
-        "recipe": subset_recipe.as_dict(),
-        "held_out": list(held_out),
-        "max_test": max_test,
-        "max_target_examples": max_target_examples,
-        "label_map": label_map,
-        "model": model,
+        "recipe": r.subset_recipe.as_dict(),
+        "held_out": list(r.held_out),
+        "max_test": r.max_test,
+        "max_target_examples": r.max_target_examples,
+        "label_map": r.label_map,
+        "model": r.model,
     }
     config = config_hash(setup)
     done = done_selection_runs(ws, config)
-    selection_options: dict[str, Any] = {
-        "pool_split": pool_split,
-        "max_target_examples": max_target_examples,
-        "model": model,
-        "device": device,
-        "label_map": label_map,
-        "workspace": workspace,
-    }
-    todo = []  # (arm, method, params, budget, seed, subset id) of the runs not yet stored for this subset
-    for seed in seeds:
-        for arm, method, params, budget in runs:
-            plan = plan_selection(pool, names, method, budget, method_params=params, seed=seed, **selection_options)
-            if any(done.get((arm, budget, seed, name)) != plan["subset_id"] for name in names):
-                todo.append((arm, method, params, budget, seed, plan))
-    n_pool = stored_pool.counts()[pool_split]
-    examples = sum(round(budget * n_pool) for _, _, _, budget, _, _ in todo) * subset_recipe.epochs
+    runs = check_arms(r.arms, r.budgets)  # type: ignore[arg-type]
+    todo = []
+    for seed in r.seeds:
+        for run in runs:
+            selection = plan_selection(
+                SelectionRequest(
+                    r.pool,
+                    r.targets,
+                    run.method,
+                    run.budget,
+                    pool_split=r.pool_split,
+                    max_target_examples=r.max_target_examples,
+                    model=r.model,
+                    device=r.device,
+                    method_params=run.params or {},
+                    label_map=r.label_map,
+                    seed=seed,
+                    workspace=r.workspace,
+                )
+            )
+            if any(done.get((run.arm, run.budget, seed, name)) != selection.subset_id for name in r.targets):
+                todo.append(Trial(run, seed, selection))
+    n_pool = stored_pool.counts()[r.pool_split]
+    examples = sum(round(t.run.budget * n_pool) for t in todo) * r.subset_recipe.epochs
     rate = fine_tune_rate(ws)
-    logger.info(
+    return MeasureSelectionPlan(r, setup, config, runs, tuple(todo), examples, rate.seconds(examples), rate.basis)
+
+
+@flow(name="measure_selection", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
+def measure_selection(plan: MeasureSelectionPlan | MeasureSelectionRequest) -> pd.DataFrame:
+    """Run a measurement plan (a `MeasureSelectionRequest` is planned here, once): fine-tune on the subsets each
+    arm selects from the pool for the targets at each budget and seed, and on the whole pool; returns
+    `selection.quality.summarise_selection` of the stored runs (share of the full-pool score and the paired
+    comparison against ``random``, per target and averaged over targets)."""
+    if isinstance(plan, MeasureSelectionRequest):
+        plan = plan_measure_selection(plan)
+    r = plan.request
+    get_run_logger().info(
         "measure_selection %s for %s: %d fine-tunes to do (%d already stored), %d examples x epochs; about %.0f s "
         "of fine-tuning (at %s) plus the selections",
-        pool,
-        names,
-        len(todo),
-        len(runs) * len(seeds) - len(todo),
-        examples,
-        rate.seconds(examples),
-        rate.basis,
+        r.pool,
+        list(r.targets),
+        len(plan.todo),
+        len(plan.runs) * len(r.seeds) - len(plan.todo),
+        plan.examples,
+        plan.estimated_s,
+        plan.rate,
     )
-    if dry_run:
-        return pd.DataFrame()
-    with recorded_run(ws, OWNER, {**setup, "arms": arms, "budgets": list(budgets), "seeds": list(seeds)}) as run:
+    ws = Workspace(r.workspace)
+    params = {**plan.setup, "arms": r.arms, "budgets": list(r.budgets), "seeds": list(r.seeds)}
+    with recorded_run(ws, OWNER, params) as run:
         run_id = run.run_id
-        setup_json = json.dumps({**setup, "device": device})
-        for _, method, params, budget, seed, plan in todo:  # every selection first: two torch jobs thrash
-            if not plan["stored"]:
-                select_training_subset(
-                    pool, names, method, budget, method_params=params, seed=seed, **selection_options
-                )
+        setup_json = json.dumps({**plan.setup, "device": r.device})
+        for trial in plan.todo:  # every selection first: two torch jobs thrash
+            select_training_subset(trial.selection)
         futures = [
-            train_on_subset.submit(str(ws.root), arm, budget, seed, plan["subset_id"], setup_json, config, run_id)
-            for arm, _, _, budget, seed, plan in todo
+            train_on_subset.submit(
+                str(ws.root), t.run.arm, t.run.budget, t.seed, t.selection.subset_id, setup_json, plan.config, run_id
+            )
+            for t in plan.todo
         ]
-        gather(ws, futures, f"measure selection of {pool}", "fine-tune")
-        stored = selection_results(ws, config)
-        wanted = {(arm, budget) for arm, _, _, budget in runs}
+        gather(ws, futures, f"measure selection of {r.pool}", "fine-tune")
+        stored = selection_results(ws, plan.config)
+        wanted = {(run.arm, run.budget) for run in plan.runs}
         in_grid = np.array([(a, b) in wanted for a, b in zip(stored.arm, stored.budget, strict=True)], dtype=bool)
-        stored = stored[stored.seed.isin(seeds).to_numpy() & in_grid]
+        stored = stored[stored.seed.isin(r.seeds).to_numpy() & in_grid]
         summary = summarise_selection(stored)
     return summary

@@ -7,12 +7,15 @@ embeddings of at most ``max_target_examples`` training examples (seeded), ESM-Lo
 target's Gram statistics. Divergence measures run on the cached base embeddings of the training splits. Each
 method's ranking is stored as one batch in ``pair_scores`` with the run id and config hash; an optional cheap
 pre-filter narrows the sources first, and an optional fusion stores the combined ranking as its own method.
+A `RankRequest` is planned once (`plan_rank`: sources, recipe, each source's ESM work, the leakage guard read once
+for all sources) into a frozen `RankPlan`, and the flow runs that plan.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -59,29 +62,113 @@ def recipe_for_budget(budget: str | dict) -> Recipe:
     return BUDGETS[budget]
 
 
-def plan_rank(ws: Workspace, target: str, sources: list[str], recipe: Recipe, base: TextEncoder) -> pd.DataFrame:
-    """What `rank_sources` would compute: per source, whether an ESM exists and the fine-tuning work otherwise,
-    costed at this machine's measured fine-tuning rate (`store.rates.fine_tune_rate`; ``attrs["rate"]``)."""
+@dataclass(frozen=True)
+class RankRequest:
+    """What a user asks `rank_sources` for (checked on construction; `plan_rank` checks it against the workspace).
+
+    ``sources``: default every other stored task. ``methods``: ``esm-logme``, the divergence measures of
+    `transfer.divergence.MEASURES`, ``direct-logme`` and ``leep`` (from each source's fine-tuned checkpoint,
+    `flows.checkpoint_scores`) and ``maxsim`` (token-level similarity, `flows.maxsim`). ``budget``: ``"small"``
+    (500 examples, 1 epoch, max_length 64: CPU demos), ``"paper"`` (≤ 10,000 examples, 3 epochs, batch 32, lr 2e-5)
+    or a dict of `Recipe` fields, for the source checkpoints (ESMs, direct LogME, LEEP).
+    ``prefilter="centroid-cosine:10"`` keeps the 10 best sources by a cheap measure before the other methods run.
+    ``fuse="rrf"`` (or ``"borda"``) also stores the fused ranking of ``methods`` as method ``fused-rrf``, with
+    ``fuse_weights``. With ``build_missing=False`` a source without a stored ESM is an error."""
+
+    target: str
+    sources: tuple[str, ...] | None = None
+    methods: tuple[str, ...] = ("esm-logme",)
+    budget: str | dict[str, Any] = "small"
+    model: str = DEFAULT_MODEL
+    max_target_examples: int = 1000
+    max_divergence_examples: int = 2000
+    prefilter: str | None = None
+    fuse: str | None = None
+    fuse_weights: dict[str, float] | None = None
+    seed: int = 0
+    device: str = "auto"
+    build_missing: bool = True
+    workspace: str | None = None
+
+    def __post_init__(self) -> None:
+        methods = (self.methods,) if isinstance(self.methods, str) else tuple(self.methods)
+        object.__setattr__(self, "methods", methods)
+        if self.sources is not None:
+            object.__setattr__(self, "sources", tuple(self.sources))
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown or not methods:
+            raise ValueError(
+                f"The 'methods' parameter of rank_sources must be among {list(METHODS)}. Got {list(methods)}."
+            )
+        if self.fuse is not None and self.fuse not in FUSIONS:
+            raise ValueError(
+                f"The 'fuse' parameter of rank_sources must be one of {list(FUSIONS)}. Got {self.fuse!r} instead."
+            )
+        if self.prefilter is not None:
+            parse_prefilter(self.prefilter)
+        recipe_for_budget(self.budget)
+        if self.target in (self.sources or ()):
+            raise ValueError(f"The target {self.target!r} is also among the sources; a task cannot be its own source.")
+
+
+@dataclass(frozen=True)
+class EsmWork:
+    """One source's ESM as planned: its cache key, whether it is stored, and otherwise the fine-tuning it costs
+    (``examples`` after the leakage guard dropped ``leaked_dropped``, ``epochs``), in seconds at the measured rate."""
+
+    source: str
+    cache_key: str
+    cached: bool
+    examples: int
+    epochs: int
+    leaked_dropped: int
+    estimated_s: float
+
+
+@dataclass(frozen=True)
+class RankPlan:
+    """A validated, costed `RankRequest`: the sources it ranks, the source recipe, and (for ``esm-logme``) each
+    source's ESM work, costed at the workspace's measured fine-tuning ``rate`` (`store.rates.fine_tune_rate`)."""
+
+    request: RankRequest
+    sources: tuple[str, ...]
+    recipe: Recipe
+    esms: tuple[EsmWork, ...]
+    rate: str
+
+    @property
+    def estimated_s(self) -> float:
+        return float(sum(e.estimated_s for e in self.esms))
+
+    def esm_frame(self) -> pd.DataFrame:
+        """The ESM work as a table (one row per source)."""
+        return pd.DataFrame([asdict(e) for e in self.esms]).drop(columns="cache_key", errors="ignore")
+
+
+def plan_rank(request: RankRequest) -> RankPlan:
+    """Check ``request`` against the workspace and say what `rank_sources` would compute: the sources and, for
+    ESM-LogME, per source whether an ESM exists and the fine-tuning work otherwise (task contents and the leakage
+    guard read once for all sources)."""
+    r = request
+    ws = Workspace(r.workspace)
+    get_task(ws, r.target)
+    names = r.sources or tuple(n for n in list_tasks(ws)["name"] if n != r.target)
+    if not names:
+        raise ValueError(f"No source tasks to rank for {r.target!r}: add tasks with `transferscope tasks add`.")
+    recipe = recipe_for_budget(r.budget)
     rate = fine_tune_rate(ws)
-    stored = set(ws.read("all_esms").cache_key)
-    params = EmbeddingSpaceMap().params()
-    rows = []
-    for name, data in sources_data(ws, sources, recipe, seed=0).items():
-        cached = esm_cache_key(base.fingerprint, name, data.data_hash, params) in stored
-        work = 0 if cached else recipe.examples(len(data.texts))
-        rows.append(
-            {
-                "source": name,
-                "esm_cached": cached,
-                "examples": len(data.texts),
-                "epochs": recipe.epochs,
-                "leaked_dropped": data.n_dropped,
-                "estimated_s": round(rate.seconds(work) + (0 if cached else len(data.texts) / 100)),
-            }
-        )
-    plan = pd.DataFrame(rows)
-    plan.attrs["rate"] = rate
-    return plan
+    esms = []
+    if "esm-logme" in r.methods:
+        base = EncoderSettings.of_recipe(recipe, r.model, r.device).load()
+        stored = set(ws.read("all_esms").cache_key)
+        params = EmbeddingSpaceMap().params()
+        for name, data in sources_data(ws, list(names), recipe, r.seed).items():
+            key = esm_cache_key(base.fingerprint, name, data.data_hash, params)
+            cached = key in stored
+            work = 0 if cached else recipe.examples(len(data.texts))
+            estimate = rate.seconds(work) + (0 if cached else len(data.texts) / 100)
+            esms.append(EsmWork(name, key, cached, len(data.texts), recipe.epochs, data.n_dropped, round(estimate)))
+    return RankPlan(r, tuple(names), recipe, tuple(esms), rate.basis)
 
 
 @task(retries=1, cache_policy=NO_CACHE, task_run_name="esm-{source}")
@@ -124,39 +211,29 @@ def build_source_esm(
     return ws.deferred(key)
 
 
-def esm_logme_ranking(
-    ws: Workspace,
-    goal: Task,
-    names: list[str],
-    recipe: Recipe,
-    *,
-    model: str,
-    seed: int,
-    device: str,
-    max_target_examples: int,
-    build_missing: bool,
-    run_id: str,
-) -> dict[str, float]:
-    """ESM-LogME scores {source: score}: ESMs built (or found) per source, then the target scored once."""
-    base = EncoderSettings.of_recipe(recipe, model, device).load()
-    params = EmbeddingSpaceMap().params()
-    rows_of = sources_data(ws, names, recipe, seed)
-    keys = {s: esm_cache_key(base.fingerprint, s, rows_of[s].data_hash, params) for s in names}
+def esm_logme_ranking(ws: Workspace, goal: Task, names: list[str], plan: RankPlan, run_id: str) -> dict[str, float]:
+    """ESM-LogME scores {source: score} of ``names``: the plan's ESMs, built first where missing, then the target
+    scored once."""
+    r = plan.request
+    keys = {e.source: e.cache_key for e in plan.esms if e.source in names}
     stored = set(ws.read("all_esms").cache_key)  # one catalog read; a task per source only for what is missing
-    to_build = [s for s in names if keys[s] not in stored] if build_missing else []
+    to_build = [s for s in names if keys[s] not in stored] if r.build_missing else []
     if to_build:
-        recipe_json = canonical_json(recipe.as_dict())
-        futures = [build_source_esm.submit(str(ws.root), s, model, recipe_json, seed, device, run_id) for s in to_build]
+        recipe_json = canonical_json(plan.recipe.as_dict())
+        futures = [
+            build_source_esm.submit(str(ws.root), s, r.model, recipe_json, r.seed, r.device, run_id) for s in to_build
+        ]
         keys.update(zip(to_build, gather(ws, futures, "source ESMs", "source"), strict=True))
     esms = find_esms(ws, keys)
     missing = [s for s, e in esms.items() if e is None]
     if missing:
         raise LookupError(
-            f"No ESM stored for sources {missing} (base model {model!r}, this budget); build them "
+            f"No ESM stored for sources {missing} (base model {r.model!r}, this budget); build them "
             f"with `transferscope esm build {' '.join(missing)}` or rank with build_missing=True."
         )
+    base = EncoderSettings.of_recipe(plan.recipe, r.model, r.device).load()
     ids, vectors, _ = ensure_embeddings(ws, goal, "train", base, run_id=run_id)
-    rows = sample_indices(len(ids), max_target_examples, seed)
+    rows = sample_indices(len(ids), r.max_target_examples, r.seed)
     labels = goal.split("train").column("label").to_numpy()[rows]
     return esm_logme_scores(
         vectors[rows].astype(np.float64),
@@ -215,66 +292,37 @@ def parse_prefilter(prefilter: str) -> tuple[str, int]:
 
 
 @flow(name="rank_sources", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
-def rank_sources(
-    target: str,
-    sources: list[str] | None = None,
-    methods: tuple[str, ...] = ("esm-logme",),
-    budget: str | dict = "small",
-    model: str = DEFAULT_MODEL,
-    max_target_examples: int = 1000,
-    max_divergence_examples: int = 2000,
-    prefilter: str | None = None,
-    fuse: str | None = None,
-    fuse_weights: dict[str, float] | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    build_missing: bool = True,
-    workspace: str | None = None,
-) -> pd.DataFrame:
-    """Rank ``sources`` (default: every other stored task) for ``target`` with each of ``methods``: ``esm-logme``,
-    the divergence measures of `transfer.divergence.MEASURES`, ``direct-logme`` and ``leep`` (from each source's
-    fine-tuned checkpoint, `flows.checkpoint_scores`) and ``maxsim`` (token-level similarity, `flows.maxsim`); every
-    method's ranking is stored, rank 1 = best in that method's direction. Returns all rankings (one row per method
-    and source).
-
-    ``budget``: ``"small"`` (500 examples, 1 epoch, max_length 64: CPU demos), ``"paper"`` (≤ 10,000 examples,
-    3 epochs, batch 32, lr 2e-5) or a dict of `Recipe` fields, for the source checkpoints (ESMs, direct LogME,
-    LEEP). ``prefilter="centroid-cosine:10"`` keeps the 10 best sources by a
-    cheap measure before the other methods run. ``fuse="rrf"`` (or ``"borda"``) also stores the fused ranking of
-    ``methods`` as method ``fused-rrf``, with ``fuse_weights``; the fused inputs are part of the run's config. With
-    ``build_missing=False`` a source without a stored ESM is an error."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"The 'methods' parameter of rank_sources must be among {list(METHODS)}. Got {list(methods)}.")
-    if fuse is not None and fuse not in FUSIONS:
-        raise ValueError(f"The 'fuse' parameter of rank_sources must be one of {list(FUSIONS)}. Got {fuse!r} instead.")
-    ws = Workspace(workspace)
-    recipe = recipe_for_budget(budget)
+def rank_sources(plan: RankPlan | RankRequest) -> pd.DataFrame:
+    """Run a ranking plan (a `RankRequest` is planned here, once, by `plan_rank`): rank the plan's sources for its
+    target with each method; every method's ranking is stored as it finishes, rank 1 = best in that method's
+    direction, and a method that fails is reported while the others still run. Returns all rankings (one row per
+    method and source; ``attrs["failures"]``: the methods that failed, with why). The fused inputs are part of
+    the run's config."""
+    if isinstance(plan, RankRequest):
+        plan = plan_rank(plan)
+    r = plan.request
+    target, methods, names = r.target, r.methods, list(plan.sources)
+    ws = Workspace(r.workspace)
     goal = get_task(ws, target)
-    names = sources or [n for n in list_tasks(ws)["name"] if n != target]
-    if target in names:
-        raise ValueError(f"The target {target!r} is also among the sources; a task cannot be its own source.")
-    if not names:
-        raise ValueError(f"No source tasks to rank for {target!r}: add tasks with `transferscope tasks add`.")
     params = {
         "target": target,
         "sources": sorted(names),
         "methods": list(methods),
-        "recipe": recipe.as_dict(),
-        "model": model,
-        "max_target_examples": max_target_examples,
-        "max_divergence_examples": max_divergence_examples,
-        "prefilter": prefilter,
-        "fuse": fuse and {"method": fuse, "inputs": list(methods), "weights": fuse_weights},
-        "seed": seed,
+        "recipe": plan.recipe.as_dict(),
+        "model": r.model,
+        "max_target_examples": r.max_target_examples,
+        "max_divergence_examples": r.max_divergence_examples,
+        "prefilter": r.prefilter,
+        "fuse": r.fuse and {"method": r.fuse, "inputs": list(methods), "weights": r.fuse_weights},
+        "seed": r.seed,
     }
-    with recorded_run(ws, "rank_sources", params, device=device) as run:
+    with recorded_run(ws, "rank_sources", params, device=r.device) as run:
         run_id, config = run.run_id, run.config
         divergence_options: dict[str, Any] = {
-            "model": model,
-            "device": device,
-            "max_examples": max_divergence_examples,
-            "seed": seed,
+            "model": r.model,
+            "device": r.device,
+            "max_examples": r.max_divergence_examples,
+            "seed": r.seed,
             "run_id": run_id,
         }
         stored: dict[str, pd.DataFrame] = {}
@@ -294,8 +342,8 @@ def rank_sources(
                     ws, run_id, config, target, method, by_source, higher_is_better=higher_is_better(method)
                 )
 
-        if prefilter:
-            measure, keep = parse_prefilter(prefilter)
+        if r.prefilter:
+            measure, keep = parse_prefilter(r.prefilter)
             future = divergence_scores.submit(str(ws.root), target, names, [measure], **divergence_options)
             first = commit(ws, future.result())
             direction = MEASURES[measure].higher_is_better
@@ -321,11 +369,11 @@ def rank_sources(
                         target,
                         names,
                         by_checkpoint,
-                        model=model,
-                        recipe_json=canonical_json(recipe.as_dict()),
-                        seed=seed,
-                        device=device,
-                        max_target_examples=max_target_examples,
+                        model=r.model,
+                        recipe_json=canonical_json(plan.recipe.as_dict()),
+                        seed=r.seed,
+                        device=r.device,
+                        max_target_examples=r.max_target_examples,
                         run_id=run_id,
                     ).result(),
                 ),
@@ -340,40 +388,24 @@ def rank_sources(
                             str(ws.root),
                             target,
                             names,
-                            model=model,
-                            device=device,
+                            model=r.model,
+                            device=r.device,
                             **MAXSIM_SAMPLE,
-                            seed=seed,
+                            seed=r.seed,
                             run_id=run_id,
                         ).result(),
                     )
                 },
             )
         if "esm-logme" in methods:
-            attempt(
-                ["esm-logme"],
-                lambda: {
-                    "esm-logme": esm_logme_ranking(
-                        ws,
-                        goal,
-                        names,
-                        recipe,
-                        model=model,
-                        seed=seed,
-                        device=device,
-                        max_target_examples=max_target_examples,
-                        build_missing=build_missing,
-                        run_id=run_id,
-                    )
-                },
-            )
+            attempt(["esm-logme"], lambda: {"esm-logme": esm_logme_ranking(ws, goal, names, plan, run_id)})
         if failures and not any(m in stored for m in methods):
             raise next(iter(failures.values()))
-        if fuse:
-            ranks = fusion_inputs({m: r for m, r in stored.items() if m in methods}, names)
-            fused = fuse_rankings(ranks, method=fuse, weights=fuse_weights)  # type: ignore[arg-type]
-            stored[f"fused-{fuse}"] = put_ranking(
-                ws, run_id, config, target, f"fused-{fuse}", fused, higher_is_better=True
+        if r.fuse:
+            ranks = fusion_inputs({m: k for m, k in stored.items() if m in methods}, names)
+            fused = fuse_rankings(ranks, method=r.fuse, weights=r.fuse_weights)  # type: ignore[arg-type]
+            stored[f"fused-{r.fuse}"] = put_ranking(
+                ws, run_id, config, target, f"fused-{r.fuse}", fused, higher_is_better=True
             )
         if failures:  # the methods that ran are stored; the run says which did not
             run.status = "partial"

@@ -44,6 +44,12 @@ class Knowledge:
     origin: dict[str, str]
     seconds_per_run: float | None
 
+    @property
+    def input_budget(self) -> str | dict:
+        """The source recipe the advisor's input rankings use: the atlas's, so their scores compare with the
+        atlas's (the small budget without an atlas)."""
+        return self.source_recipe or "small"
+
 
 def shipped_atlas(directory: Path = SHIPPED_ATLAS) -> Knowledge | None:
     """The atlas shipped in ``directory``, restricted to the runs of the recipe its method scores were computed

@@ -33,13 +33,14 @@ def _keys(table: pa.Table) -> list[str]:
 
 @dataclass(frozen=True)
 class LeakageReport:
-    """How many training rows of ``task`` were dropped, in total and per other task."""
+    """How many training rows of ``task`` were dropped, in total and per other task, and their ids."""
 
     task: str
     split: str
     n_before: int
     n_dropped: int
     dropped_by_task: dict[str, int]
+    dropped_ids: tuple[str, ...] = ()
 
 
 def evaluation_keys(tasks: Iterable[Task], splits: Sequence[str] = EVAL_SPLITS) -> dict[str, set[str]]:
@@ -90,15 +91,19 @@ def drop_leaked(
         if owners:
             leaked[i] = True
             dropped_by_task.update(owners)
-    n_dropped = sum(leaked)
-    report = LeakageReport(task.name, split, len(keys), n_dropped, dict(dropped_by_task))
-    if n_dropped == 0:
-        return task, report
-    if n_dropped == len(keys):
+    drop_ids = tuple(eid for eid, bad in zip(rows.column("example_id").to_pylist(), leaked, strict=True) if bad)
+    report = LeakageReport(task.name, split, len(keys), len(drop_ids), dict(dropped_by_task), drop_ids)
+    if drop_ids and len(drop_ids) == len(keys):
         raise ValueError(
             f"Task {task.name!r}: every {split} example also occurs in another task's evaluation data "
             f"({dict(dropped_by_task)}); nothing would be left to train on."
         )
-    drop_ids = pa.array([eid for eid, bad in zip(rows.column("example_id").to_pylist(), leaked, strict=True) if bad])
-    keep = pc.invert(pc.is_in(task.table.column("example_id"), value_set=drop_ids))
-    return replace(task, table=task.table.filter(keep)), report
+    return drop_examples(task, drop_ids), report
+
+
+def drop_examples(task: Task, example_ids: Sequence[str]) -> Task:
+    """``task`` without the rows whose ``example_id`` is in ``example_ids`` (e.g. a plan's leaked rows)."""
+    if not example_ids:
+        return task
+    keep = pc.invert(pc.is_in(task.table.column("example_id"), value_set=pa.array(list(example_ids))))
+    return replace(task, table=task.table.filter(keep))

@@ -92,11 +92,12 @@ def _workspace(root, shared_tasks) -> Workspace:
 
 def _run_flows(ws: Workspace, runner=None):
     from flows import embed_tasks, rank_sources
+    from flows.rank import RankRequest
 
     embed = embed_tasks if runner is None else embed_tasks.with_options(task_runner=runner)
     rank = rank_sources if runner is None else rank_sources.with_options(task_runner=runner)
     embedded = embed(tasks=list(EMBEDDED), splits=["train"], device="cpu", workspace=str(ws.root))
-    ranking = rank(target=TARGET, sources=SOURCES, methods=MEASURES, device="cpu", workspace=str(ws.root))
+    ranking = rank(RankRequest(TARGET, tuple(SOURCES), tuple(MEASURES), device="cpu", workspace=str(ws.root)))
     return embedded, ranking
 
 

@@ -60,14 +60,14 @@ def test_deployments_take_their_schedules_from_one_place(tmp_path, monkeypatch):
     ]
     crons = [[(s.schedule.cron, s.schedule.timezone, s.active) for s in d.schedules] for d in (refresh, grid, select)]
     assert crons == [[(SCHEDULES.refresh, "UTC", True)], [(SCHEDULES.measure_grid, "UTC", True)], []]
-    assert worth.schedules == [] and worth.parameters == {"device": "cpu", "workspace": str(tmp_path / "ws")}
-    assert worth._parameter_openapi_schema.model_dump()["required"] == ["pool", "targets"]
+    assert worth.schedules == [] and worth.parameters == {} == select.parameters  # one request each, on demand
     root = str(tmp_path / "ws")  # resolved when serving, so runs write where the server was started for
     assert refresh.parameters == grid.parameters == {"targets": [TARGET], "device": "cpu", "workspace": root}
-    assert select.parameters == {"device": "cpu", "workspace": root}
-    schema = select._parameter_openapi_schema.model_dump()
-    assert schema["required"] == ["pool", "targets"]
-    assert {t["type"] for t in schema["properties"]["budget"]["anyOf"]} == {"integer", "number", "null"}
+    for deployment, request in ((select, "SelectionRequest"), (worth, "MeasureSelectionRequest")):
+        schema = deployment._parameter_openapi_schema.model_dump()
+        assert schema["required"] == ["plan"] and schema["definitions"][request]["required"] == ["pool", "targets"]
+    budget = select._parameter_openapi_schema.model_dump()["definitions"]["SelectionRequest"]["properties"]["budget"]
+    assert {t["type"] for t in budget["anyOf"]} == {"integer", "number", "null"}
     assert grid._parameter_openapi_schema.model_dump()["required"] == ["targets"]
 
     hourly = replace(SCHEDULES, refresh="0 * * * *", timezone="Europe/Berlin")
@@ -258,7 +258,7 @@ def test_serve_runs_an_on_demand_selection_triggered_through_the_api(tmp_path, s
             deployments = wait_for(
                 "served deployments", lambda: [client.read_deployment_by_name(n) for n in names], processes, 240
             )
-            assert all(d.parameters["workspace"] == str(ws.root) for d in deployments)
+            assert [d.parameters.get("workspace") for d in deployments] == [str(ws.root), str(ws.root), None, None]
             assert deployments[0].parameters["targets"] == [TARGET]
             assert [[s.active for s in d.schedules] for d in deployments] == [
                 [False],
@@ -268,7 +268,7 @@ def test_serve_runs_an_on_demand_selection_triggered_through_the_api(tmp_path, s
             ]  # --no-schedules
             run = run_deployment(
                 f"select_training_subset/{DEPLOYMENT}",
-                parameters={"pool": POOL, "targets": [TARGET], "method": "random", "budget": 40},
+                parameters={"plan": {"pool": POOL, "targets": [TARGET], "method": "random", "budget": 40}},
                 timeout=300,
                 poll_interval=2,
                 as_subflow=False,

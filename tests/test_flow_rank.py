@@ -35,14 +35,17 @@ def rank_workspace(tmp_path_factory, shared_tasks, prefect_harness):
 @pytest.fixture(scope="module")
 def ranking(rank_workspace):
     from flows import rank_sources
+    from flows.rank import RankRequest
 
     return rank_sources(
-        target=TARGET,
-        sources=SOURCES,
-        budget=TINY,
-        device="cpu",
-        max_target_examples=400,
-        workspace=str(rank_workspace.root),
+        RankRequest(
+            target=TARGET,
+            sources=SOURCES,
+            budget=TINY,
+            device="cpu",
+            max_target_examples=400,
+            workspace=str(rank_workspace.root),
+        )
     )
 
 
@@ -64,34 +67,70 @@ def test_ranking_is_stored_and_served(rank_workspace, ranking):
 
 def test_second_run_reuses_esms_and_checkpoints(rank_workspace, ranking):
     from flows import rank_sources
+    from flows.rank import RankRequest
 
     again = rank_sources(
-        target=TARGET,
-        sources=SOURCES,
-        budget=TINY,
-        device="cpu",
-        max_target_examples=400,
-        workspace=str(rank_workspace.root),
-        build_missing=False,
+        RankRequest(
+            target=TARGET,
+            sources=SOURCES,
+            budget=TINY,
+            device="cpu",
+            max_target_examples=400,
+            workspace=str(rank_workspace.root),
+            build_missing=False,
+        )
     )
     assert again.score.tolist() == pytest.approx(ranking.score.tolist(), rel=1e-9)
     counts = rank_workspace.sql("SELECT (SELECT count(*) FROM esms) AS e, (SELECT count(*) FROM checkpoints) AS c")
     assert counts.e[0] == 2 and counts.c[0] == 2
 
 
+def test_a_request_is_planned_once_and_a_plan_runs_as_planned(rank_workspace, ranking, monkeypatch):
+    """The plan reads task contents and the leakage guard once for all sources; the flow given a plan reads them
+    no more (its ESMs are stored) and never re-plans; a request given to the flow is planned exactly once."""
+    import dataclasses
+
+    import flows.rank
+    from flows import rank_sources
+    from flows.rank import RankRequest, plan_rank
+
+    request = RankRequest(
+        TARGET, tuple(SOURCES), budget=TINY, device="cpu", max_target_examples=400, workspace=str(rank_workspace.root)
+    )
+    reads: list[list[str]] = []
+    real_read = flows.rank.sources_data
+    monkeypatch.setattr(
+        flows.rank, "sources_data", lambda ws, names, *a: reads.append(names) or real_read(ws, names, *a)
+    )
+    plan = plan_rank(request)
+    assert reads == [SOURCES] and [e.cached for e in plan.esms] == [True, True] and plan.estimated_s == 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.sources = ()  # type: ignore[misc]
+    monkeypatch.setattr(flows.rank, "plan_rank", lambda request: pytest.fail("the flow planned a plan again"))
+    again = rank_sources(plan)
+    assert reads == [SOURCES] and again.score.tolist() == pytest.approx(ranking.score.tolist(), rel=1e-9)
+    planned: list[RankRequest] = []
+    monkeypatch.setattr(flows.rank, "plan_rank", lambda request: planned.append(request) or plan_rank(request))
+    rank_sources(request)
+    assert planned == [request] and len(reads) == 2
+
+
 def test_bad_input(rank_workspace, ranking):
     from flows import rank_sources
+    from flows.rank import RankRequest
 
     with pytest.raises(ValueError, match="also among the sources"):
-        rank_sources(target=TARGET, sources=[TARGET], budget=TINY, workspace=str(rank_workspace.root))
+        rank_sources(RankRequest(target=TARGET, sources=[TARGET], budget=TINY, workspace=str(rank_workspace.root)))
     with pytest.raises(LookupError, match=r"No ESM stored for sources \['poem_sentiment'\]"):
         rank_sources(
-            target=TARGET,
-            sources=["poem_sentiment"],
-            budget=TINY,
-            device="cpu",
-            workspace=str(rank_workspace.root),
-            build_missing=False,
+            RankRequest(
+                target=TARGET,
+                sources=["poem_sentiment"],
+                budget=TINY,
+                device="cpu",
+                workspace=str(rank_workspace.root),
+                build_missing=False,
+            )
         )
     with pytest.raises(LookupError, match="No 'esm-logme' ranking stored for target 'tweeteval_stance_atheism'"):
         Results(rank_workspace).recommend_sources("tweeteval_stance_atheism")
@@ -101,19 +140,22 @@ def test_bad_input(rank_workspace, ranking):
 
 def test_divergences_prefilter_and_fusion(rank_workspace, ranking):
     from flows import rank_sources
+    from flows.rank import RankRequest
 
     sources = [*SOURCES, "poem_sentiment"]
     out = rank_sources(
-        target=TARGET,
-        sources=sources,
-        methods=("centroid-cosine", "mmd", "esm-logme"),
-        budget=TINY,
-        device="cpu",
-        max_target_examples=400,
-        max_divergence_examples=300,
-        prefilter="centroid-cosine:2",
-        fuse="rrf",
-        workspace=str(rank_workspace.root),
+        RankRequest(
+            target=TARGET,
+            sources=sources,
+            methods=("centroid-cosine", "mmd", "esm-logme"),
+            budget=TINY,
+            device="cpu",
+            max_target_examples=400,
+            max_divergence_examples=300,
+            prefilter="centroid-cosine:2",
+            fuse="rrf",
+            workspace=str(rank_workspace.root),
+        )
     )
     by_method = {m: r for m, r in out.groupby("method")}
     assert set(by_method) == {"centroid-cosine", "mmd", "esm-logme", "fused-rrf"}
@@ -129,25 +171,30 @@ def test_divergences_prefilter_and_fusion(rank_workspace, ranking):
     assert '"fuse":{"inputs":["centroid-cosine","mmd","esm-logme"],"method":"rrf","weights":null}' in run.params_json[0]
     with pytest.raises(ValueError, match="'prefilter' parameter must be MEASURE:M"):
         rank_sources(
-            target=TARGET, sources=sources, methods=("mmd",), prefilter="mmd", workspace=str(rank_workspace.root)
+            RankRequest(
+                target=TARGET, sources=sources, methods=("mmd",), prefilter="mmd", workspace=str(rank_workspace.root)
+            )
         )
     with pytest.raises(ValueError, match="'methods' parameter of rank_sources must be among"):
-        rank_sources(target=TARGET, methods=("cosine",), workspace=str(rank_workspace.root))
+        rank_sources(RankRequest(target=TARGET, methods=("cosine",), workspace=str(rank_workspace.root)))
 
 
 def test_label_aware_distance_rejects_regression_tasks(rank_workspace, shared_tasks):
     from flows import rank_sources
+    from flows.rank import RankRequest
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         put_task(rank_workspace, load_task_dir(shared_tasks / "emobank_valence"))
     with pytest.raises(ValueError, match="need class labels, but task 'emobank_valence' is a regression task"):
         rank_sources(
-            target="emobank_valence",
-            sources=SOURCES,
-            methods=("otdd",),
-            device="cpu",
-            workspace=str(rank_workspace.root),
+            RankRequest(
+                target="emobank_valence",
+                sources=SOURCES,
+                methods=("otdd",),
+                device="cpu",
+                workspace=str(rank_workspace.root),
+            )
         )
 
 
@@ -197,6 +244,7 @@ def test_checkpoint_methods_reuse_the_checkpoints_and_match_an_independent_compu
     import numpy as np
 
     from flows import rank_sources
+    from flows.rank import RankRequest
     from store.catalog import get_task
     from transfer.embeddings import TextEncoder
     from transfer.finetune import sample_indices
@@ -205,13 +253,15 @@ def test_checkpoint_methods_reuse_the_checkpoints_and_match_an_independent_compu
     count = "SELECT count(*) AS n FROM checkpoints"
     before = rank_workspace.sql(count).n[0]
     rankings = rank_sources(
-        target=TARGET,
-        sources=SOURCES,
-        methods=("direct-logme", "leep", "maxsim"),
-        budget=TINY,
-        device="cpu",
-        max_target_examples=120,
-        workspace=str(rank_workspace.root),
+        RankRequest(
+            target=TARGET,
+            sources=SOURCES,
+            methods=("direct-logme", "leep", "maxsim"),
+            budget=TINY,
+            device="cpu",
+            max_target_examples=120,
+            workspace=str(rank_workspace.root),
+        )
     )
     assert rankings.groupby("method").source.apply(sorted).to_dict() == {m: sorted(SOURCES) for m in rankings.method}
     assert set(rankings.method) == {"direct-logme", "leep", "maxsim"}
@@ -237,6 +287,7 @@ def test_a_failing_method_keeps_the_others_rankings(rank_workspace, ranking, mon
     marked partial with the failure, and a run where every method fails still raises."""
     import flows.rank
     from flows import rank_sources
+    from flows.rank import RankRequest
 
     real = flows.rank.score_pair
 
@@ -247,10 +298,10 @@ def test_a_failing_method_keeps_the_others_rankings(rank_workspace, ranking, mon
 
     monkeypatch.setattr(flows.rank, "score_pair", failing_mmd)
     options = {"target": TARGET, "sources": SOURCES, "device": "cpu", "workspace": str(rank_workspace.root)}
-    rankings = rank_sources(methods=("mmd", "centroid-cosine"), **options)
+    rankings = rank_sources(RankRequest(methods=("mmd", "centroid-cosine"), **options))
     assert set(rankings.method) == {"centroid-cosine"}
     assert rankings.attrs["failures"] == {"mmd": "ValueError: mmd exploded"}
     run = rank_workspace.sql("SELECT status, error FROM runs WHERE flow = 'rank_sources' ORDER BY started_at DESC")
     assert run.status.iloc[0] == "partial" and "mmd: ValueError: mmd exploded" in run.error.iloc[0]
     with pytest.raises(ValueError, match="mmd exploded"):
-        rank_sources(methods=("mmd",), **options)
+        rank_sources(RankRequest(methods=("mmd",), **options))

@@ -57,15 +57,18 @@ def select_workspace(tmp_path_factory, shared_tasks, prefect_harness):
 @pytest.fixture(scope="module")
 def gio_summary(select_workspace):
     from flows import select_training_subset
+    from flows.select import SelectionRequest
 
     return select_training_subset(
-        "pool",
-        TARGET,
-        method="gio",
-        budget=0.1,
-        max_target_examples=300,
-        device="cpu",
-        workspace=str(select_workspace.root),
+        SelectionRequest(
+            "pool",
+            TARGET,
+            method="gio",
+            budget=0.1,
+            max_target_examples=300,
+            device="cpu",
+            workspace=str(select_workspace.root),
+        )
     )
 
 
@@ -95,15 +98,18 @@ def test_gio_subset_is_stored_served_and_prefers_the_target_domain(select_worksp
 
 def test_asking_again_returns_the_stored_subset(select_workspace, gio_summary):
     from flows import select_training_subset
+    from flows.select import SelectionRequest
 
     again = select_training_subset(
-        "pool",
-        [TARGET],
-        method="gio",
-        budget=0.1,
-        max_target_examples=300,
-        device="cpu",
-        workspace=str(select_workspace.root),
+        SelectionRequest(
+            "pool",
+            [TARGET],
+            method="gio",
+            budget=0.1,
+            max_target_examples=300,
+            device="cpu",
+            workspace=str(select_workspace.root),
+        )
     )
     assert again["cached"] and again["subset_id"] == gio_summary["subset_id"]
     assert len(select_workspace.sql("SELECT * FROM runs WHERE flow = 'select_training_subset'")) == 1
@@ -114,6 +120,7 @@ def test_gio_subsets_match_the_target_better_than_random_ones(select_workspace, 
     (each seed: GIO's start set and target sample vs a random subset of the same size; 5% of the pool)."""
     from flows import select_training_subset
     from flows.embed import embedding_key, load_encoder
+    from flows.select import SelectionRequest
     from selection.gio import gio_kl
     from store.embeddings import find_embeddings
 
@@ -130,14 +137,16 @@ def test_gio_subsets_match_the_target_better_than_random_ones(select_workspace, 
         kls = {}
         for method in ("gio", "random"):
             select_training_subset(
-                "pool",
-                TARGET,
-                method=method,
-                budget=0.05,
-                max_target_examples=300,
-                seed=seed,
-                device="cpu",
-                workspace=str(ws.root),
+                SelectionRequest(
+                    "pool",
+                    TARGET,
+                    method=method,
+                    budget=0.05,
+                    max_target_examples=300,
+                    seed=seed,
+                    device="cpu",
+                    workspace=str(ws.root),
+                )
             )
             ids, _ = Results(ws).select_subset("pool", TARGET, method=method, budget=0.05)
             kls[method] = gio_kl(target_x.astype(np.float64), pool_x[[row[i] for i in ids]].astype(np.float64))
@@ -145,11 +154,44 @@ def test_gio_subsets_match_the_target_better_than_random_ones(select_workspace, 
     assert min(gaps) > 0, gaps
 
 
+def test_a_selection_request_is_planned_once_and_its_plan_runs_as_planned(select_workspace, monkeypatch):
+    """The leakage guard runs once per request (in the plan); the flow given a plan neither plans again nor guards
+    again, and drops exactly the plan's leaked rows."""
+    import dataclasses
+
+    import flows.select
+    from flows import select_training_subset
+    from flows.select import SelectionRequest, plan_selection
+
+    guarded: list[str] = []
+    real_guard = flows.select.drop_leaked
+
+    def counted_guard(task, *args, **kwargs):
+        guarded.append(task.name)
+        return real_guard(task, *args, **kwargs)
+
+    monkeypatch.setattr(flows.select, "drop_leaked", counted_guard)
+    request = SelectionRequest("pool", TARGET, "random", 31, seed=7, device="cpu", workspace=str(select_workspace.root))
+    plan = plan_selection(request)
+    assert guarded == ["pool"] and plan.request.targets == (TARGET,) and plan.n_budget == 31 and not plan.stored
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.n_budget = 5  # type: ignore[misc]
+    monkeypatch.setattr(flows.select, "plan_selection", lambda request: pytest.fail("the flow planned a plan again"))
+    summary = select_training_subset(plan)
+    assert guarded == ["pool"] and summary["subset_id"] == plan.subset_id and summary["n_selected"] == 31
+    ids, _ = Results(select_workspace).subset(plan.subset_id)
+    assert not set(ids) & set(plan.leaked_ids)
+    monkeypatch.setattr(flows.select, "plan_selection", plan_selection)
+    again = select_training_subset(request)  # planned here, once, and found stored
+    assert again["cached"] and again["subset_id"] == plan.subset_id and guarded == ["pool", "pool"]
+
+
 def test_random_count_budget_and_missing_selection(select_workspace):
     from flows import select_training_subset
+    from flows.select import SelectionRequest
 
     summary = select_training_subset(
-        "pool", TARGET, method="random", budget=50, device="cpu", workspace=str(select_workspace.root)
+        SelectionRequest("pool", TARGET, method="random", budget=50, device="cpu", workspace=str(select_workspace.root))
     )
     ids, frame = Results(select_workspace).select_subset("pool", TARGET, method="random", budget=50)
     assert summary["n_selected"] == len(set(ids)) == 50 and frame.score.isna().all()
@@ -186,34 +228,37 @@ def test_default_export_format_is_the_pools(select_workspace, gio_summary, tmp_p
         (1.5, r"Got 1.5"),
         (-3, r"Got -3"),
         (10**7, r"an int in \[1, \d+\].*Got 10000000"),
-        ("a lot", r"budget\.int: Input should be a valid integer"),  # Prefect's parameter validation
+        ("a lot", r"'budget' parameter must be a float in \(0, 1\].*Got 'a lot' instead"),  # the request's check
     ],
 )
 def test_bad_budgets_are_rejected_before_anything_runs(select_workspace, budget, match):
     from flows import select_training_subset
+    from flows.select import SelectionRequest
 
     before = select_workspace.sql("SELECT count(*) AS n FROM runs").n.iloc[0]
     with pytest.raises(Exception, match=match):
-        select_training_subset("pool", TARGET, budget=budget, device="cpu", workspace=str(select_workspace.root))
+        select_training_subset(
+            SelectionRequest("pool", TARGET, budget=budget, device="cpu", workspace=str(select_workspace.root))
+        )
     assert select_workspace.sql("SELECT count(*) AS n FROM runs").n.iloc[0] == before
     with pytest.raises(ValueError, match=r"'budget' parameter must be a float in \(0, 1\]"):
         budget_kind("a lot")
 
 
 def test_other_bad_input(select_workspace, tmp_path, shared_tasks):
-    from flows.select import plan_selection
+    from flows.select import SelectionRequest, plan_selection
 
     ws = select_workspace
     with pytest.raises(ValueError, match="'method' parameter of select_training_subset must be one of"):
-        plan_selection("pool", TARGET, method="best", workspace=str(ws.root))
+        plan_selection(SelectionRequest("pool", TARGET, method="best", workspace=str(ws.root)))
     with pytest.raises(ValueError, match="'budget' parameter of select_training_subset is required for method"):
-        plan_selection("pool", TARGET, method="random", budget=None, workspace=str(ws.root))
+        plan_selection(SelectionRequest("pool", TARGET, method="random", budget=None, workspace=str(ws.root)))
     with pytest.raises(ValueError, match="'targets' parameter"):
-        plan_selection("pool", [], workspace=str(ws.root))
+        plan_selection(SelectionRequest("pool", [], workspace=str(ws.root)))
     with pytest.raises(KeyError, match="No task 'nope'"):
-        plan_selection("pool", "nope", workspace=str(ws.root))
+        plan_selection(SelectionRequest("pool", "nope", workspace=str(ws.root)))
     with pytest.raises(ValueError, match="'pool_split' parameter .* Got 'dev'"):
-        plan_selection("pool", TARGET, pool_split="dev", workspace=str(ws.root))
+        plan_selection(SelectionRequest("pool", TARGET, pool_split="dev", workspace=str(ws.root)))
     # A pool made only of the target's test sentences: the leakage guard leaves nothing.
     leaked = pd.read_json(shared_tasks / TARGET / "test.jsonl", lines=True).head(20)
     other = Workspace(tmp_path / "ws")
@@ -221,7 +266,7 @@ def test_other_bad_input(select_workspace, tmp_path, shared_tasks):
     leaked.to_json(tmp_path / "leaked.jsonl", orient="records", lines=True)
     put_task(other, load_task_file(tmp_path / "leaked.jsonl", "leaked"))
     with pytest.raises(ValueError, match="every train example also occurs in another task's evaluation data"):
-        plan_selection("leaked", TARGET, workspace=str(other.root))
+        plan_selection(SelectionRequest("leaked", TARGET, workspace=str(other.root)))
 
 
 def test_targets_from_another_encoder_are_rejected():
@@ -317,16 +362,19 @@ def test_cli_select_plans_runs_and_exports(select_workspace, tmp_path):
 @pytest.fixture(scope="module")
 def icons_summary(select_workspace):
     from flows import select_training_subset
+    from flows.select import SelectionRequest
 
     return select_training_subset(
-        "pool",
-        TARGET,
-        method="icons",
-        budget=0.1,
-        max_target_examples=200,
-        device="cpu",
-        method_params={"dim": 2048},
-        workspace=str(select_workspace.root),
+        SelectionRequest(
+            "pool",
+            TARGET,
+            method="icons",
+            budget=0.1,
+            max_target_examples=200,
+            device="cpu",
+            method_params={"dim": 2048},
+            workspace=str(select_workspace.root),
+        )
     )
 
 
@@ -348,16 +396,19 @@ def test_stratified_icons_keeps_the_pool_class_shares_and_the_influence_order_wi
     select_workspace, icons_summary
 ):
     from flows import select_training_subset
+    from flows.select import SelectionRequest
 
     summary = select_training_subset(
-        "pool",
-        TARGET,
-        method="icons",
-        budget=0.1,
-        max_target_examples=200,
-        device="cpu",
-        method_params={"dim": 2048, "stratify": True},
-        workspace=str(select_workspace.root),
+        SelectionRequest(
+            "pool",
+            TARGET,
+            method="icons",
+            budget=0.1,
+            max_target_examples=200,
+            device="cpu",
+            method_params={"dim": 2048, "stratify": True},
+            workspace=str(select_workspace.root),
+        )
     )
     assert summary["n_selected"] == icons_summary["n_selected"]
     chosen = selection_frame(select_workspace, find_selection(select_workspace, summary["subset_id"]))
@@ -374,26 +425,29 @@ def test_stratified_icons_keeps_the_pool_class_shares_and_the_influence_order_wi
         assert rows[picked].score.min() >= rows[~picked].score.max()  # the best of the class by consensus
     features = select_workspace.sql("SELECT count(*) AS n FROM gradient_features").n.iloc[0]
     with pytest.raises(ValueError, match="'stratify' ICONS parameter must be true or false. Got 'yes'"):
-        select_training_subset(
+        select_training_subset(SelectionRequest(
             "pool", TARGET, method="icons", budget=0.1, method_params={"dim": 2048, "stratify": "yes"},
             device="cpu", workspace=str(select_workspace.root),
-        )  # fmt: skip
+        ))  # fmt: skip
     assert select_workspace.sql("SELECT count(*) AS n FROM gradient_features").n.iloc[0] == features  # no work
 
 
 def test_icons_reuses_the_pool_features_for_a_new_target(select_workspace, icons_summary, shared_tasks):
     from flows import select_training_subset
+    from flows.select import SelectionRequest
 
     put_task(select_workspace, load_task_dir(shared_tasks / "uci_sentiment_imdb"))
     select_training_subset(
-        "pool",
-        "uci_sentiment_imdb",
-        method="icons",
-        budget=30,
-        max_target_examples=100,
-        device="cpu",
-        method_params={"dim": 2048},
-        workspace=str(select_workspace.root),
+        SelectionRequest(
+            "pool",
+            "uci_sentiment_imdb",
+            method="icons",
+            budget=30,
+            max_target_examples=100,
+            device="cpu",
+            method_params={"dim": 2048},
+            workspace=str(select_workspace.root),
+        )
     )
     features = select_workspace.sql("SELECT task FROM gradient_features ORDER BY task").task.tolist()
     assert features == ["pool", "uci_sentiment_imdb", TARGET]  # the pool's features were computed once
@@ -401,27 +455,30 @@ def test_icons_reuses_the_pool_features_for_a_new_target(select_workspace, icons
 
 
 def test_label_spaces_must_match_or_be_mapped(select_workspace, shared_tasks):
-    from flows.select import plan_selection
+    from flows.select import SelectionRequest, plan_selection
 
     ws = select_workspace
     put_task(ws, load_task_dir(shared_tasks / "cr"))  # labels negative/positive: match the pool's names
-    plan_selection("pool", "cr", method="icons", budget=10, workspace=str(ws.root))
+    plan_selection(SelectionRequest("pool", "cr", method="icons", budget=10, workspace=str(ws.root)))
     put_task(ws, load_task_dir(shared_tasks / "tweeteval_irony"))  # labels non_irony/irony
     with pytest.raises(ValueError, match=r"labels \['irony', 'non_irony'\] of target 'tweeteval_irony' match no"):
-        plan_selection("pool", "tweeteval_irony", method="icons", budget=10, workspace=str(ws.root))
+        plan_selection(SelectionRequest("pool", "tweeteval_irony", method="icons", budget=10, workspace=str(ws.root)))
     plan_selection(
-        "pool",
-        "tweeteval_irony",
-        method="icons",
-        budget=10,
-        label_map={"irony": "negative", "non_irony": "positive"},
-        workspace=str(ws.root),
+        SelectionRequest(
+            "pool",
+            "tweeteval_irony",
+            method="icons",
+            budget=10,
+            label_map={"irony": "negative", "non_irony": "positive"},
+            workspace=str(ws.root),
+        )
     )
 
 
 def test_vog_strategies_share_one_scoring_of_the_pool(select_workspace):
     """VoG on a 300-row slice of the pool (100 per source task) with 3 checkpoints: two strategies, one scoring."""
     from flows import select_training_subset
+    from flows.select import SelectionRequest
 
     ws = select_workspace
     rows = get_task(ws, "pool").split("train").to_pandas()
@@ -431,10 +488,14 @@ def test_vog_strategies_share_one_scoring_of_the_pool(select_workspace):
     put_task(ws, task_from_table(small, "pool_small"))
     options = {"device": "cpu", "workspace": str(ws.root), "method": "vog", "budget": 0.3}
     hardest = select_training_subset(
-        "pool_small", TARGET, method_params={"strategy": "keep_hardest", "n_checkpoints": 3}, **options
+        SelectionRequest(
+            "pool_small", TARGET, method_params={"strategy": "keep_hardest", "n_checkpoints": 3}, **options
+        )
     )
     pruned = select_training_subset(
-        "pool_small", TARGET, method_params={"strategy": "prune_easiest", "n_checkpoints": 3}, **options
+        SelectionRequest(
+            "pool_small", TARGET, method_params={"strategy": "prune_easiest", "n_checkpoints": 3}, **options
+        )
     )
     assert hardest["subset_id"] != pruned["subset_id"] and hardest["n_selected"] == pruned["n_selected"] == 90
     configs = ws.sql(
@@ -454,13 +515,22 @@ def test_vog_strategies_share_one_scoring_of_the_pool(select_workspace):
 
 
 def test_stratified_icons_needs_a_classification_pool(workspace):
-    from flows.select import plan_selection
+    from flows.select import SelectionRequest, plan_selection
 
     rows = pd.DataFrame({"text": [f"sentence number {i}" for i in range(40)], "label": np.linspace(0, 1, 40)})
     put_task(workspace, task_from_table(rows, "scores", kind="regression"))
     put_task(workspace, task_from_table(rows.head(20).assign(text=lambda f: f.text + "!"), "goal", kind="regression"))
-    plan_selection("scores", "goal", method="icons", budget=10, workspace=str(workspace.root))  # fine unstratified
+    plan_selection(
+        SelectionRequest("scores", "goal", method="icons", budget=10, workspace=str(workspace.root))
+    )  # fine unstratified
     with pytest.raises(ValueError, match="'stratify' ICONS parameter needs a classification pool; 'scores' is not"):
         plan_selection(
-            "scores", "goal", method="icons", budget=10, method_params={"stratify": True}, workspace=str(workspace.root)
+            SelectionRequest(
+                "scores",
+                "goal",
+                method="icons",
+                budget=10,
+                method_params={"stratify": True},
+                workspace=str(workspace.root),
+            )
         )

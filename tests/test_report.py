@@ -51,6 +51,8 @@ def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, 
     """A workspace with three real tasks, their train embeddings, a centroid-cosine/MMD ranking for TARGET, measured
     gains for two targets and an evaluation; and its report."""
     from flows import advise_sources, embed_tasks, evaluate_rankings, rank_sources, select_training_subset
+    from flows.rank import RankRequest
+    from flows.select import SelectionRequest
     from reports.html import build_report
 
     ws = Workspace(tmp_path_factory.mktemp("report") / "ws")
@@ -58,7 +60,13 @@ def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, 
         put_task(ws, load_task_dir(shared_tasks / name))
     embed_tasks(tasks=list(TASKS), splits=["train"], device="cpu", workspace=str(ws.root))
     rank_sources(
-        target=TARGET, sources=list(TASKS[1:]), methods=("centroid-cosine", "mmd"), device="cpu", workspace=str(ws.root)
+        RankRequest(
+            target=TARGET,
+            sources=list(TASKS[1:]),
+            methods=("centroid-cosine", "mmd"),
+            device="cpu",
+            workspace=str(ws.root),
+        )
     )
     put_transfer_gains(
         ws, "cfg", TARGET, _gains(0.80, {"uci_sentiment_amazon": 0.812, "tweeteval_stance_atheism": 0.79}), "m1"
@@ -71,7 +79,7 @@ def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, 
     )  # with the atheism target: a source prior for both of TARGET's sources
     evaluate_rankings(target=TARGET, workspace=str(ws.root))
     select_training_subset(
-        "uci_sentiment_amazon", TARGET, method="gio", budget=40, device="cpu", workspace=str(ws.root)
+        SelectionRequest("uci_sentiment_amazon", TARGET, method="gio", budget=40, device="cpu", workspace=str(ws.root))
     )
     measured = {("full", 1.0): (0.80, 0.90), ("random", 0.2): (0.68, 0.85), ("gio", 0.2): (0.85, 0.85)}
     for (arm, budget), values in measured.items():  # a selection-quality measurement: 2 seeds

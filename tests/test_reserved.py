@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETED_CALLS = {
     "rank",
     "rank_sources",
+    "RankRequest",
+    "advise_sources",
     "measure_transfer",
+    "MeasureRequest",
     "evaluate_rankings",
     "recommend_sources",
     "measure_grid",
@@ -115,5 +118,7 @@ def test_the_scan_can_fail(tmp_path):
         "measure_transfer('ethos_binary', sources=['sst2'])\n"
         "invoke(app, ['--workspace', 'w', 'rank', 'poem_sentiment'])\n"
         "select_training_subset('pool', 'cr')\n"
+        "rank_sources(RankRequest('cr', ('sst2',)))\n"
+        "measure_transfer(MeasureRequest(target='uci_sentiment_yelp'))\n"
     )
-    assert len(reserved_targets_in(planted)) == 3
+    assert len(reserved_targets_in(planted)) == 5

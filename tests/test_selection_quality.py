@@ -107,7 +107,7 @@ ARMS = {"gio": {"method": "gio"}, "random": {"method": "random"}}
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory, shared_tasks, prefect_harness):
     """A 60-row real pool (30 sst2 and 30 mpqa sentences) measured for yelp with GIO and random at 50%, 2 seeds."""
-    from flows.measure_selection import measure_selection
+    from flows.measure_selection import MeasureSelectionRequest, measure_selection
 
     frames = []
     ws = Workspace(tmp_path_factory.mktemp("selection-quality") / "ws")
@@ -120,7 +120,9 @@ def measured(tmp_path_factory, shared_tasks, prefect_harness):
         put_task(ws, task_from_table(pd.concat(frames, ignore_index=True), "pool", license="research use"))
         put_task(ws, load_task_dir(shared_tasks / TARGET))
     options = {"arms": ARMS, "budgets": (0.5,), "recipe": RECIPE, "max_test": 80, "device": "cpu"}
-    summary = measure_selection("pool", TARGET, seeds=(0, 1), workspace=str(ws.root), **options)
+    summary = measure_selection(
+        MeasureSelectionRequest("pool", TARGET, seeds=(0, 1), workspace=str(ws.root), **options)
+    )
     return ws, options, summary
 
 
@@ -170,13 +172,15 @@ def test_stored_score_matches_an_independent_fine_tune(measured, shared_tasks):
 
 @pytest.mark.slow
 def test_flow_resumes_and_extends_without_repeating_runs(measured):
-    from flows.measure_selection import measure_selection
+    from flows.measure_selection import MeasureSelectionRequest, measure_selection
 
     ws, options, summary = measured
     before = ws.sql("SELECT arm, seed, created_at FROM selection_results WHERE metric = 'primary'")
-    again = measure_selection("pool", TARGET, seeds=(0, 1), workspace=str(ws.root), **options)
+    again = measure_selection(MeasureSelectionRequest("pool", TARGET, seeds=(0, 1), workspace=str(ws.root), **options))
     pd.testing.assert_frame_equal(again, summary)
-    extended = measure_selection("pool", TARGET, seeds=(0, 1, 2), workspace=str(ws.root), **options)
+    extended = measure_selection(
+        MeasureSelectionRequest("pool", TARGET, seeds=(0, 1, 2), workspace=str(ws.root), **options)
+    )
     after = ws.sql("SELECT arm, seed, created_at FROM selection_results WHERE metric = 'primary'")
     assert len(after) == 9
     kept = after.merge(before, on=["arm", "seed"], suffixes=("", "_before"))
@@ -186,21 +190,25 @@ def test_flow_resumes_and_extends_without_repeating_runs(measured):
 
 @pytest.mark.slow
 def test_flow_rejects_bad_grids_before_any_work(measured):
-    from flows.measure_selection import measure_selection
+    from flows.measure_selection import MeasureSelectionRequest, measure_selection
 
     ws, options, _ = measured
     root = str(ws.root)
     count = len(ws.sql("SELECT * FROM selection_results"))
     with pytest.raises(ValueError, match=r"'budgets' parameter of measure_selection must be fractions in \(0, 1\)"):
-        measure_selection("pool", TARGET, **{**options, "budgets": (1.0,)}, workspace=root)
+        measure_selection(MeasureSelectionRequest("pool", TARGET, **{**options, "budgets": (1.0,)}, workspace=root))
     with pytest.raises(ValueError, match=r"'arms' parameter of measure_selection .* Got 'x': \{'method': 'lasso'\}"):
-        measure_selection("pool", TARGET, **{**options, "arms": {"x": {"method": "lasso"}}}, workspace=root)
+        measure_selection(
+            MeasureSelectionRequest("pool", TARGET, **{**options, "arms": {"x": {"method": "lasso"}}}, workspace=root)
+        )
     with pytest.raises(ValueError, match=r"Arm 'gio' asks for budgets \[0.3\] outside \[0.5\]"):
         measure_selection(
-            "pool", TARGET, **{**options, "arms": {"gio": {"method": "gio", "budgets": [0.3]}}}, workspace=root
+            MeasureSelectionRequest(
+                "pool", TARGET, **{**options, "arms": {"gio": {"method": "gio", "budgets": [0.3]}}}, workspace=root
+            )
         )
     with pytest.raises(ValueError, match=r"'held_out' parameter .* none of which target 'uci_sentiment_yelp' has"):
-        measure_selection("pool", TARGET, held_out=("dev",), **options, workspace=root)
+        measure_selection(MeasureSelectionRequest("pool", TARGET, held_out=("dev",), **options, workspace=root))
     assert len(ws.sql("SELECT * FROM selection_results")) == count
 
 

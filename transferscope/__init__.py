@@ -84,10 +84,13 @@ def rank_sources(
     workspace: WorkspaceLike, target: str, sources: list[str] | None = None, **options: Any
 ) -> pd.DataFrame:
     """Rank ``sources`` (default: every other stored task) for ``target`` with each method (`flows.rank.rank_sources`;
-    ``options``: methods, budget, fuse, prefilter, device, ...); one row per method and source, rank 1 = best."""
-    from flows import rank_sources as flow
+    ``options``: the fields of `flows.rank.RankRequest`: methods, budget, fuse, prefilter, device, ...); one row per
+    method and source, rank 1 = best."""
+    from flows.rank import RankRequest
+    from flows.rank import rank_sources as flow
 
-    return flow(target=target, sources=sources, workspace=_root(workspace), **options)
+    names = None if sources is None else tuple(sources)
+    return flow(RankRequest(target, names, workspace=_root(workspace), **options))
 
 
 def advise_sources(
@@ -105,10 +108,13 @@ def measure_transfer(
     workspace: WorkspaceLike, target: str, sources: list[str] | None = None, **options: Any
 ) -> pd.DataFrame:
     """Measure real transfer to ``target``: fine-tune on it alone and after each source, per seed, resumable
-    (`flows.measure.measure_transfer`; ``options``: seeds, budget, target_budget, device, ...)."""
-    from flows import measure_transfer as flow
+    (`flows.measure.measure_transfer`; ``options``: the fields of `flows.measure.MeasureRequest`: seeds, budget,
+    target_budget, device, ...)."""
+    from flows.measure import MeasureRequest
+    from flows.measure import measure_transfer as flow
 
-    return flow(target=target, sources=sources, workspace=_root(workspace), **options)
+    names = None if sources is None else tuple(sources)
+    return flow(MeasureRequest(target, names, workspace=_root(workspace), **options))
 
 
 def evaluate_rankings(workspace: WorkspaceLike, target: str, **options: Any) -> pd.DataFrame:
@@ -126,22 +132,25 @@ def select_subset(
     budget: int | float | None = 0.2,
     **options: Any,
 ) -> tuple[list[str], pd.DataFrame]:
-    """Select a training subset of ``pool`` for ``targets`` (`flows.select.select_training_subset`; ``options``:
-    method_params, label_map, seed, device, ...) and return it as `Results.select_subset` does, read back by the
-    subset id the selection returned: (example ids in selection order, a DataFrame of the picked rows)."""
-    from flows import select_training_subset
+    """Select a training subset of ``pool`` for ``targets`` (`flows.select.select_training_subset`; ``options``: the
+    fields of `flows.select.SelectionRequest`: method_params, label_map, seed, device, ...) and return it as
+    `Results.select_subset` does, read back by the subset id the selection returned: (example ids in selection
+    order, a DataFrame of the picked rows)."""
+    from flows.select import SelectionRequest, select_training_subset
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    summary = select_training_subset(pool, targets, method=method, budget=budget, workspace=str(ws.root), **options)
+    request = SelectionRequest(pool, targets, method, budget, workspace=str(ws.root), **options)  # type: ignore[arg-type]
+    summary = select_training_subset(request)
     return Results(ws).subset(summary["subset_id"])
 
 
 def measure_selection(workspace: WorkspaceLike, pool: str, targets: str | list[str], **options: Any) -> pd.DataFrame:
     """What each selection method's subsets of ``pool`` are worth when trained on (`flows.measure_selection`;
-    ``options``: arms, budgets, seeds, recipe, ...)."""
-    from flows import measure_selection as flow
+    ``options``: the fields of `flows.measure_selection.MeasureSelectionRequest`: arms, budgets, seeds, recipe, ...)."""
+    from flows.measure_selection import MeasureSelectionRequest
+    from flows.measure_selection import measure_selection as flow
 
-    return flow(pool, targets, workspace=_root(workspace), **options)
+    return flow(MeasureSelectionRequest(pool, targets, workspace=_root(workspace), **options))  # type: ignore[arg-type]
 
 
 def build_report(
