@@ -32,7 +32,7 @@ def check_targets(bench: str, targets: tuple[str, ...] | list[str]) -> None:
 
 def real_texts(n: int, tasks: tuple[str, ...] = ("sst2", "tweeteval_emotion", "ag_news", "trec", "banking77")):
     """``n`` real single texts, drawn round-robin from the training splits of the shared tasks."""
-    from store.tasks import load_task_dir
+    from store.task_files import load_task_dir
 
     if not SHARED_TASKS.is_dir():
         raise SystemExit(f"Benchmarks read the real tasks in {SHARED_TASKS}; that folder is missing.")

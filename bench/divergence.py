@@ -34,7 +34,7 @@ def source_names(count: int) -> list[str]:
 
 def embedded(tasks: list[str], n: int) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """{task: (embeddings [≤ n, 384], class labels or None for regression)}, cached per (task, n)."""
-    from store.tasks import load_task_dir
+    from store.task_files import load_task_dir
 
     CACHE.mkdir(parents=True, exist_ok=True)
     encoder = None

@@ -26,7 +26,7 @@ def cache_hit_seconds(texts: list[str], vectors: np.ndarray, encoder) -> float:
     """Store the embeddings in a fresh workspace as the flow does, then time the lookup a second run makes."""
     from store.catalog import put_task
     from store.embeddings import EmbeddingKey, find_embeddings, put_embeddings
-    from store.tasks import task_from_table
+    from store.task_files import task_from_table
     from store.workspace import Workspace
 
     labels = ["a", "b"] * (len(texts) // 2) + ["a"] * (len(texts) % 2)

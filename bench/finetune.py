@@ -118,7 +118,7 @@ def train_peer(texts: list[str], labels: list[int], recipe: Any) -> tuple[Any, A
 
 
 def run(quick: bool = False) -> None:
-    from store.tasks import load_task_dir
+    from store.task_files import load_task_dir
     from transfer.finetune import Recipe, predict, sample_indices
 
     n, epochs, max_length, n_held_out, repeats = (64, 1, 32, 64, 1) if quick else (300, 3, 64, 500, 3)

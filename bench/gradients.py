@@ -59,7 +59,7 @@ MIB = 2**20
 
 def rows(n: int) -> tuple[list[str], np.ndarray]:
     """The first ``n`` SST-2 training texts and their labels (0/1)."""
-    from store.tasks import load_task_dir
+    from store.task_files import load_task_dir
 
     table = load_task_dir(SHARED_TASKS / "sst2").split("train").slice(0, n)
     return table.column("text").to_pylist(), table.column("label").to_numpy()

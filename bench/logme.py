@@ -53,7 +53,7 @@ def inputs(n: int) -> Path:
     """Embedded texts and labels, cached as /tmp/transferscope-bench/logme_<n>.npz."""
     path = CACHE / f"logme_{n}.npz"
     if not path.exists():
-        from store.tasks import load_task_dir
+        from store.task_files import load_task_dir
         from transfer.embeddings import TextEncoder
 
         table = load_task_dir(SHARED_TASKS / "tweeteval_emoji").split("train")

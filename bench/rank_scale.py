@@ -38,7 +38,7 @@ GOAL_SECONDS = 60.0
 
 def synthetic_sources(n: int) -> list:
     """``n`` small real-text tasks, each a seeded sample of one base task's training rows (labels as names)."""
-    from store.tasks import load_task_dir, task_from_table
+    from store.task_files import load_task_dir, task_from_table
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -68,7 +68,7 @@ def build(root: Path, n: int) -> dict[str, float]:
     from flows.embed import EncoderSettings
     from store.catalog import put_task
     from store.esms import put_esm
-    from store.tasks import load_task_dir
+    from store.task_files import load_task_dir
     from store.workspace import Workspace
     from transfer.finetune import SMALL_BUDGET
 

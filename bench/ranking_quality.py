@@ -160,7 +160,7 @@ def run(quick: bool = False) -> None:
     from flows.rank import RankRequest, rank_sources
     from store.catalog import put_task
     from store.results import Results
-    from store.tasks import load_task_dir
+    from store.task_files import load_task_dir
     from store.workspace import Workspace
 
     methods = QUICK_METHODS if quick else METHODS

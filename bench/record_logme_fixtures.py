@@ -57,7 +57,7 @@ print(json.dumps(out))
 
 
 def embed_inputs() -> dict[str, np.ndarray]:
-    from store.tasks import load_task_dir
+    from store.task_files import load_task_dir
     from transfer.embeddings import TextEncoder
 
     encoder = TextEncoder(device="cpu")

@@ -77,7 +77,7 @@ def grid(quick: bool) -> dict:
 
 def sentiment_pool(per_source: int):
     """The pool task: ``per_source`` seeded training rows of each of `POOL_SOURCES`, labels by name."""
-    from store.tasks import load_task_dir, task_from_table
+    from store.task_files import load_task_dir, task_from_table
     from transfer.finetune import sample_indices
 
     frames, licences = [], []
@@ -104,7 +104,7 @@ def run(quick: bool = False) -> None:
     from store.catalog import put_task
     from store.runs import library_versions
     from store.selections import selection_results
-    from store.tasks import load_task_dir
+    from store.task_files import load_task_dir
     from store.workspace import Workspace
 
     config = grid(quick)

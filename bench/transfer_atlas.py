@@ -230,7 +230,7 @@ def plan(quick: bool, stage: str) -> list[tuple[str, dict, str, str, int]]:
 
 def run(quick: bool = False, stage: str = "all", device: str = "cpu", path: Path | None = None) -> None:
     from store.catalog import put_task
-    from store.tasks import load_task_dir
+    from store.task_files import load_task_dir
     from store.workspace import Workspace
 
     stages = ("quick",) if quick else ("recipe", "grid") if stage == "all" else (stage,)

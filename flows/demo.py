@@ -17,7 +17,9 @@ from typing import Any
 
 from rich.console import Console
 
-from store.tasks import Task, load_hf_task, load_task_dir
+from store.hf_tasks import load_hf_task
+from store.task_files import load_task_dir
+from store.tasks import Task
 
 DEMO_TASKS = ("tweeteval_emotion", "sst2", "trec", "poem_sentiment", "rte")
 HF_DEMO_TASKS = {

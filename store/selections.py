@@ -8,7 +8,7 @@ repeated request finds the stored subset instead of recomputing it.
 
 `export_selection` writes the subset as a task file in the pool's own format (jsonl, csv or parquet; rows as in a
 task directory: ``text`` or ``text_a``/``text_b``, the label by name) plus ``<file>.meta.json`` with the pool's
-licence and the selection's provenance, so the file can be shared and read back with `store.tasks.load_task_file`.
+licence and the selection's provenance, so the file can be shared and read back with `store.task_files.load_task_file`.
 """
 
 from __future__ import annotations

@@ -1,35 +1,28 @@
-"""Tasks: load, validate and canonicalise text datasets.
+"""Tasks: the canonical task model, its validation and split carving.
 
 A task is a named dataset with splits (``train``/``validation``/``test``), a text or a text pair per example, and a
 label: a class index for classification, a float for regression. Its canonical form is an Arrow table with the
 columns ``example_id, split, text, text_pair, label`` plus the label names, kind and provenance held on `Task`.
 
-Sources: a directory of ``{train,validation,test}.{jsonl,csv,parquet}`` (with an optional ``meta.json``), one file
-(optionally with a split column), a pandas DataFrame or Arrow table, or a Hugging Face dataset name.
-
-Validation is strict and happens before anything is stored: every problem raises `TaskValidationError` naming the
-task, the file, the line or row and what was expected.
+`build_task` turns raw rows (`RawRow`, from any reader: `store.task_files` for directories, files and tables,
+`store.hf_tasks` for Hugging Face datasets) into a `Task`. Validation is strict and happens before anything is
+stored: every problem raises `TaskValidationError` naming the task, the file, the line or row and what was expected.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from store.errors import MissingSplitError
 
@@ -124,113 +117,17 @@ def _digest(parts: Iterable[str]) -> str:
     return h.hexdigest()
 
 
-# ----------------------------------------------------------------------------------------------- raw reading
+# ------------------------------------------------------------------------------------------------ raw rows
 
 
 @dataclass
-class _RawRow:
+class RawRow:
+    """One example as a reader found it, before validation; ``where`` locates it for error messages."""
+
     text: Any
     text_pair: Any
     label: Any
     where: str  # "file 'x', line 3" or "row 3"
-
-
-def _location(path: str, line: int, kind: str = "line") -> str:
-    return f"file '{path}', {kind} {line}" if path else f"row {line}"
-
-
-def _decode(task: str, path: Path, data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise TaskValidationError(
-            f"Task {task!r}, file '{path}', line {line}: undecodable bytes ({err.reason} at byte {err.start}); "
-            "expected UTF-8 text."
-        ) from None
-
-
-def _read_records(task: str, path: Path) -> list[tuple[dict[str, Any], int]]:
-    """Records of one file with their 1-based line (jsonl, csv: data line incl. header) or row number."""
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix == "parquet":
-        try:
-            frame = pq.read_table(path).to_pandas()
-        except Exception as err:  # noqa: BLE001 - pyarrow raises many types for bad files
-            raise TaskValidationError(f"Task {task!r}, file '{path}': not a readable Parquet file ({err}).") from None
-        return [(rec, i + 1) for i, rec in enumerate(frame.to_dict(orient="records"))]
-    text = _decode(task, path, path.read_bytes())
-    if suffix == "jsonl":
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TaskValidationError(
-                    f"Task {task!r}, file '{path}', line {number}: invalid JSON ({err.msg}); expected one JSON "
-                    "object per line."
-                ) from None
-            if not isinstance(record, dict):
-                raise TaskValidationError(
-                    f"Task {task!r}, file '{path}', line {number}: expected a JSON object, got {type(record).__name__}."
-                )
-            records.append((record, number))
-        return records
-    if suffix == "csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        return [(row, reader.line_num) for row in reader]
-    raise TaskValidationError(f"Task {task!r}, file '{path}': unsupported format {suffix!r}; expected {FORMATS}.")
-
-
-def _pick_column(
-    task: str, where: str, columns: Iterable[str], explicit: str | None, candidates: Sequence[str], role: str
-) -> str | None:
-    columns = list(columns)
-    if explicit is not None:
-        if explicit not in columns:
-            raise TaskValidationError(
-                f"Task {task!r}, {where}: missing {role} column {explicit!r}; found columns {columns}."
-            )
-        return explicit
-    return next((c for c in candidates if c in columns), None)
-
-
-def _rows_from_records(
-    task: str,
-    path: str,
-    records: list[tuple[dict[str, Any], int]],
-    *,
-    text_column: str | None,
-    text_pair_column: str | None,
-    label_column: str,
-    row_kind: str = "line",
-) -> list[_RawRow]:
-    if not records:
-        return []
-    first = records[0][0]
-    where = f"file '{path}'" if path else "table"
-    text_col = _pick_column(task, where, first.keys(), text_column, TEXT_COLUMNS, "text")
-    if text_col is None:
-        raise TaskValidationError(
-            f"Task {task!r}, {where}: missing text column; expected one of {list(TEXT_COLUMNS)} or an explicit "
-            f"text_column, found {list(first.keys())}."
-        )
-    pair_col = _pick_column(task, where, first.keys(), text_pair_column, PAIR_COLUMNS, "text pair")
-    rows = []
-    for record, number in records:
-        loc = _location(path, number, row_kind)
-        if label_column not in record:
-            raise TaskValidationError(
-                f"Task {task!r}, {loc}: missing label field {label_column!r}; expected a class name, class index "
-                "or number."
-            )
-        if text_col not in record:
-            raise TaskValidationError(f"Task {task!r}, {loc}: missing text field {text_col!r}.")
-        pair = record.get(pair_col) if pair_col else None
-        rows.append(_RawRow(record[text_col], pair, record[label_column], loc))
-    return rows
 
 
 # ------------------------------------------------------------------------------------------ canonicalising
@@ -240,7 +137,7 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _check_texts(task: str, split: str, rows: list[_RawRow]) -> bool:
+def _check_texts(task: str, split: str, rows: list[RawRow]) -> bool:
     """Validate text fields; return whether the split holds pairs. Mixed pair/single rows are an error."""
     has_pair = [not _is_missing(r.text_pair) and r.text_pair != "" for r in rows]
     is_pair = has_pair[0] if rows else False
@@ -277,7 +174,7 @@ def _label_key(value: Any) -> str:
     return str(value)
 
 
-def _regression_value(task: str, split: str, row: _RawRow) -> float:
+def _regression_value(task: str, split: str, row: RawRow) -> float:
     try:
         value = float(row.label)
     except (TypeError, ValueError):
@@ -293,7 +190,7 @@ def _regression_value(task: str, split: str, row: _RawRow) -> float:
     return value
 
 
-def _class_index(task: str, split: str, row: _RawRow, index: Mapping[str, int], declared: bool, n_names: int) -> int:
+def _class_index(task: str, split: str, row: RawRow, index: Mapping[str, int], declared: bool, n_names: int) -> int:
     key = _label_key(row.label)
     if key in index:
         return index[key]
@@ -321,7 +218,7 @@ def _example_ids(split: str, texts: list[str], pairs: list[str | None], labels: 
 
 def build_task(
     name: str,
-    rows_by_split: Mapping[str, list[_RawRow]],
+    rows_by_split: Mapping[str, list[RawRow]],
     *,
     kind: Kind | None = None,
     label_names: Sequence[str] | None = None,
@@ -419,273 +316,12 @@ def _conflicting_labels(texts: list[str], pairs: list[str | None], labels: list[
     return sum(1 for values in seen.values() if len(values) > 1)
 
 
-# ------------------------------------------------------------------------------------------------ loaders
-
-
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-." for c in name):
         raise TaskValidationError(
             f"The 'name' parameter must be a non-empty string of letters, digits, '_', '-' or '.'. Got {name!r}."
         )
     return name
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
-    meta_path = path / "meta.json"
-    if not meta_path.exists():
-        return {}
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise TaskValidationError(f"File '{meta_path}': not valid JSON ({err}); expected a JSON object.") from None
-    if not isinstance(meta, dict):
-        raise TaskValidationError(f"File '{meta_path}': expected a JSON object, got {type(meta).__name__}.")
-    return meta
-
-
-def load_task_dir(
-    path: str | Path,
-    name: str | None = None,
-    *,
-    kind: Kind | None = None,
-    label_names: Sequence[str] | None = None,
-    text_column: str | None = None,
-    text_pair_column: str | None = None,
-    label_column: str = "label",
-    license: str | None = None,
-) -> Task:
-    """Load a directory of ``{train,validation,test}.{jsonl,csv,parquet}``; ``meta.json`` (optional) supplies
-    the name, ``type``, ``labels`` and licence. Explicit arguments override ``meta.json``."""
-    path = Path(path)
-    if not path.is_dir():
-        raise TaskValidationError(f"The 'path' parameter must be a task directory. Got '{path}' instead.")
-    meta = _read_meta(path)
-    name = _check_name(name or meta.get("task") or path.name)
-    rows_by_split: dict[str, list[_RawRow]] = {}
-    for split in SPLITS:
-        files = [path / f"{split}.{fmt}" for fmt in FORMATS if (path / f"{split}.{fmt}").exists()]
-        if len(files) > 1:
-            raise TaskValidationError(
-                f"Task {name!r}: several files for split {split!r}: {[str(f) for f in files]}; expected one."
-            )
-        if files:
-            records = _read_records(name, files[0])
-            rows_by_split[split] = _rows_from_records(
-                name,
-                str(files[0]),
-                records,
-                text_column=text_column,
-                text_pair_column=text_pair_column,
-                label_column=label_column,
-                row_kind="row" if files[0].suffix == ".parquet" else "line",
-            )
-    if not rows_by_split:
-        raise TaskValidationError(
-            f"Task {name!r}: directory '{path}' holds no split file; expected "
-            f"{{{','.join(SPLITS)}}}.{{{','.join(FORMATS)}}}."
-        )
-    declared = label_names if label_names is not None else meta.get("labels")
-    meta_kind = kind or meta.get("type")
-    return build_task(
-        name,
-        rows_by_split,
-        kind=meta_kind,
-        label_names=declared if (meta_kind or "classification") == "classification" else None,
-        source_uri=str(path.resolve()),
-        license=license or (meta.get("source") or {}).get("license") or meta.get("license"),
-    )
-
-
-def load_task_file(
-    path: str | Path,
-    name: str | None = None,
-    *,
-    split: str = "train",
-    split_column: str | None = None,
-    kind: Kind | None = None,
-    label_names: Sequence[str] | None = None,
-    text_column: str | None = None,
-    text_pair_column: str | None = None,
-    label_column: str = "label",
-    license: str | None = None,
-) -> Task:
-    """Load one jsonl/csv/parquet file: every row in ``split``, or split by the values of ``split_column``."""
-    path = Path(path)
-    if not path.is_file():
-        raise TaskValidationError(f"The 'path' parameter must be an existing file. Got '{path}' instead.")
-    name = _check_name(name or path.stem)
-    records = _read_records(name, path)
-    return _task_from_records(
-        name,
-        str(path),
-        records,
-        split=split,
-        split_column=split_column,
-        row_kind="row" if path.suffix == ".parquet" else "line",
-        columns=(text_column, text_pair_column, label_column),
-        kind=kind,
-        label_names=label_names,
-        source_uri=str(path.resolve()),
-        license=license,
-    )
-
-
-def _task_from_records(
-    name: str,
-    path: str,
-    records: list[tuple[dict[str, Any], int]],
-    *,
-    split: str,
-    split_column: str | None,
-    row_kind: str,
-    columns: tuple[str | None, str | None, str],
-    kind: Kind | None,
-    label_names: Sequence[str] | None,
-    source_uri: str,
-    license: str | None,
-) -> Task:
-    """Group records by split, read their (text, pair, label) ``columns`` and validate them into a `Task`."""
-    text_column, text_pair_column, label_column = columns
-    grouped = _group_by_split(name, path, records, split, split_column, row_kind)
-    rows_by_split = {
-        s: _rows_from_records(
-            name,
-            path,
-            recs,
-            text_column=text_column,
-            text_pair_column=text_pair_column,
-            label_column=label_column,
-            row_kind=row_kind,
-        )
-        for s, recs in grouped.items()
-    }
-    return build_task(name, rows_by_split, kind=kind, label_names=label_names, source_uri=source_uri, license=license)
-
-
-def _group_by_split(
-    task: str,
-    path: str,
-    records: list[tuple[dict[str, Any], int]],
-    split: str,
-    split_column: str | None,
-    row_kind: str,
-) -> dict[str, list[tuple[dict[str, Any], int]]]:
-    if split_column is None:
-        return {split: records}
-    grouped: dict[str, list[tuple[dict[str, Any], int]]] = {}
-    for record, number in records:
-        value = record.get(split_column)
-        if value not in SPLITS:
-            raise TaskValidationError(
-                f"Task {task!r}, {_location(path, number, row_kind)}: split column {split_column!r} is {value!r}; "
-                f"expected one of {list(SPLITS)}."
-            )
-        grouped.setdefault(str(value), []).append((record, number))
-    return grouped
-
-
-def task_from_table(
-    data: pd.DataFrame | pa.Table,
-    name: str,
-    *,
-    split: str = "train",
-    split_column: str | None = "split",
-    kind: Kind | None = None,
-    label_names: Sequence[str] | None = None,
-    text_column: str | None = None,
-    text_pair_column: str | None = None,
-    label_column: str = "label",
-    source_uri: str = "",
-    license: str | None = None,
-) -> Task:
-    """Build a task from a pandas DataFrame or Arrow table (rows are numbered from 1 in errors)."""
-    name = _check_name(name)
-    frame = data.to_pandas() if isinstance(data, pa.Table) else data
-    if not isinstance(frame, pd.DataFrame):
-        raise TaskValidationError(
-            f"The 'data' parameter of task_from_table must be a pandas DataFrame or pyarrow Table. Got "
-            f"{type(data).__name__} instead."
-        )
-    records = [(rec, i + 1) for i, rec in enumerate(frame.to_dict(orient="records"))]
-    return _task_from_records(
-        name,
-        "",
-        records,
-        split=split,
-        split_column=split_column if split_column in frame.columns else None,
-        row_kind="row",
-        columns=(text_column, text_pair_column, label_column),
-        kind=kind,
-        label_names=label_names,
-        source_uri=source_uri or "memory",
-        license=license,
-    )
-
-
-def load_hf_task(
-    dataset: str,
-    name: str | None = None,
-    *,
-    config: str | None = None,
-    kind: Kind | None = None,
-    text_column: str | None = None,
-    text_pair_column: str | None = None,
-    label_column: str = "label",
-) -> Task:
-    """Load a Hugging Face dataset (needs the ``hf`` extra and a reachable hub, or a local datasets cache).
-
-    Split names ``validation``/``dev``/``val`` map to ``validation``; class names come from the ``ClassLabel``
-    feature when the dataset declares one."""
-    try:
-        import datasets
-    except ImportError:
-        raise ImportError(
-            "Loading Hugging Face datasets needs the 'datasets' package: pip install 'transferscope[hf]'."
-        ) from None
-    loaded = datasets.load_dataset(dataset, config)
-    aliases = {"dev": "validation", "val": "validation"}
-    frames = []
-    label_names = None
-    for split_name, part in loaded.items():
-        split = aliases.get(split_name, split_name)
-        if split not in SPLITS:
-            continue
-        feature = part.features.get(label_column)
-        if getattr(feature, "names", None):
-            label_names = list(feature.names)
-        frame = part.to_pandas()
-        frame["split"] = split
-        frames.append(frame)
-    if not frames:
-        raise TaskValidationError(f"Dataset {dataset!r}: no split among {list(SPLITS)}; found {list(loaded)}.")
-    return task_from_table(
-        pd.concat(frames, ignore_index=True),
-        _check_name(name or dataset.replace("/", "__")),
-        kind=kind,
-        label_names=label_names,
-        text_column=text_column,
-        text_pair_column=text_pair_column,
-        label_column=label_column,
-        source_uri=f"hf://{dataset}" + (f"/{config}" if config else ""),
-    )
-
-
-def load_task(source: str | Path | pd.DataFrame | pa.Table, name: str | None = None, **options: Any) -> Task:
-    """Load a task from a directory, a file, a DataFrame/Arrow table, or (otherwise) a Hugging Face dataset name."""
-    if isinstance(source, pd.DataFrame | pa.Table):
-        if name is None:
-            raise TaskValidationError("The 'name' parameter is required when loading a task from a table.")
-        return task_from_table(source, name, **options)
-    path = Path(source)
-    if path.is_dir():
-        return load_task_dir(path, name, **options)
-    if path.is_file():
-        return load_task_file(path, name, **options)
-    if isinstance(source, str) and not source.startswith((".", "/", "~")) and source.count("/") <= 1:
-        return load_hf_task(source, name, **options)
-    raise TaskValidationError(
-        f"The 'source' parameter must be a task directory, a file or a dataset name. Got {source!r}."
-    )
 
 
 # ---------------------------------------------------------------------------------------- split carving

@@ -54,7 +54,7 @@ def workspace(tmp_path):
 def sst2_small_tuned(shared_tasks, tmp_path_factory):
     """The default encoder fine-tuned on SST-2 with the small CPU budget (500 examples, 1 epoch), saved once per
     session: (FineTuned, checkpoint directory). Shared by the fine-tuning, ESM and ranking tests."""
-    from store.tasks import load_task_dir
+    from store.task_files import load_task_dir
     from transfer.finetune import SMALL_BUDGET, fine_tune, save_fine_tuned
 
     train = load_task_dir(shared_tasks / "sst2").split("train")

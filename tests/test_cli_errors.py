@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from store.catalog import put_task
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from store.workspace import Workspace
 
 TARGET, SOURCE = "uci_sentiment_imdb", "uci_sentiment_amazon"

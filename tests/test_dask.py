@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from flows.runners import check_runner_options, local_cluster, task_runner
 from store.catalog import put_task
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from store.workspace import Workspace
 
 EMBEDDED = ("uci_sentiment_amazon", "uci_sentiment_imdb")

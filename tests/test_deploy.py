@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from store.catalog import put_task
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from store.workspace import Workspace
 
 POOL, TARGET, OTHER = "uci_sentiment_amazon", "uci_sentiment_imdb", "uci_sentiment_yelp"

@@ -40,7 +40,7 @@ def blobs(seed: int, n: int = 60, d: int = 5, shift: float = 0.0, classes: int =
 @pytest.fixture(scope="module")
 def real(encoder, shared_tasks):
     """300 seeded training texts of mr, sst2 and trec, embedded once: {task: (x [300, 384], labels [300])}."""
-    from store.tasks import load_task_dir
+    from store.task_files import load_task_dir
 
     out = {}
     for task in ("mr", "sst2", "trec"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from transfer.embeddings import TextEncoder, pool
 from transfer.encoder import model_fingerprint, resolve_device, resolve_model_path
 

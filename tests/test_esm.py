@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from transfer.embeddings import TextEncoder
 from transfer.esm import EmbeddingSpaceMap, ESMRecipe, export_hfselect, import_hfselect
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from transfer.embeddings import TextEncoder
 from transfer.finetune import (
     SMALL_BUDGET,

@@ -17,7 +17,7 @@ import pytest
 from store.advice import ATLAS_ENV, ATLAS_RUNS, ATLAS_SCORES, ATLAS_TASKS, SHIPPED_ATLAS, shipped_atlas
 from store.catalog import put_task
 from store.results import Results
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from store.workspace import Workspace
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from store.catalog import get_task, put_task
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from store.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -71,7 +71,7 @@ def test_second_run_computes_nothing_and_changes_recompute_only_what_changed(flo
     first_test = table.index[table.split == "test"][0]
     table.loc[first_test, "text"] = "A changed review."
     table["label"] = [yelp.label_names[int(i)] for i in table["label"]]
-    from store.tasks import task_from_table
+    from store.task_files import task_from_table
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from store.catalog import put_task
 from store.esms import export_esms, import_esms, list_esms
 from store.results import Results
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from store.workspace import Workspace
 
 pytestmark = pytest.mark.slow

@@ -26,7 +26,7 @@ from store.selections import (
     put_selection,
     selection_frame,
 )
-from store.tasks import load_task_dir, load_task_file, task_from_table
+from store.task_files import load_task_dir, load_task_file, task_from_table
 from store.workspace import Workspace
 
 pytestmark = pytest.mark.slow

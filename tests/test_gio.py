@@ -171,7 +171,7 @@ def test_errors_on_shapes():
 @pytest.fixture(scope="module")
 def real_embeddings(encoder, shared_tasks) -> dict[str, np.ndarray]:
     """Pool: 120 SST-2 + 120 TREC training texts; target: 60 MR test texts (all-MiniLM-L6-v2, d = 384, float32)."""
-    from store.tasks import load_task_dir
+    from store.task_files import load_task_dir
 
     def texts(task: str, split: str, n: int) -> list[str]:
         return load_task_dir(shared_tasks / task).split(split).column("text").to_pylist()[:n]

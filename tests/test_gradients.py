@@ -15,7 +15,7 @@ from selection.gradients import (
     last_layer_linears,
     per_example_loop_features,
 )
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from transfer.finetune import load_base, tokenize_batch
 
 SMALL_LAYERS = ["encoder.encoder.layer.5.attention.output.dense", "head"]

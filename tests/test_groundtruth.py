@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from store.catalog import put_task
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from store.workspace import Workspace
 from transfer.groundtruth import evaluate_outputs, summarise_gains
 

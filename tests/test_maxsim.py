@@ -140,7 +140,7 @@ def test_token_embeddings_bad_parameters(encoder):
 
 def _workspace_task(table: pd.DataFrame, name: str, workspace):
     from store.catalog import put_task
-    from store.tasks import load_task
+    from store.task_files import load_task
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -153,7 +153,7 @@ def _workspace_task(table: pd.DataFrame, name: str, workspace):
 def test_a_task_is_closest_to_its_own_held_out_split(workspace, shared_tasks):
     from flows.maxsim import maxsim_scores
     from flows.runners import commit
-    from store.tasks import load_task_dir
+    from store.task_files import load_task_dir
 
     def frame(name: str, split: str) -> pd.DataFrame:
         rows = load_task_dir(shared_tasks / name).split(split).select(["text", "label"]).to_pandas()

@@ -15,7 +15,7 @@ import pytest
 from store.archive import verify_artefacts
 from store.catalog import put_task
 from store.gc import collect_garbage
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from store.workspace import Workspace
 
 pytestmark = pytest.mark.slow

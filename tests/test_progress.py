@@ -13,7 +13,7 @@ import pytest
 
 from flows.progress import PROGRESS_ENV, progress
 from store.catalog import put_task
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from store.workspace import Workspace
 
 

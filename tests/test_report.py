@@ -19,7 +19,7 @@ from store.catalog import put_task
 from store.measured import put_transfer_gains
 from store.runs import start_run
 from store.selections import put_selection_result
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from store.workspace import Workspace
 
 TASKS = ("uci_sentiment_imdb", "uci_sentiment_amazon", "tweeteval_stance_atheism")

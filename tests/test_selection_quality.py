@@ -23,7 +23,7 @@ from selection.quality import summarise_selection
 from store.catalog import put_task
 from store.results import Results
 from store.selections import selection_results
-from store.tasks import load_task_dir, task_from_table
+from store.task_files import load_task_dir, task_from_table
 from store.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]

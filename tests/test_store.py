@@ -16,7 +16,7 @@ from store.artifacts import file_checksum, replace_atomically, write_parquet
 from store.catalog import get_task, list_tasks, put_task
 from store.embeddings import EmbeddingKey, find_embeddings, put_embeddings
 from store.runs import config_hash, finish_run, start_run
-from store.tasks import task_from_table
+from store.task_files import task_from_table
 from store.workspace import SCHEMA_DIR, Workspace, WorkspaceLockedError
 
 

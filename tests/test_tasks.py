@@ -12,17 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from store.hf_tasks import load_hf_task
 from store.leakage import drop_leaked, normalise_text
-from store.tasks import (
-    TaskValidationError,
-    carve_split,
-    ensure_split,
-    load_hf_task,
-    load_task,
-    load_task_dir,
-    load_task_file,
-    task_from_table,
-)
+from store.task_files import load_task, load_task_dir, load_task_file, task_from_table
+from store.tasks import TaskValidationError, carve_split, ensure_split
 
 
 def write_jsonl(path, rows):

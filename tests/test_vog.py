@@ -21,7 +21,7 @@ from selection.vog import (
     vog_scores,
     weighted_sample,
 )
-from store.tasks import load_task_dir
+from store.task_files import load_task_dir
 from transfer.finetune import Recipe, fine_tune, load_base, tokenize_batch
 
 RECIPE = Recipe(lr=1e-4, batch_size=16, epochs=1, max_examples=64, max_length=32, warmup_ratio=0.06)

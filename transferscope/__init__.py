@@ -27,7 +27,8 @@ from typing import Any
 import pandas as pd
 
 from store.results import Results
-from store.tasks import Task, load_task
+from store.task_files import load_task
+from store.tasks import Task
 from store.workspace import Workspace
 
 __all__ = [

@@ -1,0 +1,200 @@
+"""Commands for source ranking and measured transfer: ``rank`` (and the advisor), ``measure``, ``evaluate``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, cast
+
+import pandas as pd
+import typer
+from rich.markup import escape
+
+from flows.cli.common import BUDGET_HELP, app, console, print_frame, with_runner
+from store.errors import ExpectedError
+from store.workspace import Workspace
+
+if TYPE_CHECKING:
+    from flows.rank import RankPlan
+
+
+@app.command()
+def rank(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="Target task.")],
+    top: Annotated[int, typer.Option(help="Sources to show.")] = 5,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated methods: advisor (the learned recommendation; the other methods listed become its "
+            "inputs), esm-logme, direct-logme, leep, maxsim and the divergence measures (centroid-cosine, mmd, "
+            "frechet, knn-kl, ...; see the README)."
+        ),
+    ] = "esm-logme",
+    sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: every other task).")] = None,
+    budget: Annotated[str, typer.Option(help=BUDGET_HELP)] = "small",
+    fuse: Annotated[str | None, typer.Option(help="Also fuse the methods' rankings: rrf or borda.")] = None,
+    prefilter: Annotated[
+        str | None, typer.Option(help="MEASURE:M keeps the M best sources by a cheap measure first.")
+    ] = None,
+    verify: Annotated[
+        int,
+        typer.Option(
+            help="With --method advisor: fine-tune the top K sources and the no-transfer baseline on TARGET (one "
+            "seed) and re-rank them by the measured gains.",
+            min=0,
+        ),
+    ] = 0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
+) -> None:
+    """Rank source tasks for TARGET and print the top ones per method (building missing ESMs first)."""
+    from flows.rank import METHODS, RankRequest, plan_rank
+    from store.catalog import list_tasks
+
+    ws = Workspace(ctx.obj["workspace"])
+    methods = tuple(method.split(","))
+    unknown = [m for m in methods if m not in (*METHODS, "advisor")]
+    if unknown:
+        raise ExpectedError(f"unknown method(s) {unknown}; choose from {['advisor', *METHODS]}")
+    if verify and "advisor" not in methods:
+        raise ExpectedError("--verify re-ranks the advisor's top sources: add --method advisor")
+    names = sources.split(",") if sources else [n for n in list_tasks(ws)["name"] if n != target]
+    advised = "advisor" in methods
+    recipe_budget: str | dict = budget
+    if advised:
+        from store.advice import measured_knowledge
+        from transfer.advisor import DEFAULT_INPUTS
+
+        knowledge = measured_knowledge(ws, exclude=target)
+        methods = tuple(m for m in methods if m != "advisor") or DEFAULT_INPUTS
+        recipe_budget = knowledge.input_budget
+    plan = plan_rank(
+        RankRequest(
+            target,
+            tuple(names),
+            methods,
+            recipe_budget,
+            prefilter=prefilter,
+            fuse=fuse,
+            device=ctx.obj["device"],
+            workspace=str(ws.root),
+        )
+    )
+    if plan.esms:
+        title = f"plan: ESMs for {len(names)} sources, about {plan.estimated_s:.0f} s ({plan.rate})"
+        print_frame(plan.esm_frame(), title=title)
+    else:
+        console.print(f"plan: {len(methods)} method(s) over {len(names)} sources")
+    if verify:
+        console.print(verification_plan(knowledge.seconds_per_run, verify, target))
+    if dry_run:
+        return
+    if advised:
+        advise(ctx, plan, verify, top)
+        return
+    from flows.rank import higher_is_better, rank_sources
+    from transfer.metrics import NEAR_TIE, near_ties
+
+    result = with_runner(ctx, rank_sources)(plan)
+    warn_failures(result)
+    rankings = pd.DataFrame(result)
+    for name in [*methods, *sorted(set(rankings.method) - set(methods))]:  # the user's order, then the fused
+        ranking = rankings[rankings.method == name]
+        if len(ranking):
+            direction = "higher" if higher_is_better(name) else "lower"
+            title = f"{name} ranking for {target} (score: {direction} is better)"
+            print_frame(ranking.head(top).drop(columns=["run_id", "method", "higher_is_better"]), title=title)
+            for group in near_ties(dict(zip(ranking.source, ranking.score, strict=True))):
+                console.print(
+                    f"near-tie: {', '.join(group)} are indistinguishable by {name} (scores within "
+                    f"{NEAR_TIE:.1%} of their size)",
+                    soft_wrap=True,
+                )
+
+
+def warn_failures(result: object) -> None:
+    """One warning line per method a ranking run could not compute (it stored the others)."""
+    for name, error in getattr(result, "attrs", {}).get("failures", {}).items():
+        console.print(f"[yellow]warning:[/yellow] {name} failed and was not stored: {escape(error)}", soft_wrap=True)
+
+
+def verification_plan(seconds_per_run: float | None, k: int, target: str) -> str:
+    """The cost of ``--verify K`` in words: K + 1 fine-tunes on the target (plus a source fine-tune for each of the
+    K not yet cached), from the atlas's measured wall time per run."""
+    runs = f"plan: verification fine-tunes the top {k} sources and the no-transfer baseline on {target} ({k + 1} runs"
+    if seconds_per_run is None:
+        return runs + "; no measured rate: no atlas is shipped) plus a source fine-tune per uncached source"
+    return (
+        f"{runs}, about {(k + 1) * seconds_per_run / 60:.1f} min at the atlas's median of {seconds_per_run:.0f} s "
+        "per run measured on 2 cores) plus a source fine-tune per uncached source"
+    )
+
+
+def advise(ctx: typer.Context, plan: RankPlan, verify: int, top: int) -> None:
+    """Run the advisor on its planned input rankings and print its advice: expected gains with intervals, the
+    "don't transfer" call, the basis."""
+    from flows.advisor import advise_sources
+
+    r = plan.request
+    advice: pd.DataFrame = cast(
+        pd.DataFrame,
+        with_runner(ctx, advise_sources)(
+            target=r.target, sources=list(plan.sources), inputs=r.methods, verify=verify, device=r.device,
+            workspace=r.workspace, input_plan=plan,
+        ),
+    )  # fmt: skip
+    warn_failures(advice)
+    shown = advice.head(top).copy()
+    shown["top_features"] = [", ".join(f"{k} {v:+.2f}" for k, v in f.items()) for f in shown.top_features]
+    learned = advice.attrs["basis"] == "learned"
+    title = (
+        f"{advice.attrs['method']} for {r.target}: expected gain over no transfer, points (higher is better)"
+        if learned
+        else f"advisor for {r.target}: fused rank of its inputs (no gain estimates)"
+    )
+    print_frame(shown if learned else shown[["source", "rank"]], title=title)
+    console.print(escape(advice.attrs["message"]), soft_wrap=True)
+
+
+@app.command()
+def measure(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="Target task.")],
+    sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: every other task).")] = None,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    budget: Annotated[str, typer.Option(help=BUDGET_HELP)] = "small",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
+) -> None:
+    """Measure real transfer to TARGET: fine-tune on it alone and after each source, per seed (resumable)."""
+    from flows.measure import MeasureRequest, measure_transfer, plan_measure
+
+    plan = plan_measure(
+        MeasureRequest(
+            target,
+            tuple(sources.split(",")) if sources else None,
+            tuple(int(s) for s in seeds.split(",")),
+            budget,
+            device=ctx.obj["device"],
+            workspace=ctx.obj["workspace"],
+        )
+    )
+    n_seeds, epochs = len(plan.request.seeds), plan.request.target_recipe.epochs
+    console.print(
+        f"plan: {len(plan.todo)} target fine-tunes ({n_seeds} seeds x {len(plan.sources)} sources + baseline, "
+        f"{n_seeds * (len(plan.sources) + 1) - len(plan.todo)} already stored), {plan.target_examples} examples x "
+        f"{epochs} epochs each, about {plan.estimated_s / 60:.0f} min at {plan.rate}, plus one source fine-tune per "
+        "(source, seed) not yet cached",
+        soft_wrap=True,
+    )
+    if dry_run:
+        return
+    summary = pd.DataFrame(with_runner(ctx, measure_transfer)(plan))
+    print_frame(summary, title=f"measured gains for {target}")
+
+
+@app.command()
+def evaluate(ctx: typer.Context, target: Annotated[str, typer.Argument(help="Target task.")]) -> None:
+    """Score every stored ranking of TARGET against its measured transfer."""
+    from flows.evaluate import evaluate_rankings
+
+    table = pd.DataFrame(evaluate_rankings(target=target, workspace=ctx.obj["workspace"]))
+    keep = [c for c in ("regret@1", "regret@3", "ndcg@5", "spearman", "kendall", "top1_hit") if c in table.columns]
+    print_frame(table[keep].reset_index(), title=f"ranking quality for {target}")

@@ -1,0 +1,56 @@
+"""Task reader for Hugging Face datasets (the ``hf`` extra): splits and class names mapped onto the task model."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from store.task_files import task_from_table
+from store.tasks import SPLITS, Kind, Task, TaskValidationError, check_name
+
+
+def load_hf_task(
+    dataset: str,
+    name: str | None = None,
+    *,
+    config: str | None = None,
+    kind: Kind | None = None,
+    text_column: str | None = None,
+    text_pair_column: str | None = None,
+    label_column: str = "label",
+) -> Task:
+    """Load a Hugging Face dataset (needs the ``hf`` extra and a reachable hub, or a local datasets cache).
+
+    Split names ``validation``/``dev``/``val`` map to ``validation``; class names come from the ``ClassLabel``
+    feature when the dataset declares one."""
+    try:
+        import datasets
+    except ImportError:
+        raise ImportError(
+            "Loading Hugging Face datasets needs the 'datasets' package: pip install 'transferscope[hf]'."
+        ) from None
+    loaded = datasets.load_dataset(dataset, config)
+    aliases = {"dev": "validation", "val": "validation"}
+    frames = []
+    label_names = None
+    for split_name, part in loaded.items():
+        split = aliases.get(split_name, split_name)
+        if split not in SPLITS:
+            continue
+        feature = part.features.get(label_column)
+        if getattr(feature, "names", None):
+            label_names = list(feature.names)
+        frame = part.to_pandas()
+        frame["split"] = split
+        frames.append(frame)
+    if not frames:
+        raise TaskValidationError(f"Dataset {dataset!r}: no split among {list(SPLITS)}; found {list(loaded)}.")
+    return task_from_table(
+        pd.concat(frames, ignore_index=True),
+        check_name(name or dataset.replace("/", "__")),
+        kind=kind,
+        label_names=label_names,
+        text_column=text_column,
+        text_pair_column=text_pair_column,
+        label_column=label_column,
+        source_uri=f"hf://{dataset}" + (f"/{config}" if config else ""),
+    )
