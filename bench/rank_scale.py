@@ -64,7 +64,7 @@ def synthetic_sources(n: int) -> list:
 def build(root: Path, n: int) -> dict[str, float]:
     """The workspace: the target, ``n`` sources and one stored ESM each; returns setup seconds per step."""
     from bench.esm_logme import synthetic_esms
-    from flows.checkpoints import source_data
+    from flows.checkpoints import sources_data
     from flows.embed import EncoderSettings
     from store.catalog import put_task
     from store.esms import put_esm
@@ -83,8 +83,9 @@ def build(root: Path, n: int) -> dict[str, float]:
     tasks_s = time.perf_counter() - started
     base = EncoderSettings.of_recipe(SMALL_BUDGET, EncoderSettings.model, "cpu").load()
     maps = synthetic_esms(384, list(range(n)))
+    rows_of = sources_data(ws, [task.name for task in sources], SMALL_BUDGET, 0)  # one leakage index for all
     for i, task in enumerate(sources):
-        data = source_data(ws, task.name, SMALL_BUDGET, 0)
+        data = rows_of[task.name]
         put_esm(
             ws, maps[f"source{i}"], base_model="all-MiniLM-L6-v2", base_fp=base.fingerprint, source=task.name,
             data_hash=data.data_hash,

@@ -78,20 +78,34 @@ def embedding_key(encoder: TextEncoder, task_name: str, split: str, split_hash: 
 
 
 def ensure_embeddings(
-    ws: Workspace, stored: Task, split: str, encoder: TextEncoder, *, run_id: str | None = None
+    ws: Workspace,
+    stored: Task,
+    split: str,
+    encoder: TextEncoder,
+    *,
+    rows: np.ndarray | None = None,
+    run_id: str | None = None,
 ) -> tuple[list[str], np.ndarray, bool]:
-    """(example_ids, float32 [n, d], cached?) of one split: from the cache, or computed and stored."""
-    key = embedding_key(encoder, stored.name, split, stored.split_hash(split))
+    """(example_ids, float32 [n, d], cached?) of one split, or of its ``rows`` (positions in the split, e.g. a
+    seeded sample): from the cache (the whole split's embedding serves any rows of it), or computed and stored.
+    A sample is embedded and cached on its own, so a method that reads 1,000 rows of a large split embeds 1,000."""
+    if rows is not None and len(rows) == stored.counts()[split]:  # a "sample" of every row is the split
+        rows = None
+    whole = find_embeddings(ws, embedding_key(encoder, stored.name, split, stored.split_hash(split)))
+    if whole is not None:
+        ids, vectors = whole
+        return (ids, vectors, True) if rows is None else ([ids[i] for i in rows], vectors[rows], True)
+    key = embedding_key(encoder, stored.name, split, stored.split_hash(split, rows))
     cached = find_embeddings(ws, key)
     if cached is not None:
         return cached[0], cached[1], True
-    rows = stored.split(split)
-    texts = rows.column("text").to_pylist()
-    pairs = rows.column("text_pair").to_pylist() if stored.input == "pair" else None
+    table = stored.split(split) if rows is None else stored.split(split).take(rows)
+    texts = table.column("text").to_pylist()
+    pairs = table.column("text_pair").to_pylist() if stored.input == "pair" else None
     start = time.perf_counter()
     with progress(f"embed {stored.name}/{split}", len(texts), "text") as advance:
         vectors = encoder.encode(texts, pairs, progress=advance)
-    ids = rows.column("example_id").to_pylist()
+    ids = table.column("example_id").to_pylist()
     put_embeddings(ws, key, ids, vectors, run_id=run_id, seconds=time.perf_counter() - start)
     return ids, vectors, False
 

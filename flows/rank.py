@@ -232,11 +232,11 @@ def esm_logme_ranking(ws: Workspace, goal: Task, names: list[str], plan: RankPla
             f"with `transferscope esm build {' '.join(missing)}` or rank with build_missing=True."
         )
     base = EncoderSettings.of_recipe(plan.recipe, r.model, r.device).load()
-    ids, vectors, _ = ensure_embeddings(ws, goal, "train", base, run_id=run_id)
-    rows = sample_indices(len(ids), r.max_target_examples, r.seed)
+    rows = sample_indices(goal.counts()["train"], r.max_target_examples, r.seed)
+    _, vectors, _ = ensure_embeddings(ws, goal, "train", base, rows=rows, run_id=run_id)
     labels = goal.split("train").column("label").to_numpy()[rows]
     return esm_logme_scores(
-        vectors[rows].astype(np.float64),
+        vectors.astype(np.float64),
         labels,
         esms,  # type: ignore[arg-type]
         regression=goal.kind == "regression",

@@ -80,9 +80,11 @@ class Task:
         mask = pc.equal(self.table.column("split"), name)
         return self.table.filter(mask)
 
-    def split_hash(self, name: str) -> str:
-        """Content hash of one split: its example ids in order (text, pair, label and duplicates included)."""
-        return _digest(self.split(name).column("example_id").to_pylist())
+    def split_hash(self, name: str, rows: Sequence[int] | np.ndarray | None = None) -> str:
+        """Content hash of one split (or of its ``rows``, positions in the split: a sample): its example ids in
+        order (text, pair, label and duplicates included)."""
+        ids = self.split(name).column("example_id").to_pylist()
+        return _digest(ids if rows is None else ["rows", *(ids[i] for i in rows)])
 
     @property
     def content_hash(self) -> str:

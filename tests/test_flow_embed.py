@@ -113,3 +113,25 @@ def test_cli_over_the_same_workspace(flow_workspace, first_run, tmp_path):
     assert cached.exit_code == 0, cached.output
     key_rows = Workspace(root).sql("SELECT count(*) AS n FROM embeddings WHERE task = 'cb'")
     assert key_rows.n[0] == 2
+
+
+def test_a_sample_is_embedded_alone_and_served_from_the_whole_split(tmp_path, shared_tasks, encoder):
+    """A method that reads some rows of a split (ESM-LogME's target sample) embeds only those, cached under the
+    sample's own key; once the whole split is embedded, any sample is served from it."""
+    from flows.embed import ensure_embeddings
+
+    ws = Workspace(tmp_path / "ws")
+    put_task(ws, load_task_dir(shared_tasks / "cb"))
+    stored = get_task(ws, "cb")
+    rows = np.array([3, 10, 40, 200])
+    ids, sample, cached = ensure_embeddings(ws, stored, "train", encoder, rows=rows)
+    train_ids = stored.split("train").column("example_id").to_pylist()
+    assert not cached and ids == [train_ids[i] for i in rows]
+    assert ws.sql("SELECT n FROM embeddings").n.tolist() == [4]
+    assert ensure_embeddings(ws, stored, "train", encoder, rows=rows)[2]  # the sample's own cache entry
+    _, whole, cached = ensure_embeddings(ws, stored, "train", encoder, rows=np.arange(len(train_ids)))
+    assert not cached and sorted(ws.sql("SELECT n FROM embeddings").n) == [4, 250]  # every row: the whole split
+    np.testing.assert_allclose(whole[rows], sample, atol=1e-5)
+    other_ids, other, cached = ensure_embeddings(ws, stored, "train", encoder, rows=np.array([0, 7]))
+    assert cached and other_ids == [train_ids[0], train_ids[7]] and np.array_equal(other, whole[[0, 7]])
+    assert len(ws.sql("SELECT n FROM embeddings")) == 2
