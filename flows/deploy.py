@@ -21,7 +21,9 @@ of them in a subprocess of its own, in the environment it was started in. Four d
 Schedules live in one place, `SCHEDULES` (override with ``dataclasses.replace``, or ``transferscope serve --cron``).
 The workspace (an absolute path resolved when serving) is the scheduled deployments' ``workspace`` parameter and,
 for the on-demand requests that name none, ``$TRANSFERSCOPE_WORKSPACE`` of the serving process, which every flow
-run inherits; so runs write to the workspace the server was started for, whatever their working directory.
+run inherits; so runs write to the workspace the server was started for, whatever their working directory. An
+on-demand request names its own ``device`` (default ``"auto"``: CUDA when present); ``serve --device`` sets the
+scheduled deployments'.
 """
 
 from __future__ import annotations

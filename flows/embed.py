@@ -89,7 +89,7 @@ def ensure_embeddings(
     """(example_ids, float32 [n, d], cached?) of one split, or of its ``rows`` (positions in the split, e.g. a
     seeded sample): from the cache (the whole split's embedding serves any rows of it), or computed and stored.
     A sample is embedded and cached on its own, so a method that reads 1,000 rows of a large split embeds 1,000."""
-    if rows is not None and len(rows) == stored.counts()[split]:  # a "sample" of every row is the split
+    if rows is not None and np.array_equal(rows, np.arange(stored.counts()[split])):  # every row, in order
         rows = None
     whole = find_embeddings(ws, embedding_key(encoder, stored.name, split, stored.split_hash(split)))
     if whole is not None:

@@ -23,7 +23,7 @@ from flows.embed import EncoderSettings
 from flows.progress import progress
 from flows.rank import recipe_for_budget
 from flows.runners import gather
-from store.catalog import get_task, list_tasks
+from store.catalog import catalog_digest, check_plan_current, get_task, list_tasks
 from store.measured import done_transfer_runs, put_transfer_gains, put_transfer_result
 from store.rates import fine_tune_rate
 from store.runs import config_hash, recorded_run
@@ -141,9 +141,10 @@ class MeasurePlan:
     """A validated, costed `MeasureRequest`: the sources, the measurement ``setup`` (hashed as ``config``, the key
     stored runs are found by), the (source, seed) runs still to do (``BASELINE`` = no transfer), and their cost:
     ``target_examples`` x epochs per run at the workspace's measured ``rate``, plus a source fine-tune per
-    (source, seed) whose checkpoint is not cached yet."""
+    (source, seed) whose checkpoint is not cached yet. ``catalog``: the stored tasks it was made against."""
 
     request: MeasureRequest
+    catalog: str
     sources: tuple[str, ...]
     setup: dict[str, Any]
     config: str
@@ -173,7 +174,7 @@ def plan_measure(request: MeasureRequest) -> MeasurePlan:
     examples = min(goal.counts().get("train", 0), target_recipe.max_examples)
     rate = fine_tune_rate(ws)
     estimate = rate.seconds(len(todo) * examples * target_recipe.epochs)
-    return MeasurePlan(r, tuple(names), setup, config, todo, examples, estimate, rate.basis)
+    return MeasurePlan(r, catalog_digest(ws), tuple(names), setup, config, todo, examples, estimate, rate.basis)
 
 
 @flow(name="measure_transfer", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
@@ -185,6 +186,7 @@ def measure_transfer(plan: MeasurePlan | MeasureRequest) -> pd.DataFrame:
         plan = plan_measure(plan)
     r = plan.request
     ws = Workspace(r.workspace)
+    check_plan_current(ws, plan.catalog, "measure_transfer")
     params = {
         **plan.setup,
         "device": r.device,
@@ -194,16 +196,18 @@ def measure_transfer(plan: MeasurePlan | MeasureRequest) -> pd.DataFrame:
     }
     with recorded_run(ws, "measure_transfer", params, device=r.device) as run:
         run_id = run.run_id
+        done = done_transfer_runs(ws, plan.config, r.target)  # a plan run again (after a crash) skips what landed
+        todo = [(name, seed) for name, seed in plan.todo if (name, seed) not in done]
         get_run_logger().info(
             "measure_transfer %s: %d runs to do, %d already stored",
             r.target,
-            len(plan.todo),
-            len(r.seeds) * (len(plan.sources) + 1) - len(plan.todo),
+            len(todo),
+            len(r.seeds) * (len(plan.sources) + 1) - len(todo),
         )
         setup_json = json.dumps({**plan.setup, "device": r.device})
         futures = [
-            measure_run.submit(str(ws.root), r.target, s, seed, setup_json, plan.config, run_id)
-            for s, seed in plan.todo
+            measure_run.submit(str(ws.root), r.target, name, seed, setup_json, plan.config, run_id)
+            for name, seed in todo
         ]
         gather(ws, futures, f"measure {r.target}", "fine-tune")
         summary = summarise(ws, plan.config, r.target, list(plan.sources), r.seeds, run_id)

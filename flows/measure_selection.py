@@ -26,7 +26,7 @@ from flows.runners import gather
 from flows.select import METHODS, SelectionPlan, SelectionRequest, plan_selection, select_training_subset
 from selection.icons import WARMUP_RECIPE
 from selection.quality import FULL, RANDOM, summarise_selection
-from store.catalog import get_task
+from store.catalog import catalog_digest, check_plan_current, get_task
 from store.rates import fine_tune_rate
 from store.runs import config_hash, recorded_run
 from store.selections import (
@@ -170,7 +170,7 @@ class MeasureSelectionRequest:
     ``max_test`` rows, one fixed sample)."""
 
     pool: str
-    targets: tuple[str, ...]
+    targets: tuple[str, ...] | str  # one name or several; always a tuple once constructed
     arms: dict[str, dict[str, Any]] | None = None
     budgets: tuple[float, ...] = (0.1, 0.2, 0.5)
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -208,14 +208,20 @@ class Trial:
     seed: int
     selection: SelectionPlan
 
+    def key(self, target: str) -> tuple[str, float, int, str]:
+        """How `store.selections.done_selection_runs` names this trial's stored run on ``target``."""
+        return (self.run.arm, self.run.budget, self.seed, target)
+
 
 @dataclass(frozen=True)
 class MeasureSelectionPlan:
     """A validated, costed `MeasureSelectionRequest`: the measurement config (``setup``, hashed as ``config``), every
     run of the grid (``runs`` per seed) and the ``todo`` trials not yet stored, with the fine-tuning they cost
-    (``examples`` x epochs, ``estimated_s`` at the workspace's measured ``rate``)."""
+    (``examples`` x epochs, ``estimated_s`` at the workspace's measured ``rate``); ``catalog``: the stored tasks it
+    was made against."""
 
     request: MeasureSelectionRequest
+    catalog: str
     setup: dict[str, Any]
     config: str
     runs: tuple[ArmRun, ...]
@@ -273,12 +279,15 @@ def plan_measure_selection(request: MeasureSelectionRequest) -> MeasureSelection
                     workspace=r.workspace,
                 )
             )
-            if any(done.get((run.arm, run.budget, seed, name)) != selection.subset_id for name in r.targets):
-                todo.append(Trial(run, seed, selection))
+            trial = Trial(run, seed, selection)
+            if any(done.get(trial.key(name)) != selection.subset_id for name in r.targets):
+                todo.append(trial)
     n_pool = stored_pool.counts()[r.pool_split]
     examples = sum(round(t.run.budget * n_pool) for t in todo) * r.subset_recipe.epochs
     rate = fine_tune_rate(ws)
-    return MeasureSelectionPlan(r, setup, config, runs, tuple(todo), examples, rate.seconds(examples), rate.basis)
+    return MeasureSelectionPlan(
+        r, catalog_digest(ws), setup, config, runs, tuple(todo), examples, rate.seconds(examples), rate.basis
+    )
 
 
 @flow(name="measure_selection", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
@@ -290,29 +299,33 @@ def measure_selection(plan: MeasureSelectionPlan | MeasureSelectionRequest) -> p
     if isinstance(plan, MeasureSelectionRequest):
         plan = plan_measure_selection(plan)
     r = plan.request
+    ws = Workspace(r.workspace)
+    check_plan_current(ws, plan.catalog, OWNER)
+    done = done_selection_runs(ws, plan.config)  # a plan run again (after a crash) skips what landed since
+    todo = [t for t in plan.todo if any(done.get(t.key(name)) != t.selection.subset_id for name in r.targets)]
     get_run_logger().info(
         "measure_selection %s for %s: %d fine-tunes to do (%d already stored), %d examples x epochs; about %.0f s "
         "of fine-tuning (at %s) plus the selections",
         r.pool,
         list(r.targets),
-        len(plan.todo),
-        len(plan.runs) * len(r.seeds) - len(plan.todo),
+        len(todo),
+        len(plan.runs) * len(r.seeds) - len(todo),
         plan.examples,
         plan.estimated_s,
         plan.rate,
     )
-    ws = Workspace(r.workspace)
     params = {**plan.setup, "arms": r.arms, "budgets": list(r.budgets), "seeds": list(r.seeds)}
     with recorded_run(ws, OWNER, params) as run:
         run_id = run.run_id
         setup_json = json.dumps({**plan.setup, "device": r.device})
-        for trial in plan.todo:  # every selection first: two torch jobs thrash
-            select_training_subset(trial.selection)
+        for trial in todo:  # every selection first: two torch jobs thrash
+            if find_selection(ws, trial.selection.subset_id) is None:
+                select_training_subset(trial.selection)
         futures = [
             train_on_subset.submit(
                 str(ws.root), t.run.arm, t.run.budget, t.seed, t.selection.subset_id, setup_json, plan.config, run_id
             )
-            for t in plan.todo
+            for t in todo
         ]
         gather(ws, futures, f"measure selection of {r.pool}", "fine-tune")
         stored = selection_results(ws, plan.config)

@@ -29,10 +29,10 @@ from flows.checkpoints import ensure_checkpoint, source_data, sources_data
 from flows.embed import EncoderSettings, ensure_embeddings
 from flows.maxsim import maxsim_scores
 from flows.runners import commit, gather
-from store.catalog import get_task, list_tasks
+from store.catalog import catalog_digest, check_plan_current, get_task, list_tasks
 from store.esms import esm_cache_key, find_esm, find_esms, put_esm
 from store.rankings import put_ranking
-from store.rates import fine_tune_rate
+from store.rates import Rate, fine_tune_rate
 from store.runs import canonical_json, recorded_run
 from store.tasks import Task
 from store.worker import Deferred, WorkerWorkspace
@@ -127,10 +127,13 @@ class EsmWork:
 
 @dataclass(frozen=True)
 class RankPlan:
-    """A validated, costed `RankRequest`: the sources it ranks, the source recipe, and (for ``esm-logme``) each
-    source's ESM work, costed at the workspace's measured fine-tuning ``rate`` (`store.rates.fine_tune_rate`)."""
+    """A validated, costed `RankRequest`: the sources it ranks, the source recipe, and (for ``esm-logme`` without a
+    pre-filter) each source's ESM work, costed at the workspace's measured fine-tuning ``rate``
+    (`store.rates.fine_tune_rate`); with a pre-filter the survivors' ESMs are planned once it has run.
+    ``catalog``: the stored tasks it was made against (`store.catalog.catalog_digest`)."""
 
     request: RankRequest
+    catalog: str
     sources: tuple[str, ...]
     recipe: Recipe
     esms: tuple[EsmWork, ...]
@@ -148,7 +151,7 @@ class RankPlan:
 def plan_rank(request: RankRequest) -> RankPlan:
     """Check ``request`` against the workspace and say what `rank_sources` would compute: the sources and, for
     ESM-LogME, per source whether an ESM exists and the fine-tuning work otherwise (task contents and the leakage
-    guard read once for all sources)."""
+    guard read once for all sources; with a pre-filter, only for its survivors, in the flow)."""
     r = request
     ws = Workspace(r.workspace)
     get_task(ws, r.target)
@@ -157,18 +160,24 @@ def plan_rank(request: RankRequest) -> RankPlan:
         raise ValueError(f"No source tasks to rank for {r.target!r}: add tasks with `transferscope tasks add`.")
     recipe = recipe_for_budget(r.budget)
     rate = fine_tune_rate(ws)
-    esms = []
-    if "esm-logme" in r.methods:
-        base = EncoderSettings.of_recipe(recipe, r.model, r.device).load()
-        stored = set(ws.read("all_esms").cache_key)
-        params = EmbeddingSpaceMap().params()
-        for name, data in sources_data(ws, list(names), recipe, r.seed).items():
-            key = esm_cache_key(base.fingerprint, name, data.data_hash, params)
-            cached = key in stored
-            work = 0 if cached else recipe.examples(len(data.texts))
-            estimate = rate.seconds(work) + (0 if cached else len(data.texts) / 100)
-            esms.append(EsmWork(name, key, cached, len(data.texts), recipe.epochs, data.n_dropped, round(estimate)))
-    return RankPlan(r, tuple(names), recipe, tuple(esms), rate.basis)
+    esms = esm_work(ws, list(names), r, recipe, rate) if "esm-logme" in r.methods and not r.prefilter else ()
+    return RankPlan(r, catalog_digest(ws), tuple(names), recipe, esms, rate.basis)
+
+
+def esm_work(ws: Workspace, names: list[str], r: RankRequest, recipe: Recipe, rate: Rate) -> tuple[EsmWork, ...]:
+    """Each source's ESM: its cache key (from the rows it is tuned on, `sources_data`), whether it is stored, and
+    otherwise the fine-tune it costs at ``rate``."""
+    base = EncoderSettings.of_recipe(recipe, r.model, r.device).load()
+    stored = set(ws.read("all_esms").cache_key)
+    params = EmbeddingSpaceMap().params()
+    work = []
+    for name, data in sources_data(ws, names, recipe, r.seed).items():
+        key = esm_cache_key(base.fingerprint, name, data.data_hash, params)
+        cached = key in stored
+        examples = 0 if cached else recipe.examples(len(data.texts))
+        estimate = rate.seconds(examples) + (0 if cached else len(data.texts) / 100)
+        work.append(EsmWork(name, key, cached, len(data.texts), recipe.epochs, data.n_dropped, round(estimate)))
+    return tuple(work)
 
 
 @task(retries=1, cache_policy=NO_CACHE, task_run_name="esm-{source}")
@@ -216,6 +225,9 @@ def esm_logme_ranking(ws: Workspace, goal: Task, names: list[str], plan: RankPla
     scored once."""
     r = plan.request
     keys = {e.source: e.cache_key for e in plan.esms if e.source in names}
+    unplanned = [s for s in names if s not in keys]  # a pre-filter's survivors, planned now
+    if unplanned:
+        keys.update({e.source: e.cache_key for e in esm_work(ws, unplanned, r, plan.recipe, fine_tune_rate(ws))})
     stored = set(ws.read("all_esms").cache_key)  # one catalog read; a task per source only for what is missing
     to_build = [s for s in names if keys[s] not in stored] if r.build_missing else []
     if to_build:
@@ -303,6 +315,7 @@ def rank_sources(plan: RankPlan | RankRequest) -> pd.DataFrame:
     r = plan.request
     target, methods, names = r.target, r.methods, list(plan.sources)
     ws = Workspace(r.workspace)
+    check_plan_current(ws, plan.catalog, "rank_sources")
     goal = get_task(ws, target)
     params = {
         "target": target,

@@ -32,7 +32,7 @@ from selection.budget import resolve_budget
 from selection.icons import ICONS_DEFAULTS, WARMUP_RECIPE
 from selection.random_baseline import random_select
 from selection.vog import VOG_DEFAULTS
-from store.catalog import get_task
+from store.catalog import catalog_digest, check_plan_current, get_task
 from store.embeddings import find_embeddings
 from store.leakage import drop_examples, drop_leaked
 from store.rates import Rate, fine_tune_rate
@@ -68,7 +68,7 @@ class SelectionRequest:
     of their ``target_split``; ``label_map`` maps target labels into the pool's (icons, vog)."""
 
     pool: str
-    targets: tuple[str, ...]
+    targets: tuple[str, ...] | str  # one name or several; always a tuple once constructed
     method: str = "gio"
     budget: int | float | None = 0.2
     pool_split: str = "train"
@@ -124,9 +124,11 @@ class SelectionPlan:
 
     ``subset_id`` hashes everything that determines the subset (pool and target contents, method, budget,
     ``params``); ``leaked_ids`` are the pool rows the leakage guard drops (the flow drops exactly these);
-    ``estimated_s`` is the rough time, with fine-tuning costed at ``rate`` (the workspace's measured rate)."""
+    ``estimated_s`` is the rough time, with fine-tuning costed at ``rate`` (the workspace's measured rate);
+    ``catalog``: the stored tasks it was made against (`store.catalog.catalog_digest`)."""
 
     request: SelectionRequest
+    catalog: str
     subset_id: str
     stored: bool
     n_pool: int
@@ -208,6 +210,7 @@ def plan_selection(request: SelectionRequest) -> SelectionPlan:
     rate = fine_tune_rate(ws)
     return SelectionPlan(
         request=r,
+        catalog=catalog_digest(ws),
         subset_id=subset_id,
         stored=find_selection(ws, subset_id) is not None,
         n_pool=n_pool,
@@ -281,6 +284,7 @@ def select_training_subset(plan: SelectionPlan | SelectionRequest) -> dict[str, 
         "leaked_dropped": len(plan.leaked_ids),
     }
     ws = Workspace(r.workspace)
+    check_plan_current(ws, plan.catalog, OWNER)
     stored = find_selection(ws, plan.subset_id)
     if stored is not None:
         return {**summary, "n_selected": int(stored.n_selected), "run_id": stored.run_id, "cached": True}

@@ -300,7 +300,8 @@ def quality_section(ws: Workspace, target: str | None) -> str:
 
 def task_centroids(ws: Workspace) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     """Train-split embedding centroids of every stored task with embeddings under the most common encoder
-    configuration (model, pooling, max_length, normalize, precision; the newest cache entry per task): (task names,
+    configuration (model, pooling, max_length, normalize, precision; per task the largest cache entry, the whole split
+    rather than a method's sample, newest among equals): (task names,
     matrix, configuration)."""
     configs = ws.sql(
         "SELECT e.model, e.pooling, e.max_length, e.normalize, e.precision, count(DISTINCT e.task) AS n "
@@ -312,7 +313,7 @@ def task_centroids(ws: Workspace) -> tuple[list[str], np.ndarray, dict[str, Any]
     config = {k: configs.iloc[0][k] for k in ("model", "pooling", "max_length", "normalize", "precision")}
     config = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in config.items()}
     means = ws.sql(
-        "WITH keys AS (SELECT arg_max(e.cache_key, e.created_at) AS cache_key, e.task FROM embeddings e "
+        "WITH keys AS (SELECT arg_max(e.cache_key, (e.n, e.created_at)) AS cache_key, e.task FROM embeddings e "
         "SEMI JOIN tasks t ON e.task = t.name WHERE e.split = 'train' AND e.model = $model AND e.pooling = $pooling "
         "AND e.max_length = $max_length AND e.normalize = $normalize AND e.precision = $precision GROUP BY e.task), "
         "items AS (SELECT k.task, unnest(v.embedding) AS x, generate_subscripts(v.embedding, 1) AS i "

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from store.artifacts import read_verified, write_parquet
 from store.errors import CorruptArtifactError, UnknownTaskError
-from store.runs import canonical_json
+from store.runs import canonical_json, config_hash
 from store.tasks import Task
 from store.workspace import Workspace
 
@@ -93,3 +93,19 @@ def _task_from_row(ws: Workspace, row: pd.Series) -> Task:
 
 def list_tasks(ws: Workspace) -> pd.DataFrame:
     return ws.read("list_tasks")
+
+
+def catalog_digest(ws: Workspace) -> str:
+    """A hash of the stored tasks' names and contents (one catalog read): what a plan was made against."""
+    listing = list_tasks(ws)
+    return config_hash({"tasks": sorted(zip(listing["name"], listing["content_hash"], strict=True))})
+
+
+def check_plan_current(ws: Workspace, planned: str, owner: str) -> None:
+    """Raise when the stored tasks changed since a plan was made against ``planned`` (`catalog_digest`): its
+    leakage guard, samples, ids and cache keys would describe data that is no longer there."""
+    if catalog_digest(ws) != planned:
+        raise ValueError(
+            f"The tasks in workspace '{ws.root}' changed since this {owner} plan was made (a task was added, "
+            "changed or removed); plan the request again."
+        )

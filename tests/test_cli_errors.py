@@ -38,6 +38,7 @@ CASES = [
     (("rank", "nope", "--method", "centroid-cosine"), "No task 'nope' in workspace"),  # unknown task, in a flow
     (("evaluate", TARGET), f"No measured transfer for target '{TARGET}'"),  # missing measurements
     (("rank", TARGET, "--method", "bogus"), "unknown method(s) ['bogus']"),  # bad option
+    (("rank", TARGET, "--method", "advisor", "--fuse", "rrf"), "do not apply to --method advisor"),  # clash
     (("select", SOURCE, "--target", TARGET, "--budget", "2.5"), "'budget' parameter"),  # bad input
     (("esm", "import", "/nonexistent-folder"), "/nonexistent-folder"),  # missing artefact
 ]

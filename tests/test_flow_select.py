@@ -184,6 +184,10 @@ def test_a_selection_request_is_planned_once_and_its_plan_runs_as_planned(select
     monkeypatch.setattr(flows.select, "plan_selection", plan_selection)
     again = select_training_subset(request)  # planned here, once, and found stored
     assert again["cached"] and again["subset_id"] == plan.subset_id and guarded == ["pool", "pool"]
+    stale = plan_selection(dataclasses.replace(request, budget=32))
+    put_task(select_workspace, task_from_table(pd.DataFrame({"text": ["new", "old"], "label": ["a", "b"]}), "newcomer"))
+    with pytest.raises(ValueError, match="changed since this select_training_subset plan was made"):
+        select_training_subset(stale)  # a plan made before a task was added would guard against stale data
 
 
 def test_random_count_budget_and_missing_selection(select_workspace):

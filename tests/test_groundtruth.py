@@ -49,7 +49,7 @@ def test_gain_summary_by_hand():
 @pytest.mark.slow
 def test_measure_transfer_stores_runs_and_resumes(tmp_path, shared_tasks, prefect_harness):
     from flows import measure_transfer
-    from flows.measure import MeasureRequest
+    from flows.measure import MeasureRequest, plan_measure
 
     ws = Workspace(tmp_path / "ws")
     with warnings.catch_warnings():
@@ -65,7 +65,12 @@ def test_measure_transfer_stores_runs_and_resumes(tmp_path, shared_tasks, prefec
         "device": "cpu",
         "workspace": str(ws.root),
     }
-    first = measure_transfer(MeasureRequest(seeds=(0, 1), **options))
+    plan = plan_measure(MeasureRequest(seeds=(0, 1), **options))
+    assert len(plan.todo) == 4 and plan.target_examples == 48
+    first = measure_transfer(plan)
+    created = ws.sql("SELECT created_at FROM transfer_results ORDER BY created_at").created_at.tolist()
+    measure_transfer(plan)  # the same plan again (as after a crash): what landed is skipped, not redone
+    assert ws.sql("SELECT created_at FROM transfer_results ORDER BY created_at").created_at.tolist() == created
     assert first.source.tolist() == ["uci_sentiment_amazon"] and first.n_seeds[0] == 2
     runs = ws.sql("SELECT source, seed, value FROM transfer_results WHERE metric = 'accuracy' ORDER BY source, seed")
     assert runs.shape[0] == 4 and runs.value.between(0, 1).all()

@@ -30,7 +30,9 @@ def rank(
         ),
     ] = "esm-logme",
     sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: every other task).")] = None,
-    budget: Annotated[str, typer.Option(help=BUDGET_HELP)] = "small",
+    budget: Annotated[
+        str, typer.Option(help=BUDGET_HELP + " The advisor's inputs always use the atlas's recipe.")
+    ] = "small",
     fuse: Annotated[str | None, typer.Option(help="Also fuse the methods' rankings: rrf or borda.")] = None,
     prefilter: Annotated[
         str | None, typer.Option(help="MEASURE:M keeps the M best sources by a cheap measure first.")
@@ -56,6 +58,8 @@ def rank(
         raise ExpectedError(f"unknown method(s) {unknown}; choose from {['advisor', *METHODS]}")
     if verify and "advisor" not in methods:
         raise ExpectedError("--verify re-ranks the advisor's top sources: add --method advisor")
+    if "advisor" in methods and (fuse or prefilter):
+        raise ExpectedError("--fuse and --prefilter do not apply to --method advisor: it weighs its inputs itself")
     names = sources.split(",") if sources else [n for n in list_tasks(ws)["name"] if n != target]
     advised = "advisor" in methods
     recipe_budget: str | dict = budget

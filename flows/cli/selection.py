@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from flows.cli.common import app, console, print_frame, with_runner
 from store.workspace import Workspace
-
-if TYPE_CHECKING:
-    pass
-
 
 SELECT_BUDGET_HELP = (
     "A fraction in (0, 1] of the pool (1.0 = the whole pool), a count >= 1 (1 = one example), or 'auto' for GIO's "

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
 
 from flows.cli.common import BUDGET_HELP, app, console, esm_app, print_frame, tasks_app, with_runner
 from store.workspace import Workspace
-
-if TYPE_CHECKING:
-    pass
 
 
 @tasks_app.command("add")

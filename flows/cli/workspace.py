@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from flows.cli.common import app, console, print_frame
 from store.workspace import WORKSPACE_ENV, SQLError, Workspace
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command("export")
