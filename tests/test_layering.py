@@ -26,6 +26,8 @@ def loaded_modules(code: str, packages: set[str]) -> str:
     [
         ("transfer", {"prefect", "duckdb", "store", "flows", "selection"}),
         ("selection", {"prefect", "duckdb", "store", "flows"}),
+        ("store", {"flows", "prefect"}),
+        ("reports", {"flows", "torch", "prefect"}),  # transfer's numpy helpers arrive through store only
     ],
 )
 def test_method_packages_import_only_what_they_may(package, forbidden):
@@ -48,15 +50,24 @@ def test_light_modules_leave_heavy_libraries_out(statement, forbidden):
     assert loaded == "", f"`{statement}` imports {loaded}"
 
 
-def test_only_store_imports_duckdb():
+def direct_imports(packages: tuple[str, ...], forbidden: set[str]) -> list[str]:
+    """Every import statement in ``packages`` (at any depth, lazy ones included) of a module in ``forbidden``."""
     import ast
 
     offenders = []
-    for package in ("flows", "transfer", "selection", "reports", "bench"):
+    for package in packages:
         for path in (ROOT / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
                 if isinstance(node, ast.ImportFrom):
                     names = [node.module or ""]
-                offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "duckdb"]
-    assert offenders == []
+                offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in forbidden]
+    return offenders
+
+
+def test_only_store_imports_duckdb():
+    assert direct_imports(("flows", "transfer", "selection", "reports", "bench"), {"duckdb"}) == []
+
+
+def test_reports_read_the_store_only():
+    assert direct_imports(("reports",), {"transfer", "selection", "flows"}) == []
