@@ -1,13 +1,17 @@
 """Run a benchmark: ``python -m bench NAME [--quick]``; ``python -m bench all`` runs every speed benchmark (the
 quality benchmarks take hours on CPU and resume across sessions: run them by name). ``python -m bench gpu`` is the
 GPU-path check (`bench.gpu`; ``--prepare`` writes its kit, ``--out``, ``--only``, ``--cpu``); it exits 1 when a check
-fails."""
+fails. ``python -m bench atlas_device`` measures the rest of the transfer atlas on a GPU machine (`bench.atlas_device`:
+``--prepare`` writes its kit here, ``--shard I/N --deadline S --out DIR --device cuda`` measures there, ``--merge DIR``
+appends what came back)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from pathlib import Path
 
 BENCHMARKS = ("embed", "logme", "esm_logme", "divergence", "gio", "gradients", "finetune", "startup")
 QUALITY = ("ranking_quality", "selection_quality", "transfer_atlas", "scale", "rank_scale")
@@ -15,12 +19,15 @@ QUALITY = ("ranking_quality", "selection_quality", "transfer_atlas", "scale", "r
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("name", choices=(*BENCHMARKS, *QUALITY, "gpu", "all"))
+    parser.add_argument("name", choices=(*BENCHMARKS, *QUALITY, "gpu", "atlas_device", "all"))
     parser.add_argument("--quick", action="store_true", help="small inputs, for CI and smoke runs")
     parser.add_argument("--stage", choices=("all", "recipe", "grid"), default="all", help="transfer_atlas only")
-    parser.add_argument("--device", default="cpu", help="transfer_atlas only: cpu, cuda or auto")
-    parser.add_argument("--out", help="gpu only: where the JSON goes (default $OUT/gpu.json when $OUT is set)")
-    parser.add_argument("--prepare", action="store_true", help="gpu only: write gpu-kit/ (needs ../shared) and stop")
+    parser.add_argument("--device", default="cpu", help="transfer_atlas and atlas_device: cpu, cuda or auto")
+    parser.add_argument("--out", help="gpu: where the JSON goes (default $OUT/gpu.json); atlas_device: rows folder")
+    parser.add_argument("--prepare", action="store_true", help="gpu, atlas_device: write the kit (needs ../shared)")
+    parser.add_argument("--shard", default="0/1", help="atlas_device only: I/N, this process's share of the runs")
+    parser.add_argument("--deadline", type=float, default=480.0, help="atlas_device only: start no run after S s")
+    parser.add_argument("--merge", help="atlas_device only: append the rows in this folder to the atlas")
     parser.add_argument("--only", help="gpu only: comma-separated sections to run (environment always runs)")
     parser.add_argument("--cpu", action="store_true", help="gpu only: run the CPU fallback even where CUDA is present")
     args = parser.parse_args()
@@ -29,6 +36,18 @@ def main() -> None:
 
         only = args.only.split(",") if args.only else None
         sys.exit(run(args.out, prepare_only=args.prepare, only=only, force_cpu=args.cpu))
+    if args.name == "atlas_device":
+        from bench import atlas_device
+
+        if args.prepare:
+            print(atlas_device.prepare())
+        elif args.merge:
+            print(f"{atlas_device.merge(Path(args.merge))} rows added to {atlas_device.ATLAS}")
+        else:
+            shard, n_shards = (int(x) for x in args.shard.split("/"))
+            out = Path(args.out or os.environ.get("OUT", "."))
+            print(atlas_device.measure(atlas_device.KIT, out, shard, n_shards, args.deadline, args.device))
+        return
     for name in BENCHMARKS if args.name == "all" else (args.name,):
         options = {"stage": args.stage, "device": args.device} if name == "transfer_atlas" else {}
         importlib.import_module(f"bench.{name}").run(quick=args.quick, **options)

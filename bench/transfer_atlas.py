@@ -228,11 +228,21 @@ def plan(quick: bool, stage: str) -> list[tuple[str, dict, str, str, int]]:
     ]
 
 
-def run(quick: bool = False, stage: str = "all", device: str = "cpu", path: Path | None = None) -> None:
+def atlas_workspace(names: list[str], quick: bool = False) -> Any:
+    """The atlas's workspace (beside `WORKSPACE`), with the shared tasks ``names`` stored in it."""
     from store.catalog import put_task
     from store.task_files import load_task_dir
     from store.workspace import Workspace
 
+    ws = Workspace(WORKSPACE / ("quick" if quick else "full"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            put_task(ws, load_task_dir(SHARED_TASKS / name))
+    return ws
+
+
+def run(quick: bool = False, stage: str = "all", device: str = "cpu", path: Path | None = None) -> None:
     stages = ("quick",) if quick else ("recipe", "grid") if stage == "all" else (stage,)
     workspace = WORKSPACE / ("quick" if quick else "full")
     path = path or (workspace / "transfer_atlas.parquet" if quick else ATLAS)
@@ -244,11 +254,7 @@ def run(quick: bool = False, stage: str = "all", device: str = "cpu", path: Path
     }
     runs = [r for s in stages for r in plan(quick, s)]
     check_targets("transfer_atlas", sorted({r[2] for r in runs}))
-    ws = Workspace(workspace)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in sorted({r[2] for r in runs} | {r[3] for r in runs}):
-            put_task(ws, load_task_dir(SHARED_TASKS / name))
+    ws = atlas_workspace(sorted({r[2] for r in runs} | {r[3] for r in runs}), quick)
     started, added = time.perf_counter(), 0
     for recipe_name, recipe, target, source, seed in runs:
         done = read_atlas(path)
