@@ -184,7 +184,7 @@ def measure(kit: Path, out: Path, shard: int, n_shards: int, deadline: float, de
                 data = rows["sources"][f"{source}/{seed}"]
                 tuned = fine_tune(
                     data["texts"], np.array(data["labels"]), n_classes=meta["n_classes"][source],
-                    text_pairs=data["pairs"], model=base, recipe=recipe, seed=seed, device=resolved,
+                    text_pairs=data["pairs"], model=base, recipe=recipe, seed=seed, device=str(resolved),
                 )  # fmt: skip
                 start = str(save_fine_tuned(tuned, scratch / f"{source}-{seed}"))
             checkpoint_s = time.perf_counter() - clock
@@ -198,7 +198,7 @@ def measure(kit: Path, out: Path, shard: int, n_shards: int, deadline: float, de
                 )
                 metrics = train_and_evaluate(
                     train, test, n_classes=meta["n_classes"][run["target"]], start=start, recipe=target_recipe,
-                    seed=seed, device=resolved,
+                    seed=seed, device=str(resolved),
                 )  # fmt: skip
                 row = {
                     "recipe": ATLAS_RECIPE,

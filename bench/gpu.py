@@ -26,8 +26,9 @@ every section, so a run cut short still leaves what it measured):
 - ``finetune``: `fine_tune` examples/s on the device (4,000 / 32 sst2 rows, 1 epoch, batch 32, max length 128, lr
   2e-5; training time only, after a warm-up fine-tune of 32 rows on CUDA). Agreement run on a dropout-free copy of
   the same random encoder (so neither device draws random numbers while training): 64 / 16 rows as one full batch,
-  8 steps, max length 64, lr 2e-5, on the device and on CPU. Checks: the last step's loss is below 0.95 × the
-  first's (measured on CPU: 0.90); every step's loss on the device is within 1e-3 (relative) of CPU's.
+  8 steps, max length 64, lr 5e-5, on the device and on CPU. Checks: the last step's loss is below 0.95 × the
+  first's (measured on CPU: 0.92 with 64 rows, 0.83 with 16; lr 2e-5 gave 0.96 with 64 rows); every step's loss
+  on the device is within 1e-3 (relative) of CPU's.
 - ``esm_logme``: `esm_logme_scores` for 1,000 / 100 synthetic sources (`bench.esm_logme.synthetic_esms`) on 2,000 /
   400 ag_news texts embedded on the device (4 classes). numpy/LAPACK: it runs on the machine's CPUs, there is no GPU
   path. Figures: seconds and ms per source. Checks: every score finite; the first 3 sources equal
@@ -366,7 +367,7 @@ def finetune(setup: Setup) -> dict[str, Any]:
     wall = time.perf_counter() - tick
 
     m = setup.sizes.agreement_examples
-    small = Recipe(lr=2e-5, epochs=8, batch_size=m, max_examples=m, max_length=64)  # full batch: a smooth descent
+    small = Recipe(lr=5e-5, epochs=8, batch_size=m, max_examples=m, max_length=64)  # full batch: a smooth descent
     losses: dict[str, list[float]] = {}
     for name, device in (("device", setup.device_arg), ("cpu", "cpu")):
         if name == "cpu" and setup.on_cpu:

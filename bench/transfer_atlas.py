@@ -46,12 +46,12 @@ SOURCES = (
 SEEDS = (0, 1)
 RECIPE_TARGETS = ("mr", "stsb")  # rte sits at chance with 300 examples (measured: 0.47-0.52 for every run)
 RECIPE_SOURCES = ("sst2", "sick_nli", "mrpc", "trec", "ag_news", "tweeteval_emotion")
-COMMON = {"lr": 5e-5, "batch_size": 16, "max_length": 64, "warmup_ratio": 0.06, "length_buckets": True}
-SOURCE_RECIPES = {
+COMMON: dict[str, Any] = {"lr": 5e-5, "batch_size": 16, "max_length": 64, "warmup_ratio": 0.06, "length_buckets": True}
+SOURCE_RECIPES: dict[str, dict[str, Any]] = {
     "small": {**COMMON, "epochs": 1, "max_examples": 500},
     "medium": {**COMMON, "epochs": 2, "max_examples": 1000},
 }
-TARGET_RECIPE = {**COMMON, "epochs": 3, "max_examples": 300}
+TARGET_RECIPE: dict[str, Any] = {**COMMON, "epochs": 3, "max_examples": 300}
 MAX_TEST = 1000
 ATLAS_RECIPE = "medium"
 QUICK: dict[str, Any] = {
