@@ -4,14 +4,13 @@ machine that has torch and transformers but no Prefect, DuckDB or ``../shared``,
 Three steps:
 
 - ``--prepare`` (here): writes ``atlas-kit/`` (git-ignored; carried with ``carry=["atlas-kit"]``): ``model/`` =
-  all-MiniLM-L6-v2 with its weights stored in ``--weights`` (float16 by default: about 45 MB, so the kit fits the
-  64 MiB that travels; float32 for the CPU check), ``runs.json`` = every atlas run not yet in the committed table
-  (seeds 0-1 first, then seed 2 of every target: the third seed the atlas issue asks for when time allows), each
-  with the config hash the `measure_transfer` flow would store it under, and ``rows.json.gz`` = the exact rows each
-  run trains and is evaluated on, worked out here by the flow's own code (`flows.checkpoints.sources_data`: the
-  leakage-guarded, seeded source sample; `flows.measure.target_splits`: the target's 300 training rows and at most
-  1,000 held-out rows).
-- no flag (there): ``python3 -m bench atlas_device --kit atlas-kit --out $OUT --shard I/N --deadline S``: pure
+  all-MiniLM-L6-v2 with its weights in float16 (about 45 MB, so the kit fits the 64 MiB that travels; `prepare`
+  also writes float32, for the CPU check in the tests), ``runs.json`` = every atlas run not yet in the committed
+  table (`missing_runs`, seed by seed), each with the config hash the `measure_transfer` flow would store it under,
+  and ``rows.json.gz`` = the exact rows each run trains and is evaluated on, worked out here by the flow's own code
+  (`flows.checkpoints.sources_data`: the leakage-guarded, seeded source sample; `flows.measure.target_splits`: the
+  target's 300 training rows and at most 1,000 held-out rows).
+- no flag (there): ``python3 -m bench atlas_device --device cuda --out $OUT --shard I/N --deadline S``: pure
   ``transfer/`` functions, the same as the flow's (`transfer.finetune.fine_tune` on the source rows, then
   `transfer.groundtruth.train_and_evaluate` from that checkpoint, or from the base encoder for the no-transfer
   baseline). The kit's weights are cast to float32 before anything trains. Runs are grouped by (source, seed), one
@@ -53,18 +52,17 @@ from bench.transfer_atlas import (
 )
 
 KIT = Path(__file__).resolve().parents[1] / "atlas-kit"
-EXTRA_SEEDS = (2, 3, 4)  # measured after every run of SEEDS, where a lent GPU machine has the time
 WEIGHTS = "model.safetensors"
 
 
 def missing_runs(path: Path = ATLAS) -> list[tuple[str, str, int]]:
-    """(target, source, seed) runs of the atlas grid and of its third seed not yet in the table at ``path``, with
-    each (target, seed)'s no-transfer baseline (source ``""``); SEEDS first."""
+    """(target, source, seed) runs of the atlas grid not yet in the table at ``path``, with each (target, seed)'s
+    no-transfer baseline (source ``""``), seed by seed (so a device that runs out of time leaves whole seeds)."""
     done = read_atlas(path)
     have = set(zip(done.target, done.source, done.seed.astype(int), strict=True)) if len(done) else set()
     pairs = [(target, source) for _, _, target, source, seed in plan(False, "grid") if seed == SEEDS[0]]
     wanted: list[tuple[str, str, int]] = []
-    for seed in (*SEEDS, *EXTRA_SEEDS):
+    for seed in SEEDS:
         for target, source in pairs:
             for run in ((target, "", seed), (target, source, seed)):
                 if run not in have and run not in wanted:
