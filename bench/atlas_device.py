@@ -42,6 +42,7 @@ from bench.transfer_atlas import (
     ATLAS_RECIPE,
     KEY,
     MAX_TEST,
+    QUICK,
     SEEDS,
     SOURCE_RECIPES,
     TARGET_RECIPE,
@@ -70,8 +71,11 @@ def missing_runs(path: Path = ATLAS) -> list[tuple[str, str, int]]:
     return wanted
 
 
-def prepare(kit: Path = KIT, weights: str = "float16", path: Path = ATLAS, runs: list | None = None) -> Path:
-    """Write the kit for ``runs`` (default `missing_runs`) of the atlas at ``path``."""
+def prepare(
+    kit: Path = KIT, weights: str = "float16", path: Path = ATLAS, runs: list | None = None, quick: bool = False
+) -> Path:
+    """Write the kit for ``runs`` (default `missing_runs`) of the atlas at ``path`` (``quick``: of the quick atlas,
+    with its recipes and workspace)."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -82,8 +86,11 @@ def prepare(kit: Path = KIT, weights: str = "float16", path: Path = ATLAS, runs:
     from transfer.finetune import Recipe
 
     runs = missing_runs(path) if runs is None else runs
-    recipe = SOURCE_RECIPES[ATLAS_RECIPE]
-    ws = atlas_workspace(sorted({t for t, _, _ in runs} | {s for _, s, _ in runs if s}))
+    recipe_name = "quick" if quick else ATLAS_RECIPE
+    recipe = QUICK["recipe"] if quick else SOURCE_RECIPES[ATLAS_RECIPE]
+    target_recipe = QUICK["target_recipe"] if quick else TARGET_RECIPE
+    max_test = QUICK["max_test"] if quick else MAX_TEST
+    ws = atlas_workspace(sorted({t for t, _, _ in runs} | {s for _, s, _ in runs if s}), quick)
     shutil.rmtree(kit, ignore_errors=True)
     base = resolve_model_path(None)
     for name in MODEL_FILES:
@@ -99,19 +106,27 @@ def prepare(kit: Path = KIT, weights: str = "float16", path: Path = ATLAS, runs:
         tasks[target] = len(goal.label_names) if goal.kind == "classification" else None
         if target not in configs:
             request = MeasureRequest(
-                target, None, (seed,), recipe, TARGET_RECIPE, max_test=MAX_TEST, workspace=str(ws.root)
+                target, None, (seed,), recipe, target_recipe, max_test=max_test, workspace=str(ws.root)
             )
             configs[target] = plan_measure(request).config
         key = f"{target}/{seed}"
         if key not in rows["targets"]:
-            train, test = target_splits(goal, Recipe(**TARGET_RECIPE), MAX_TEST, seed)
+            train, test = target_splits(goal, Recipe(**target_recipe), max_test, seed)
             rows["targets"][key] = {"train": train.__dict__, "test": test.__dict__}
         if source and f"{source}/{seed}" not in rows["sources"]:
             data = sources_data(ws, [source], Recipe(**recipe), seed)[source]
             tasks[source] = len(data.task.label_names) if data.task.kind == "classification" else None
             rows["sources"][f"{source}/{seed}"] = {"texts": data.texts, "pairs": data.pairs, "labels": data.labels}
     listed = [{"target": t, "source": s, "seed": seed, "config_hash": configs[t]} for t, s, seed in runs]
-    meta = {"runs": listed, "n_classes": tasks, "weights": weights, "recipe": recipe, "target_recipe": TARGET_RECIPE}
+    meta = {
+        "runs": listed,
+        "n_classes": tasks,
+        "weights": weights,
+        "recipe_name": recipe_name,
+        "recipe": recipe,
+        "target_recipe": target_recipe,
+        "max_test": max_test,
+    }
     (kit / "runs.json").write_text(json.dumps(meta, indent=1))
     with gzip.open(kit / "rows.json.gz", "wt") as handle:
         json.dump(rows, handle, default=lambda a: a.tolist())
@@ -199,13 +214,13 @@ def measure(kit: Path, out: Path, shard: int, n_shards: int, deadline: float, de
                     seed=seed, device=str(resolved),
                 )  # fmt: skip
                 row = {
-                    "recipe": ATLAS_RECIPE,
+                    "recipe": meta["recipe_name"],
                     **run,
                     "value": metrics["primary"],
                     "metrics": json.dumps(metrics, sort_keys=True),
                     "source_recipe": json.dumps(meta["recipe"], sort_keys=True),
                     "target_recipe": json.dumps(meta["target_recipe"], sort_keys=True),
-                    "max_test": MAX_TEST,
+                    "max_test": meta["max_test"],
                     "model": "all-MiniLM-L6-v2",
                     "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
                     **where,

@@ -87,3 +87,31 @@ def test_quick_atlas_appends_every_run_and_resumes(tmp_path, monkeypatch, capsys
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert second["rows_added"] == 0 and second["rows"] == 6
     pd.testing.assert_frame_equal(transfer_atlas.read_atlas(path), table)
+
+
+@pytest.mark.slow
+def test_device_kit_reproduces_the_flow_and_merges_back(tmp_path, monkeypatch, capsys, prefect_harness):
+    """`bench.atlas_device` on CPU with float32 weights: the same rows, recipes and seeds as `measure_transfer`, so
+    the same values; merged back, the rows it measured are restored, with where they ran."""
+    from bench import atlas_device
+
+    monkeypatch.setattr(transfer_atlas, "WORKSPACE", tmp_path / "ws")
+    path = tmp_path / "atlas.parquet"
+    transfer_atlas.run(quick=True, path=path)
+    flow = transfer_atlas.read_atlas(path)
+    target, source = transfer_atlas.QUICK["targets"][0], transfer_atlas.QUICK["sources"][1]
+    runs = [(target, "", 1), (target, source, 1)]
+    kit = atlas_device.prepare(tmp_path / "kit", weights="float32", path=path, runs=runs, quick=True)
+    assert atlas_device.measure(kit, tmp_path / "out", 0, 1, deadline=3600, device="cpu") == 2
+    lines = (tmp_path / "out" / "atlas-shard-0.jsonl").read_text().splitlines()
+    device = pd.DataFrame([json.loads(line) for line in lines])
+    merged = device.merge(flow, on=transfer_atlas.KEY, suffixes=("", "_flow"))
+    assert len(merged) == 2 and (merged.weights_dtype == "float32 (carried), float32 (trained)").all()
+    np.testing.assert_allclose(merged.value, merged.value_flow, rtol=0, atol=1e-9)
+    kept = flow[~((flow.seed == 1) & flow.source.isin(["", source]))]
+    kept.to_parquet(path, index=False)
+    assert atlas_device.merge(tmp_path / "out", path) == 2
+    restored = transfer_atlas.read_atlas(path)
+    assert restored[transfer_atlas.KEY].equals(flow[transfer_atlas.KEY])
+    np.testing.assert_allclose(restored.value, flow.value, rtol=0, atol=1e-9)
+    assert restored.host.str.contains("processes share the device").sum() == 2
