@@ -119,22 +119,29 @@ def learned_rows(scores: pd.DataFrame, atlas: pd.DataFrame, tasks: pd.DataFrame)
     return long.pivot_table(index=["target", "method"], columns="metric", values="value", dropna=False).reset_index()
 
 
-def verification_value(quality: pd.DataFrame, seconds_per_run: float) -> dict[str, dict[str, float]]:
+def verification_value(quality: pd.DataFrame, seconds_per_run: dict[str, float]) -> dict[str, dict[str, float]]:
     """Per ``<advisor>+verify@K`` row: the regret@1 it removes from its advisor (mean over targets, percentage
-    points of the best gain), the CPU minutes it costs (K + 1 target fine-tunes at the atlas's median wall time per
-    run; the sources' checkpoints are cached), and their ratio."""
+    points of the best gain), and per device in ``seconds_per_run`` (the atlas's median wall seconds per run there)
+    the minutes it costs (K + 1 target fine-tunes; the sources' checkpoints are cached) and the regret removed per
+    minute."""
     regret = quality.pivot_table(index="target", columns="method", values="regret@1")
     out = {}
     for method in [m for m in regret.columns if "+verify@" in m]:
         advisor, _, k = method.partition("+verify@")
         removed = float((regret[advisor] - regret[method]).mean())
-        minutes = (int(k) + 1) * seconds_per_run / 60
-        out[method] = {
-            "regret@1_removed": round(removed, 3),
-            "cpu_minutes": round(minutes, 2),
-            "regret@1_removed_per_cpu_minute": round(removed / minutes, 3),
-        }
+        out[method] = {"regret@1_removed": round(removed, 3)}
+        for device, seconds in seconds_per_run.items():
+            minutes = (int(k) + 1) * seconds / 60
+            out[method][f"{device}_minutes"] = round(minutes, 2)
+            out[method][f"regret@1_removed_per_{device}_minute"] = round(removed / minutes, 3)
     return out
+
+
+def run_seconds(atlas: pd.DataFrame) -> dict[str, float]:
+    """The atlas's median wall seconds per run: ``cpu`` (2 cores here) and ``gpu`` (the lent H200), where measured."""
+    on_gpu = atlas.device != "cpu"
+    medians = {"cpu": atlas[~on_gpu].seconds.median(), "gpu": atlas[on_gpu].seconds.median()}
+    return {device: round(float(seconds), 2) for device, seconds in medians.items() if seconds == seconds}
 
 
 def summary_table(quality: pd.DataFrame) -> pd.DataFrame:
@@ -217,7 +224,7 @@ def run(quick: bool = False) -> None:
         "table": json.loads(table.reset_index().to_json(orient="records")) if len(table) else [],
         "per_target": json.loads(quality.to_json(orient="records")),
         "taskweb": json.loads(external.to_json(orient="records")),
-        "verification": verification_value(quality, float(atlas.seconds.median())) if len(quality) else {},
+        "verification": verification_value(quality, run_seconds(atlas)) if len(quality) else {},
         "seconds": round(time.perf_counter() - started, 1),
     }
     if not quick and targets:

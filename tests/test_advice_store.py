@@ -31,6 +31,8 @@ def write_atlas(folder, targets=("t1", "t2", "t3"), sources=("a", "b")):
         recipe="medium", source_recipe=json.dumps(RECIPE), target_recipe=json.dumps(RECIPE), seconds=20.0
     )
     frame.loc[0, "seconds"] = 40.0
+    frame["device"] = "cpu"
+    frame.loc[1, ["device", "seconds"]] = ["NVIDIA H200", 1.0]  # a GPU row: not the CPU cost
     frame.to_parquet(folder / "transfer_atlas.parquet")
     pd.DataFrame(scores, columns=["target", "source", "method", "score", "higher_is_better"]).assign(
         recipe="medium"
@@ -54,7 +56,7 @@ def test_knowledge_merges_the_atlas_and_the_workspace_never_the_target(tmp_path,
     folder = write_atlas(tmp_path)
     atlas = shipped_atlas(folder)
     assert atlas.origin == {"t1": "atlas", "t2": "atlas", "t3": "atlas"} and atlas.source_recipe == RECIPE
-    assert atlas.seconds_per_run == 20.0  # the median wall time
+    assert atlas.seconds_per_run == 20.0  # the median wall time of the CPU rows
     # The workspace measured and ranked t3 itself (it replaces the atlas's t3) and a new target t4; t5 is measured
     # but never ranked, so it has no features and is left out.
     run_id, config = start_run(workspace, "test", {})

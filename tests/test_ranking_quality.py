@@ -83,3 +83,25 @@ def test_learned_rows_evaluate_the_advisor_and_fusion_per_target():
     table = ranking_quality.summary_table(rows)
     assert len(table) == 7 and table.attrs["best_single_method"] is None  # learned rows are never "single methods"
     assert table.loc["advisor", "coverage_mean"] == pytest.approx(advisor.coverage.mean())
+
+
+def test_verification_value_per_device_by_hand():
+    atlas = pd.DataFrame({"device": ["cpu", "cpu", "cpu", "NVIDIA H200", "NVIDIA H200"], "seconds": [20, 30, 40, 2, 4]})
+    seconds = ranking_quality.run_seconds(atlas)
+    assert seconds == {"cpu": 30.0, "gpu": 3.0}
+    quality = pd.DataFrame(
+        {
+            "target": ["a", "a", "b", "b"],
+            "method": ["advisor", "advisor+verify@2", "advisor", "advisor+verify@2"],
+            "regret@1": [6.0, 2.0, 3.0, 1.0],
+        }
+    )
+    value = ranking_quality.verification_value(quality, seconds)["advisor+verify@2"]
+    # removed: mean(6 - 2, 3 - 1) = 3 points; 3 runs at 30 s = 1.5 CPU minutes, at 3 s = 0.15 GPU minutes
+    assert value == {
+        "regret@1_removed": 3.0,
+        "cpu_minutes": 1.5,
+        "regret@1_removed_per_cpu_minute": 2.0,
+        "gpu_minutes": 0.15,
+        "regret@1_removed_per_gpu_minute": 20.0,
+    }
