@@ -21,7 +21,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("name", choices=(*BENCHMARKS, *QUALITY, "gpu", "atlas_device", "all"))
     parser.add_argument("--quick", action="store_true", help="small inputs, for CI and smoke runs")
-    parser.add_argument("--stage", choices=("all", "recipe", "grid"), default="all", help="transfer_atlas only")
+    parser.add_argument(
+        "--stage",
+        choices=("all", "recipe", "grid", "learned"),
+        default="all",
+        help="transfer_atlas: recipe or grid; ranking_quality: learned (re-evaluate the learned rows only)",
+    )
     parser.add_argument("--device", default="cpu", help="transfer_atlas and atlas_device: cpu, cuda or auto")
     parser.add_argument("--out", help="gpu: where the JSON goes (default $OUT/gpu.json); atlas_device: rows folder")
     parser.add_argument("--prepare", action="store_true", help="gpu, atlas_device: write the kit (needs ../shared)")
@@ -49,7 +54,10 @@ def main() -> None:
             print(atlas_device.measure(atlas_device.KIT, out, shard, n_shards, args.deadline, args.device))
         return
     for name in BENCHMARKS if args.name == "all" else (args.name,):
-        options = {"stage": args.stage, "device": args.device} if name == "transfer_atlas" else {}
+        options = {
+            "transfer_atlas": {"stage": args.stage, "device": args.device},
+            "ranking_quality": {"learned_only": args.stage == "learned"},
+        }.get(name, {})
         importlib.import_module(f"bench.{name}").run(quick=args.quick, **options)
 
 

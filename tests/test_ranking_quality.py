@@ -51,6 +51,11 @@ def test_quick_ranking_quality_imports_the_atlas_and_evaluates_every_method(
     gains = ws.sql("SELECT source, source_mean, n_seeds FROM transfer_gains ORDER BY source")
     expected = atlas[atlas.source != ""].groupby("source").value.mean().sort_index()
     assert gains.source_mean.to_numpy() == pytest.approx(expected.to_numpy()) and (gains.n_seeds == 2).all()
+    rankings = ws.sql("SELECT count(DISTINCT run_id) AS n FROM pair_scores").n.iloc[0]
+    ranking_quality.run(quick=True, learned_only=True)  # re-evaluates from the stored rankings: ranks nothing
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert ws.sql("SELECT count(DISTINCT run_id) AS n FROM pair_scores").n.iloc[0] == rankings
+    assert again["table"] == result["table"]
 
 
 def test_learned_rows_evaluate_the_advisor_and_fusion_per_target():
