@@ -31,22 +31,19 @@ import pandas as pd
 
 from bench import transfer_atlas
 from bench.common import SHARED_TASKS, check_targets
+from transfer.advisor import DEFAULT_INPUTS
 
 if TYPE_CHECKING:
     from store.workspace import Workspace
 
 RESULTS = Path(__file__).resolve().parents[1] / "reports" / "results"
 TASKWEB = SHARED_TASKS.parent / "taskweb" / "taskweb_overlap.csv"
-# Every ranking method but OTDD, which needs class labels on both sides (the atlas has regression tasks).
-METHODS = (
-    "esm-logme", "direct-logme", "leep", "maxsim", "centroid-cosine", "mmd", "frechet", "knn-kl", "knn-kl-reverse",
-    "js", "sliced-wasserstein", "sinkhorn", "pad",
-)  # fmt: skip
+METHODS = DEFAULT_INPUTS  # every ranking method but OTDD, which needs class labels on both sides (regression here)
 QUICK_METHODS = ("centroid-cosine", "leep")
 REFERENCES = ("one-seed-oracle", "source-prior", "random")
 LEARNED = (
-    "advisor", "advisor+verify@2", "advisor+verify@3", "advisor-all-methods", "advisor-all-methods+verify@2",
-    "advisor-all-methods+verify@3", "fused-rrf",
+    "advisor", "advisor+verify@2", "advisor+verify@3", "advisor-cheap-inputs", "advisor-cheap-inputs+verify@2",
+    "advisor-cheap-inputs+verify@3", "fused-rrf",
 )  # fmt: skip
 METRICS = ("regret@1", "regret@3", "regret@5", "ndcg@5", "spearman")
 
@@ -95,11 +92,11 @@ def taskweb_spearman(ws: Workspace, targets: list[str], methods: tuple[str, ...]
 
 def learned_rows(scores: pd.DataFrame, atlas: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
     """Per target (wide, like `Results.method_quality`): the advisor as `rank --method advisor` runs it (its default
-    inputs, `transfer.advisor.DEFAULT_INPUTS`), ``advisor-all-methods`` (every method's score as input) and their
-    +verify@K rows, evaluated strictly leave-one-target-out (`transfer.advisor.leave_one_target_out`), with the
-    calibration columns, and ``fused-rrf`` (reciprocal-rank fusion of every single method's ranks) scored like the
-    methods."""
-    from transfer.advisor import DEFAULT_INPUTS, describe_tasks, leave_one_target_out
+    inputs, `transfer.advisor.DEFAULT_INPUTS`: every method), ``advisor-cheap-inputs`` (the checkpoint-free methods
+    only, `transfer.advisor.CHEAP_INPUTS`) and their +verify@K rows, evaluated strictly leave-one-target-out
+    (`transfer.advisor.leave_one_target_out`), with the calibration columns, and ``fused-rrf`` (reciprocal-rank
+    fusion of every single method's ranks) scored like the methods."""
+    from transfer.advisor import CHEAP_INPUTS, describe_tasks, leave_one_target_out
     from transfer.fusion import fuse_rankings
     from transfer.metrics import ranking_quality
 
@@ -107,7 +104,7 @@ def learned_rows(scores: pd.DataFrame, atlas: pd.DataFrame, tasks: pd.DataFrame)
     described = describe_tasks(tasks)
     rows = [
         leave_one_target_out(scores[scores.method.isin(DEFAULT_INPUTS)], runs, described, name="advisor"),
-        leave_one_target_out(scores, runs, described, name="advisor-all-methods"),
+        leave_one_target_out(scores[scores.method.isin(CHEAP_INPUTS)], runs, described, name="advisor-cheap-inputs"),
     ]
     fused = []
     for target, frame in scores.groupby("target"):

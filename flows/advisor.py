@@ -67,9 +67,11 @@ def advise_sources(
     """Advise which of ``sources`` (default: every other stored task) to fine-tune on before ``target``.
 
     ``inputs``: the ranking methods the advisor reads (computed by `rank_sources` under the atlas's source recipe;
-    default: every method that needs no fine-tuned source). ``verify``: fine-tune the top ``verify`` sources and
-    the baseline on the target with ``verify_seeds`` and re-rank. ``atlas``: the atlas folder to learn from (None:
-    ``$TRANSFERSCOPE_ATLAS`` or the shipped atlas; ``"none"``: the workspace alone; `store.advice.atlas_folder`).
+    default: `transfer.advisor.DEFAULT_INPUTS`, every method the atlas scores, including the three that read each
+    source's fine-tuned checkpoint; `transfer.advisor.CHEAP_INPUTS` costs seconds per source). ``verify``:
+    fine-tune the top ``verify`` sources and the baseline on the target with ``verify_seeds`` and re-rank.
+    ``atlas``: the atlas folder to learn from (None: ``$TRANSFERSCOPE_ATLAS`` or the shipped atlas; ``"none"``: the
+    workspace alone; `store.advice.atlas_folder`).
     Returns per source (best first): rank, expected_gain, lower, upper (points; NaN on the fallback),
     top_features, and measured_gain when verified; ``attrs`` hold ``basis`` ('learned' or 'fused'),
     ``dont_transfer``, ``learner``, ``message`` and the run id. ``input_plan``: the plan of the input rankings when
