@@ -36,6 +36,9 @@ def main() -> None:
     parser.add_argument("--only", help="gpu only: comma-separated sections to run (environment always runs)")
     parser.add_argument("--cpu", action="store_true", help="gpu only: run the CPU fallback even where CUDA is present")
     args = parser.parse_args()
+    stages = {"transfer_atlas": ("all", "recipe", "grid"), "ranking_quality": ("all", "learned")}
+    if args.stage != "all" and args.stage not in stages.get(args.name, ()):
+        parser.error(f"--stage {args.stage} does not apply to {args.name}")
     if args.name == "gpu":
         from bench.gpu import run
 

@@ -60,6 +60,7 @@ def missing_runs(path: Path = ATLAS) -> list[tuple[str, str, int]]:
     """(target, source, seed) runs of the atlas grid not yet in the table at ``path``, with each (target, seed)'s
     no-transfer baseline (source ``""``), seed by seed (so a device that runs out of time leaves whole seeds)."""
     done = read_atlas(path)
+    done = done[done.recipe == ATLAS_RECIPE] if len(done) else done
     have = set(zip(done.target, done.source, done.seed.astype(int), strict=True)) if len(done) else set()
     pairs = [(target, source) for _, _, target, source, seed in plan(False, "grid") if seed == SEEDS[0]]
     wanted: list[tuple[str, str, int]] = []
@@ -85,6 +86,8 @@ def prepare(
     from transfer.encoder import resolve_model_path
     from transfer.finetune import Recipe
 
+    if runs is None and quick:
+        raise ValueError("The 'runs' parameter of prepare must list the runs of a quick kit; got None.")
     runs = missing_runs(path) if runs is None else runs
     recipe_name = "quick" if quick else ATLAS_RECIPE
     recipe = QUICK["recipe"] if quick else SOURCE_RECIPES[ATLAS_RECIPE]

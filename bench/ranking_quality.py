@@ -137,7 +137,8 @@ def verification_value(quality: pd.DataFrame, seconds_per_run: dict[str, float])
 
 
 def run_seconds(atlas: pd.DataFrame) -> dict[str, float]:
-    """The atlas's median wall seconds per run: ``cpu`` (2 cores here) and ``gpu`` (the lent H200), where measured."""
+    """The atlas's median wall seconds per run: ``cpu`` (2 cores here) and ``gpu`` (the lent H200, timed while 6-7
+    processes shared it: one run alone is somewhat faster), where measured."""
     on_gpu = atlas.device != "cpu"
     medians = {"cpu": atlas[~on_gpu].seconds.median(), "gpu": atlas[on_gpu].seconds.median()}
     return {device: round(float(seconds), 2) for device, seconds in medians.items() if seconds == seconds}

@@ -68,8 +68,15 @@ def shipped_atlas(directory: Path = SHIPPED_ATLAS) -> Knowledge | None:
         source_recipe=json.loads(runs.source_recipe.iloc[0]),
         target_recipe=json.loads(runs.target_recipe.iloc[0]),
         origin=dict.fromkeys(sorted(runs.target.unique()), "atlas"),
-        seconds_per_run=float(runs[runs.device == "cpu"].seconds.median()),
+        seconds_per_run=cpu_seconds_per_run(runs),
     )
+
+
+def cpu_seconds_per_run(runs: pd.DataFrame) -> float | None:
+    """The median wall seconds of the atlas's CPU runs (every run where the atlas does not say where it ran); None
+    when it has none."""
+    on_cpu = runs[runs.device == "cpu"] if "device" in runs else runs
+    return float(on_cpu.seconds.median()) if len(on_cpu) else None
 
 
 def atlas_folder(atlas: str | None = None) -> Path | None:

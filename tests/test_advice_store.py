@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from store.advice import ATLAS_ENV, atlas_folder, measured_knowledge, put_advice, shipped_atlas
+from store.advice import ATLAS_ENV, atlas_folder, cpu_seconds_per_run, measured_knowledge, put_advice, shipped_atlas
 from store.measured import put_transfer_result
 from store.rankings import put_ranking
 from store.results import Results
@@ -32,7 +32,7 @@ def write_atlas(folder, targets=("t1", "t2", "t3"), sources=("a", "b")):
     )
     frame.loc[0, "seconds"] = 40.0
     frame["device"] = "cpu"
-    frame.loc[1, ["device", "seconds"]] = ["NVIDIA H200", 1.0]  # a GPU row: not the CPU cost
+    frame.loc[1:10, ["device", "seconds"]] = ["NVIDIA H200", 1.0]  # GPU rows, most of them: not the CPU cost
     frame.to_parquet(folder / "transfer_atlas.parquet")
     pd.DataFrame(scores, columns=["target", "source", "method", "score", "higher_is_better"]).assign(
         recipe="medium"
@@ -100,3 +100,9 @@ def test_advice_is_stored_and_served_with_its_call(workspace):
     assert served.attrs == {"dont_transfer": True, "basis": "learned", "learner": "ridge", "training_targets": 7}
     with pytest.raises(LookupError, match="--method advisor --verify 2"):
         Results(workspace).recommend_sources("t", method="advisor+verify")
+
+
+def test_cpu_seconds_per_run_without_device_column_or_cpu_rows():
+    runs = pd.DataFrame({"seconds": [10.0, 30.0, 50.0]})
+    assert cpu_seconds_per_run(runs) == 30.0  # an atlas that does not say where it ran: every run
+    assert cpu_seconds_per_run(runs.assign(device="NVIDIA H200")) is None  # GPU rows only: no CPU cost to quote

@@ -115,3 +115,18 @@ def test_device_kit_reproduces_the_flow_and_merges_back(tmp_path, monkeypatch, c
     assert restored[transfer_atlas.KEY].equals(flow[transfer_atlas.KEY])
     np.testing.assert_allclose(restored.value, flow.value, rtol=0, atol=1e-9)
     assert restored.host.str.contains("processes share the device").sum() == 2
+
+
+def test_missing_runs_count_only_the_atlas_recipe(tmp_path):
+    """A run measured under another recipe (the recipe stage's ``small``) does not fill the atlas grid."""
+    from bench import atlas_device
+
+    path = tmp_path / "atlas.parquet"
+    row = {"config_hash": "c", "target": "rte", "source": "", "seed": 0, "value": 0.5}
+    transfer_atlas.append_rows(path, [{**row, "recipe": "small"}])
+    assert ("rte", "", 0) in atlas_device.missing_runs(path)
+    transfer_atlas.append_rows(path, [{**row, "recipe": transfer_atlas.ATLAS_RECIPE}])
+    missing = atlas_device.missing_runs(path)
+    assert ("rte", "", 0) not in missing and ("rte", "", 1) in missing and missing[0][2] == 0  # seed by seed
+    with pytest.raises(ValueError, match="'runs' parameter of prepare"):
+        atlas_device.prepare(tmp_path / "kit", quick=True)
