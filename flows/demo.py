@@ -120,7 +120,13 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
     show(results.recommend_sources(target, k=len(sources)), title=f"esm-logme ranking for {target} (higher is better)")
     console.print(f"(score: LogME evidence per example of {target}'s embeddings mapped by each source's ESM)")
     console.rule("5. The advisor: expected gain, its interval, and whether to transfer at all")
-    advice = ts.advise_sources(ws, target, sources, device=device)
+    from transfer.advisor import CHEAP_INPUTS
+
+    console.print(
+        "(inputs: the checkpoint-free methods, seconds per source; `rank --method advisor` also reads ESM-LogME, "
+        "direct LogME and LEEP at the atlas's source recipe, one cached fine-tune per source)"
+    )
+    advice = ts.advise_sources(ws, target, sources, inputs=CHEAP_INPUTS, device=device)
     shown = advice.assign(top_features=[", ".join(f"{k} {v:+.2f}" for k, v in f.items()) for f in advice.top_features])
     show(shown, title=f"advisor for {target}: expected gain over no transfer, points (higher is better)")
     console.print(advice.attrs["message"], soft_wrap=True)
