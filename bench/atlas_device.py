@@ -60,8 +60,8 @@ def missing_runs(path: Path = ATLAS) -> list[tuple[str, str, int]]:
     """(target, source, seed) runs of the atlas grid not yet in the table at ``path``, with each (target, seed)'s
     no-transfer baseline (source ``""``), seed by seed (so a device that runs out of time leaves whole seeds)."""
     done = read_atlas(path)
-    done = done[done.recipe == ATLAS_RECIPE] if len(done) else done
-    have = set(zip(done.target, done.source, done.seed.astype(int), strict=True)) if len(done) else set()
+    done = done[done.recipe == ATLAS_RECIPE]
+    have = set(zip(done.target, done.source, done.seed.astype(int), strict=True))
     pairs = [(target, source) for _, _, target, source, seed in plan(False, "grid") if seed == SEEDS[0]]
     wanted: list[tuple[str, str, int]] = []
     for seed in SEEDS:
@@ -104,9 +104,10 @@ def prepare(
     rows: dict[str, Any] = {"sources": {}, "targets": {}}
     tasks: dict[str, Any] = {}
     configs: dict[str, str] = {}
+    goals = {target: get_task(ws, target) for target in {t for t, _, _ in runs}}
     for target, source, seed in runs:
-        goal = get_task(ws, target)
-        tasks[target] = len(goal.label_names) if goal.kind == "classification" else None
+        goal = goals[target]
+        tasks[target] = goal.n_classes
         if target not in configs:
             request = MeasureRequest(
                 target, None, (seed,), recipe, target_recipe, max_test=max_test, workspace=str(ws.root)
@@ -118,7 +119,7 @@ def prepare(
             rows["targets"][key] = {"train": train.__dict__, "test": test.__dict__}
         if source and f"{source}/{seed}" not in rows["sources"]:
             data = sources_data(ws, [source], Recipe(**recipe), seed)[source]
-            tasks[source] = len(data.task.label_names) if data.task.kind == "classification" else None
+            tasks[source] = data.task.n_classes
             rows["sources"][f"{source}/{seed}"] = {"texts": data.texts, "pairs": data.pairs, "labels": data.labels}
     listed = [{"target": t, "source": s, "seed": seed, "config_hash": configs[t]} for t, s, seed in runs]
     meta = {

@@ -198,12 +198,11 @@ def run(quick: bool = False, learned_only: bool = False) -> None:
         )
     else:
         external = taskweb_spearman(ws, [t for t in targets if t in taskweb_tasks], methods, budget)
-    for target, sources in grid:
-        if target not in targets or learned_only:
-            continue
-        import_runs(ws, atlas, target, sources, seeds)
-        rank_sources(RankRequest(target, tuple(sources), methods, budget, device="cpu", workspace=str(ws.root)))
-        evaluate_rankings(target=target, workspace=str(ws.root))
+        for target, sources in grid:
+            if target in targets:
+                import_runs(ws, atlas, target, sources, seeds)
+                rank_sources(RankRequest(target, tuple(sources), methods, budget, device="cpu", workspace=str(ws.root)))
+                evaluate_rankings(target=target, workspace=str(ws.root))
     quality = Results(ws).method_quality()
     quality = quality[quality.target.isin(targets)]
     scores = pd.concat(

@@ -109,12 +109,11 @@ def ensure_checkpoint(
     directory = find_checkpoint(ws, key)
     if directory is not None:
         return directory
-    n_classes = len(data.task.label_names) if data.task.kind == "classification" else None
     with progress(f"fine-tune {data.task.name}", recipe.examples(len(data.texts)), "example") as advance:
         tuned = fine_tune(
             data.texts,
             data.labels,
-            n_classes=n_classes,
+            n_classes=data.task.n_classes,
             text_pairs=data.pairs,
             model=model,
             recipe=recipe,

@@ -81,11 +81,10 @@ def measure_run(
                 run_id=run_id,
             )
         )
-    n_classes = len(goal.label_names) if goal.kind == "classification" else None
     name = f"fine-tune {target} from {source or 'the base model'} (seed {seed})"
     with progress(name, target_recipe.examples(len(train.texts)), "example") as advance:
         metrics = train_and_evaluate(
-            train, test, n_classes=n_classes, start=start, recipe=target_recipe, seed=seed, device=setup["device"],
+            train, test, n_classes=goal.n_classes, start=start, recipe=target_recipe, seed=seed, device=setup["device"],
             progress=advance,
         )  # fmt: skip
     put_transfer_result(ws, config, target, source, seed, metrics, run_id)

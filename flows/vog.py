@@ -55,7 +55,7 @@ def vog_order(
             result = vog_scores(
                 pool_rows.texts,
                 pool_rows.labels,
-                n_classes=len(pool.label_names) if pool.kind == "classification" else None,
+                n_classes=pool.n_classes,
                 text_pairs=pool_rows.pairs,
                 model=model,
                 n_checkpoints=settings["n_checkpoints"],

@@ -93,6 +93,11 @@ class Task:
         parts += [f"{s}:{self.split_hash(s)}" for s in self.splits]
         return _digest(parts)
 
+    @property
+    def n_classes(self) -> int | None:
+        """The number of classes a model fine-tuned on this task outputs; None for regression."""
+        return len(self.label_names) if self.kind == "classification" else None
+
     def counts(self) -> dict[str, int]:
         values = Counter(self.table.column("split").to_pylist())
         return {s: values[s] for s in self.splits}

@@ -45,6 +45,7 @@ def test_regression_and_pair_tasks(shared_tasks):
     assert stsb.split("train").column("text_pair").null_count == 0
     emobank = quiet_load(shared_tasks / "emobank_valence")
     assert emobank.kind == "regression" and emobank.input == "single"
+    assert stsb.n_classes is None and quiet_load(shared_tasks / "cb").n_classes == 3  # entailment/contradiction/neutral
 
 
 def test_declared_labels_unseen_in_train_warn(shared_tasks):
