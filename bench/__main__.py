@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = ("embed", "logme", "esm_logme", "divergence", "gio", "gradients", "finetune", "startup")
-QUALITY = ("ranking_quality", "selection_quality", "transfer_atlas", "scale", "rank_scale")
+QUALITY = ("ranking_quality", "selection_quality", "transfer_atlas", "atlas_targets", "scale", "rank_scale")
 
 
 def main() -> None:
@@ -23,9 +23,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small inputs, for CI and smoke runs")
     parser.add_argument(
         "--stage",
-        choices=("all", "recipe", "grid", "learned"),
+        choices=("all", "recipe", "grid", "learned", "committed"),
         default="all",
-        help="transfer_atlas: recipe or grid; ranking_quality: learned (re-evaluate the learned rows only)",
+        help="transfer_atlas: recipe or grid; ranking_quality: learned (re-evaluate the learned rows only) or "
+        "committed (every row again from the committed atlas and method scores, no workspace)",
     )
     parser.add_argument("--device", default="cpu", help="transfer_atlas and atlas_device: cpu, cuda or auto")
     parser.add_argument("--out", help="gpu: where the JSON goes (default $OUT/gpu.json); atlas_device: rows folder")
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--only", help="gpu only: comma-separated sections to run (environment always runs)")
     parser.add_argument("--cpu", action="store_true", help="gpu only: run the CPU fallback even where CUDA is present")
     args = parser.parse_args()
-    stages = {"transfer_atlas": ("all", "recipe", "grid"), "ranking_quality": ("all", "learned")}
+    stages = {"transfer_atlas": ("all", "recipe", "grid"), "ranking_quality": ("all", "learned", "committed")}
     if args.stage != "all" and args.stage not in stages.get(args.name, ()):
         parser.error(f"--stage {args.stage} does not apply to {args.name}")
     if args.name == "gpu":
@@ -59,7 +60,7 @@ def main() -> None:
     for name in BENCHMARKS if args.name == "all" else (args.name,):
         options = {
             "transfer_atlas": {"stage": args.stage, "device": args.device},
-            "ranking_quality": {"learned_only": args.stage == "learned"},
+            "ranking_quality": {"stage": args.stage},
         }.get(name, {})
         importlib.import_module(f"bench.{name}").run(quick=args.quick, **options)
 

@@ -64,7 +64,7 @@ def synthetic_sources(n: int) -> list:
 def build(root: Path, n: int) -> dict[str, float]:
     """The workspace: the target, ``n`` sources and one stored ESM each; returns setup seconds per step."""
     from bench.esm_logme import synthetic_esms
-    from flows.checkpoints import sources_data
+    from flows.checkpoints import checkpoint_key, sources_data
     from flows.embed import EncoderSettings
     from store.catalog import put_task
     from store.esms import put_esm
@@ -86,9 +86,10 @@ def build(root: Path, n: int) -> dict[str, float]:
     rows_of = sources_data(ws, [task.name for task in sources], SMALL_BUDGET, 0)  # one leakage index for all
     for i, task in enumerate(sources):
         data = rows_of[task.name]
+        checkpoint = checkpoint_key(data, SMALL_BUDGET, model=EncoderSettings.model, base_fp=base.fingerprint, seed=0)
         put_esm(
             ws, maps[f"source{i}"], base_model="all-MiniLM-L6-v2", base_fp=base.fingerprint, source=task.name,
-            data_hash=data.data_hash,
+            data_hash=data.data_hash, checkpoint_key=checkpoint.cache_key,
         )  # fmt: skip
     return {"tasks_s": round(tasks_s, 1), "esms_s": round(time.perf_counter() - started - tasks_s, 1)}
 

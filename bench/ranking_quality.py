@@ -5,9 +5,10 @@ For every atlas target whose grid is complete (every source, every seed): the at
 workspace (so the product's flows read them; nothing is measured again) and summarised over the seeds; every
 method ranks the target's atlas sources (`rank_sources`, the atlas's source recipe and seed 0, so the checkpoints
 of measured transfer are reused by direct LogME and LEEP); `evaluate_rankings` scores each method and the reference
-rows (random, source prior, one-seed oracle). The table gives regret@1/3/5, NDCG@5 and Spearman per method as the
-mean and std over targets, the paired difference of each method to the best single method, and, for the six
-targets shared with TaskWeb (Kim et al. 2023), each method's Spearman against TaskWeb's released transfer scores
+rows (random, source prior, one-seed oracle). The table gives regret@1/3/5 (% of the best performance, no transfer
+included, lost by the best of the top k), points lost@1/3/5 (the same loss in points), NDCG@5 and Spearman per
+method as the mean and std over targets, the paired difference of each method to the best single method, and, for
+the six targets shared with TaskWeb (Kim et al. 2023), each method's Spearman against TaskWeb's released transfer scores
 (`taskweb_score`) over the other five shared tasks: an external check that no one here measured.
 
 Resumable: rankings, ESMs and checkpoints are cached in the workspace. Writes ``reports/results/
@@ -27,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from bench import transfer_atlas
@@ -45,7 +47,17 @@ LEARNED = (
     "advisor", "advisor+verify@2", "advisor+verify@3", "advisor-cheap-inputs", "advisor-cheap-inputs+verify@2",
     "advisor-cheap-inputs+verify@3", "fused-rrf",
 )  # fmt: skip
-METRICS = ("regret@1", "regret@3", "regret@5", "ndcg@5", "spearman")
+METRICS = (
+    "regret@1", "regret@3", "regret@5", "points_lost@1", "points_lost@3", "points_lost@5", "ndcg@5", "spearman",
+)  # fmt: skip
+DEFINITIONS = {  # written into the JSON beside the numbers
+    "regret@k": "% of the best performance (the best mean score over the sources and no transfer; a score, not a "
+    "gain) lost by taking the best of the method's top k (Poth et al. 2021); lower is better",
+    "points_lost@k": "the same loss in points of the target's primary metric (best mean score minus the best of the "
+    "top k's, x100): what following the ranking costs; lower is better",
+    "regret@1_removed": "regret@1 (% of the best performance) that verifying removes from its advisor, mean over "
+    "targets",
+}
 
 
 def complete_targets(atlas: pd.DataFrame, grid: list[tuple[str, list[str]]], seeds: tuple[int, ...]) -> list[str]:
@@ -119,10 +131,10 @@ def learned_rows(scores: pd.DataFrame, atlas: pd.DataFrame, tasks: pd.DataFrame)
 
 
 def verification_value(quality: pd.DataFrame, seconds_per_run: dict[str, float]) -> dict[str, dict[str, float]]:
-    """Per ``<advisor>+verify@K`` row: the regret@1 it removes from its advisor (mean over targets, percentage
-    points of the best gain), and per device in ``seconds_per_run`` (the atlas's median wall seconds per run there)
-    the minutes it costs (K + 1 target fine-tunes; the sources' checkpoints are cached) and the regret removed per
-    minute."""
+    """Per ``<advisor>+verify@K`` row: the regret@1 it removes from its advisor (mean over targets, in regret@1's
+    unit: % of the best performance), and per device in ``seconds_per_run`` (the atlas's median wall seconds per run
+    there) the minutes it costs (K + 1 target fine-tunes; the sources' checkpoints are cached) and the regret removed
+    per minute."""
     regret = quality.pivot_table(index="target", columns="method", values="regret@1")
     out = {}
     for method in [m for m in regret.columns if "+verify@" in m]:
@@ -145,24 +157,61 @@ def run_seconds(atlas: pd.DataFrame) -> dict[str, float]:
 
 
 def summary_table(quality: pd.DataFrame) -> pd.DataFrame:
-    """Per method: mean and std over targets of each metric, and the paired (per-target) difference of regret@1
-    and NDCG@5 to the best single method by mean NDCG@5 (none among the references and learned rows)."""
+    """Per method: mean and std over targets of each metric, and the paired (per-target) difference of regret@1,
+    points lost@1 and NDCG@5 to the best single method by mean NDCG@5 (none among the references and learned rows):
+    its mean, std and the half-width of its 95% t-interval over targets (t_{0.975, n−1}·sd/√n)."""
+    from scipy import stats
+
     metrics = [m for m in (*METRICS, "coverage", "width") if m in quality.columns]
     table = quality.groupby("method")[metrics].agg(["mean", "std"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
     singles = table.drop(index=[r for r in (*REFERENCES, *LEARNED) if r in table.index])
     best = str(singles["ndcg@5_mean"].idxmax()) if len(singles) else None
-    wide = {m: quality.pivot_table(index="target", columns="method", values=m) for m in ("regret@1", "ndcg@5")}
+    paired = [m for m in ("regret@1", "points_lost@1", "ndcg@5") if m in quality.columns]
+    wide = {m: quality.pivot_table(index="target", columns="method", values=m) for m in paired}
     for metric, frame in wide.items() if best else ():
         difference = frame.sub(frame[best], axis=0)
+        n = difference.notna().sum()
         table[f"{metric}_minus_best_mean"] = difference.mean()
         table[f"{metric}_minus_best_std"] = difference.std()
+        half = stats.t.ppf(0.975, (n - 1).clip(lower=1)) * difference.std() / np.sqrt(n)
+        table[f"{metric}_minus_best_ci95"] = half.where(n >= 2)
     table["n_targets"] = quality.groupby("method").target.nunique()
     table.attrs["best_single_method"] = best
     return table
 
 
-def run(quick: bool = False, learned_only: bool = False) -> None:
+def committed_quality(atlas: pd.DataFrame, scores: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
+    """The single methods' and reference rows' quality per target (wide, like `Results.method_quality`), from the
+    committed atlas runs and method scores alone (`transfer.metrics.evaluate_target`, as `evaluate_rankings`
+    scores them): minutes, no workspace. The source prior of a target is each source's mean gain over the other
+    ``targets``."""
+    from transfer.advisor import mean_gains
+    from transfer.metrics import evaluate_target
+
+    gains = mean_gains(atlas[atlas.target.isin(targets)])
+    rows = []
+    for target in targets:
+        runs = atlas[atlas.target == target].pivot_table(index="source", columns="seed", values="value").dropna(axis=1)
+        frame = scores[scores.target == target]
+        predicted = {
+            str(m): dict(zip(f.source, f.score * (1.0 if f.higher_is_better.iloc[0] else -1.0), strict=True))
+            for m, f in frame.groupby("method")
+        }
+        prior = gains[gains.target != target].groupby("source").gain.mean().to_dict()
+        measured = {s: runs.loc[s].tolist() for s in runs.index}
+        rows += [{"target": target, **row} for row in evaluate_target(predicted, measured, prior=prior)]
+    long = pd.DataFrame(rows)
+    return long.pivot_table(index=["target", "method"], columns="metric", values="value", dropna=False).reset_index()
+
+
+def run(quick: bool = False, stage: str = "all") -> None:
+    """``stage``: ``all`` (rank every target with every method, evaluate, learn), ``learned`` (the learned rows
+    again, from the rankings the last full run stored in the atlas workspace) or ``committed`` (every row again
+    from the committed atlas, method scores and TaskWeb check: no workspace, no ranking)."""
+    if stage == "committed":
+        run_committed()
+        return
     from flows import evaluate_rankings
     from flows.rank import RankRequest, rank_sources
     from store.catalog import put_task
@@ -192,7 +241,7 @@ def run(quick: bool = False, learned_only: bool = False) -> None:
             put_task(ws, load_task_dir(SHARED_TASKS / name))
     targets = complete_targets(atlas, grid, seeds)
     started = time.perf_counter()
-    if learned_only:  # the rankings, their evaluations and the TaskWeb check of the last full run stand
+    if stage == "learned":  # the rankings, their evaluations and the TaskWeb check of the last full run stand
         external = pd.DataFrame(
             json.loads((RESULTS / "ranking_quality.json").read_text())["taskweb"] if not quick else []
         )
@@ -208,47 +257,110 @@ def run(quick: bool = False, learned_only: bool = False) -> None:
     scores = pd.concat(
         [ws.read("latest_rankings_all_methods", {"target": t}).assign(target=t) for t in targets] or [pd.DataFrame()]
     )
-    if len(targets) >= 4:  # the advisor learns from the other targets: leave-one-out needs at least three of them
-        learned = learned_rows(scores, atlas[atlas.target.isin(targets)], ws.read("list_tasks").set_index("name"))
-        quality = pd.concat([quality, learned], ignore_index=True)
+    tasks = ws.read("list_tasks").set_index("name")
+    result, table = summarise(quality, scores, atlas[atlas.target.isin(targets)], tasks, external, targets)
+    result.update(
+        quick=quick,
+        complete=len(targets) == len(grid),
+        targets_missing=[t for t, _ in grid if t not in targets],
+        methods=list(methods),
+        atlas_recipe=budget,
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    if not quick and targets:
+        write_results(result, table, scores.assign(recipe=transfer_atlas.ATLAS_RECIPE), tasks.reset_index())
+    print(json.dumps(result))
+
+
+def run_committed() -> None:
+    """Every row of the table again from the committed files (`run`, stage ``committed``)."""
+    from store.advice import ATLAS_SCORES, ATLAS_TASKS
+
+    started = time.perf_counter()
+    previous = json.loads((RESULTS / "ranking_quality.json").read_text())
+    atlas = transfer_atlas.read_atlas()
+    atlas = atlas[atlas.recipe == transfer_atlas.ATLAS_RECIPE]
+    scores = pd.read_parquet(RESULTS / ATLAS_SCORES)
+    targets = sorted(set(previous["targets"]) & set(scores.target))
+    check_targets("ranking_quality", targets)
+    atlas = atlas[atlas.target.isin(targets)]
+    quality = committed_quality(atlas, scores, targets)
+    tasks = pd.read_csv(RESULTS / ATLAS_TASKS, index_col="name")
+    result, table = summarise(quality, scores, atlas, tasks, pd.DataFrame(previous["taskweb"]), targets)
+    result.update(
+        {k: previous[k] for k in ("quick", "complete", "targets_missing", "methods", "atlas_recipe")},
+        stage="committed",
+        seconds=round(time.perf_counter() - started, 1),
+    )
+    write_results(result, table)
+    print(json.dumps(result))
+
+
+def summarise(
+    quality: pd.DataFrame,
+    scores: pd.DataFrame,
+    atlas: pd.DataFrame,
+    tasks: pd.DataFrame,
+    external: pd.DataFrame,
+    targets: list[str],
+) -> tuple[dict, pd.DataFrame]:
+    """The learned rows added to ``quality`` (with ≥ 4 targets: the advisor learns from the other targets), the
+    summary table over every target and over the informative ones (`bench.atlas_targets`), the TaskWeb check, the
+    verification value: the result dict (without its run details) and the all-targets table."""
+    if len(targets) >= 4:
+        quality = pd.concat([quality, learned_rows(scores, atlas, tasks)], ignore_index=True)
+    informative = [t for t in informative_targets() if t in targets]
     table = summary_table(quality) if len(quality) else pd.DataFrame()
     if len(external):
         table["taskweb_spearman_mean"] = external.groupby("method").taskweb_spearman.mean()
         table["taskweb_spearman_std"] = external.groupby("method").taskweb_spearman.std()
-    complete = len(targets) == len(grid)
+    focused = quality[quality.target.isin(informative)]
+    headline = summary_table(focused) if len(informative) >= 2 else pd.DataFrame()
+
+    def records(frame: pd.DataFrame) -> list:
+        return json.loads(frame.reset_index().to_json(orient="records")) if len(frame) else []
+
     result = {
         "bench": "ranking_quality",
-        "quick": quick,
-        "complete": complete,
         "targets": targets,
-        "targets_missing": [t for t, _ in grid if t not in targets],
-        "methods": list(methods),
-        "atlas_recipe": budget,
+        "informative_targets": informative,
         "best_single_method": table.attrs.get("best_single_method"),
-        "table": json.loads(table.reset_index().to_json(orient="records")) if len(table) else [],
+        "best_single_method_informative": headline.attrs.get("best_single_method"),
+        "definitions": DEFINITIONS,
+        "table": records(table),
+        "table_informative": records(headline),
         "per_target": json.loads(quality.to_json(orient="records")),
         "taskweb": json.loads(external.to_json(orient="records")),
         "verification": verification_value(quality, run_seconds(atlas)) if len(quality) else {},
-        "seconds": round(time.perf_counter() - started, 1),
     }
-    if not quick and targets:
-        write_results(result, table, scores.assign(recipe=transfer_atlas.ATLAS_RECIPE), ws.read("list_tasks"))
-    print(json.dumps(result))
+    return result, table
 
 
-def write_results(result: dict, table: pd.DataFrame, scores: pd.DataFrame, tasks: pd.DataFrame) -> None:
+def informative_targets() -> list[str]:
+    """The informative atlas targets (`bench.atlas_targets`, committed ``atlas_targets.csv``); none without it."""
+    from bench import atlas_targets
+
+    path = RESULTS / "atlas_targets.csv"
+    return atlas_targets.informative_targets(path) if path.exists() else []
+
+
+def write_results(
+    result: dict, table: pd.DataFrame, scores: pd.DataFrame | None = None, tasks: pd.DataFrame | None = None
+) -> None:
     """The committed results (each to a temporary file, then renamed): the table (``ranking_quality.{json,csv}``)
-    and what the advisor ships with (`store.advice`): every method's scores of the complete targets' pairs
-    (``atlas_method_scores.parquet``) and the tasks' descriptors (``atlas_tasks.csv``)."""
+    and, from a run that ranked (``scores``, ``tasks``), what the advisor ships with (`store.advice`): every method's
+    scores of the complete targets' pairs (``atlas_method_scores.parquet``) and the tasks' descriptors
+    (``atlas_tasks.csv``)."""
     from store.advice import ATLAS_SCORES, ATLAS_TASKS, TASK_COLUMNS
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     writes = {
         "ranking_quality.json": lambda path: path.write_text(json.dumps(result, indent=1) + "\n"),
         "ranking_quality.csv": lambda path: table.round(4).to_csv(path),
-        ATLAS_SCORES: lambda path: scores.drop(columns="run_id").to_parquet(path, index=False),
-        ATLAS_TASKS: lambda path: tasks.set_index("name")[TASK_COLUMNS].to_csv(path),
     }
+    if scores is not None and tasks is not None:
+        writes[ATLAS_SCORES] = lambda path: scores.drop(columns="run_id").to_parquet(path, index=False)
+        writes[ATLAS_TASKS] = lambda path: tasks.set_index("name")[TASK_COLUMNS].to_csv(path)
     for name, write in writes.items():
         temporary = RESULTS / f".{name}.tmp"
         write(temporary)

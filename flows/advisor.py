@@ -19,24 +19,42 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.measure import MeasureRequest, measure_transfer
-from flows.rank import RankPlan, RankRequest, fusion_inputs, rank_sources
+from flows.rank import RankPlan, RankRequest, fusion_inputs, rank_sources, recipe_for_budget
 from store.advice import SCORE_COLUMNS, Knowledge, measured_knowledge, put_advice
+from store.errors import InputError
+from store.measured import MeasurementRecipe
 from store.rankings import put_ranking
 from store.runs import recorded_run
 from store.workspace import Workspace
 from transfer.advisor import DEFAULT_INPUTS, advise_target, describe_tasks, mean_gains, verified_ranking
 from transfer.encoder import DEFAULT_MODEL
+from transfer.finetune import TARGET_RECIPE
 from transfer.fusion import fuse_rankings
 
 MIN_TRAINING_TARGETS = 3  # the learner is chosen by leave-one-target-out error among its training targets
 ALPHA = 0.2  # 80% intervals
+ORIGINS = {
+    "atlas": "the atlas",
+    "workspace": "this workspace",
+    "atlas+workspace": "the atlas with this workspace's seeds",
+}
+# Without an atlas the advisor learns from measurements under `transferscope measure`'s default recipes.
+DEFAULT_MAX_TEST = 2000
+
+
+def default_recipe(model: str) -> MeasurementRecipe:
+    """The recipe the advisor learns under when there is no atlas: `measure`'s defaults with ``model``."""
+    return MeasurementRecipe(model, recipe_for_budget("small").as_dict(), TARGET_RECIPE.as_dict(), DEFAULT_MAX_TEST)
 
 
 def knowledge_summary(knowledge: Knowledge) -> str:
-    """Where the advisor's training targets come from, in words."""
-    counts = pd.Series(knowledge.origin).value_counts()
-    parts = [f"{counts[o]} from {'the atlas' if o == 'atlas' else 'this workspace'}" for o in counts.index]
-    return f"{len(knowledge.origin)} measured targets ({', '.join(parts) or 'none'})"
+    """Where the advisor's training targets come from, and which workspace measurements it left out, in words."""
+    counts = pd.Series(knowledge.origin, dtype=object).value_counts()
+    parts = [f"{counts[o]} from {ORIGINS[o]}" for o in counts.index]
+    summary = f"{len(knowledge.origin)} measured targets ({', '.join(parts) or 'none'})"
+    if knowledge.ignored:
+        summary += "; not learned from: " + "; ".join(f"{t} ({why})" for t, why in sorted(knowledge.ignored.items()))
+    return summary
 
 
 def fused_advice(rankings: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
@@ -77,16 +95,17 @@ def advise_sources(
     ``dont_transfer``, ``learner``, ``message`` and the run id. ``input_plan``: the plan of the input rankings when
     the caller already made it (`flows.rank.plan_rank` of ``inputs`` under the atlas's recipe), so nothing re-plans."""
     if not isinstance(verify, int) or isinstance(verify, bool) or verify < 0:
-        raise ValueError(f"The 'verify' parameter of advise_sources must be an int >= 0. Got {verify!r} instead.")
+        raise InputError(f"The 'verify' parameter of advise_sources must be an int >= 0. Got {verify!r} instead.")
     ws = Workspace(workspace)
-    knowledge = measured_knowledge(ws, exclude=target, atlas=atlas)
-    budget = knowledge.input_budget
+    knowledge = measured_knowledge(ws, default_recipe(model), exclude=target, atlas=atlas)
+    recipe = knowledge.recipe
+    budget = recipe.source_recipe
     asked = None if sources is None else tuple(sources)
     request = RankRequest(
         target, asked, tuple(inputs), budget, model=model, seed=seed, device=device, workspace=str(ws.root)
     )
     if input_plan is not None and input_plan.request != request:
-        raise ValueError(f"The 'input_plan' parameter of advise_sources plans {input_plan.request}, not {request}.")
+        raise InputError(f"The 'input_plan' parameter of advise_sources plans {input_plan.request}, not {request}.")
     ranked = rank_sources(input_plan or request)
     rankings = pd.DataFrame(ranked)
     names = sorted(rankings.source.unique())
@@ -98,6 +117,7 @@ def advise_sources(
         "verify": verify,
         "verify_seeds": list(verify_seeds),
         "knowledge": knowledge.origin,
+        "ignored": knowledge.ignored,
         "recipe": budget,
         "model": model,
         "seed": seed,
@@ -112,13 +132,15 @@ def advise_sources(
                 scores, mean_gains(knowledge.runs), describe_tasks(knowledge.tasks), target, alpha=alpha, seed=seed
             )
             table, basis, learner, dont = advice.gains, "learned", advice.learner, advice.dont_transfer
+            level: float | None = advice.level
             order = table.expected_gain
             message = (
-                f"advisor: learned from {knowledge_summary(knowledge)} with {learner}; "
-                f"{round(100 * (1 - alpha))}% intervals in points over no transfer"
+                f"advisor: learned from {knowledge_summary(knowledge)} with {learner}; {100 * advice.level:g}% "
+                "intervals (CV+ over targets) in points over no transfer, calibrated on mean gains over the atlas's "
+                "seeds: a single verification run varies more"
             )
         else:
-            table, basis, learner, dont = fused_advice(rankings, names), "fused", None, False
+            table, basis, learner, dont, level = fused_advice(rankings, names), "fused", None, False, None
             order = table.score
             message = (
                 f"advisor: no model, only {knowledge_summary(knowledge)} (it needs {MIN_TRAINING_TARGETS} measured and "
@@ -127,7 +149,7 @@ def advise_sources(
         put_ranking(ws, run_id, config, target, "advisor", order.to_dict(), higher_is_better=True)
         put_advice(
             ws, run_id, config, target, "advisor", table, basis=basis, learner=learner, dont_transfer=dont,
-            training_targets=training,
+            training_targets=training, level=level,
         )  # fmt: skip
         method = "advisor"
         if verify:
@@ -137,7 +159,8 @@ def advise_sources(
                     tuple(table.index[:verify]),
                     tuple(verify_seeds),
                     budget,
-                    knowledge.target_recipe or "small",
+                    recipe.target_recipe,
+                    max_test=recipe.max_test,  # the advisor's own recipe, so the runs can join what it learns from
                     model=model,
                     device=device,
                     workspace=str(ws.root),
@@ -154,7 +177,7 @@ def advise_sources(
             put_ranking(ws, run_id, config, target, "advisor+verify", reranked.to_dict(), higher_is_better=True)
             put_advice(
                 ws, run_id, config, target, "advisor+verify", table, basis=basis, learner=learner, dont_transfer=dont,
-                training_targets=training,
+                training_targets=training, level=level,
             )  # fmt: skip
             method = "advisor+verify"
             message += f"; verified the top {verify} by fine-tuning on {target} (seeds {list(verify_seeds)})"
@@ -170,7 +193,7 @@ def advise_sources(
             )
     out = table.drop(columns=["score"], errors="ignore").rename_axis("source").reset_index()
     out.attrs.update(
-        basis=basis, dont_transfer=dont, learner=learner, message=message, run_id=run_id, method=method,
+        basis=basis, dont_transfer=dont, learner=learner, message=message, run_id=run_id, method=method, level=level,
         failures=getattr(ranked, "attrs", {}).get("failures", {}),
     )  # fmt: skip
     return out

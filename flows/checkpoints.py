@@ -12,12 +12,13 @@ from prefect import get_run_logger
 
 from flows.progress import progress
 from store.catalog import get_task, get_tasks, list_tasks
-from store.checkpoints import CheckpointKey, checkpoint_path, find_checkpoint, put_checkpoint
+from store.checkpoints import CheckpointKey, find_checkpoint, save_checkpoint
+from store.errors import InputError
 from store.leakage import EvaluationIndex, drop_leaked
 from store.runs import canonical_json, config_hash
 from store.tasks import Task
 from store.workspace import Workspace
-from transfer.finetune import Recipe, fine_tune, sample_indices, save_fine_tuned
+from transfer.finetune import Recipe, fine_tune, sample_indices
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def source_data(ws: Workspace, name: str, recipe: Recipe, seed: int) -> SourceDa
 def _source_data(source: Task, index: EvaluationIndex, recipe: Recipe, seed: int) -> SourceData:
     name = source.name
     if "train" not in source.splits:
-        raise ValueError(f"Source task {name!r} has no train split to fine-tune on; it has {list(source.splits)}.")
+        raise InputError(f"Source task {name!r} has no train split to fine-tune on; it has {list(source.splits)}.")
     cleaned, report = drop_leaked(source, index)
     rows = cleaned.split("train")
     chosen = sample_indices(rows.num_rows, recipe.max_examples, seed)
@@ -94,11 +95,10 @@ def _source_data(source: Task, index: EvaluationIndex, recipe: Recipe, seed: int
     )
 
 
-def ensure_checkpoint(
-    ws: Workspace, data: SourceData, recipe: Recipe, *, model: str, base_fp: str, seed: int, device: str, run_id: str
-) -> Path:
-    """The fine-tuned checkpoint of ``data`` (cached by base model, exact training rows, recipe and seed)."""
-    key = CheckpointKey(
+def checkpoint_key(data: SourceData, recipe: Recipe, *, model: str, base_fp: str, seed: int) -> CheckpointKey:
+    """The key of ``data``'s checkpoint: base model, exact training rows, recipe and seed. Everything derived from
+    the checkpoint (ESMs, gradient features) is keyed by its ``cache_key``."""
+    return CheckpointKey(
         base_model=model,
         base_fp=base_fp,
         task=data.task.name,
@@ -106,6 +106,13 @@ def ensure_checkpoint(
         recipe_json=canonical_json(recipe.as_dict()),
         seed=seed,
     )
+
+
+def ensure_checkpoint(
+    ws: Workspace, data: SourceData, recipe: Recipe, *, model: str, base_fp: str, seed: int, device: str, run_id: str
+) -> Path:
+    """The fine-tuned checkpoint of ``data`` (cached by `checkpoint_key`)."""
+    key = checkpoint_key(data, recipe, model=model, base_fp=base_fp, seed=seed)
     directory = find_checkpoint(ws, key)
     if directory is not None:
         return directory
@@ -121,7 +128,6 @@ def ensure_checkpoint(
             device=device,
             progress=advance,
         )
-    directory = save_fine_tuned(tuned, checkpoint_path(ws, key))
-    put_checkpoint(ws, key, n_examples=tuned.n_examples, steps=tuned.steps, seconds=tuned.seconds, run_id=run_id)
+    directory = save_checkpoint(ws, key, tuned, run_id=run_id)
     get_run_logger().info("%s: fine-tuned on %d examples in %.0f s", data.task.name, tuned.n_examples, tuned.seconds)
     return directory

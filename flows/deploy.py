@@ -46,6 +46,7 @@ from flows.measure_selection import measure_selection
 from flows.rank import RankRequest, rank_sources
 from flows.select import select_training_subset
 from store.catalog import list_tasks
+from store.errors import InputError
 from store.runs import config_hash, recorded_run
 from store.workspace import WORKSPACE_ENV, Workspace, resolve_root
 from transfer.encoder import DEFAULT_MODEL
@@ -65,10 +66,17 @@ class Schedules:
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"The 'timezone' of Schedules must be an IANA time zone. Got {self.timezone!r}.") from None
-        for expression in (self.refresh, self.measure_grid):
-            if expression is not None:
-                Cron(expression)  # a ValueError naming the expression when it is not a valid cron string
+            raise InputError(f"The 'timezone' of Schedules must be an IANA time zone. Got {self.timezone!r}.") from None
+        for name in ("refresh", "measure_grid"):
+            expression = getattr(self, name)
+            if expression is None:
+                continue
+            try:
+                Cron(expression)
+            except ValueError as err:
+                raise InputError(
+                    f"{err}; the {name!r} parameter of Schedules must be a cron string such as '0 2 * * *', or None."
+                ) from None
 
 
 SCHEDULES = Schedules()
@@ -95,7 +103,7 @@ def refresh(
     stored = list_tasks(ws)
     unknown = [t for t in targets or [] if t not in set(stored["name"])]
     if unknown:
-        raise ValueError(f"The 'targets' parameter of refresh names tasks that are not stored: {unknown}.")
+        raise InputError(f"The 'targets' parameter of refresh names tasks that are not stored: {unknown}.")
     embed_tasks(model=model, device=device, workspace=str(ws.root))
     contents = dict(zip(stored["name"], stored["content_hash"], strict=True))
     outcome: dict[str, str] = {}
@@ -138,7 +146,7 @@ def measure_grid(
     others = {t: None if sources is None else [s for s in sources if s != t] for t in targets}
     empty = [t for t, names in others.items() if names == []]
     if empty:
-        raise ValueError(
+        raise InputError(
             f"The 'sources' parameter of measure_grid leaves no source for targets {empty}; got {sources}."
         )
     quality: dict[str, pd.DataFrame] = {}

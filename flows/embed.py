@@ -23,6 +23,7 @@ from flows.progress import progress
 from flows.runners import gather
 from store.catalog import get_task
 from store.embeddings import EmbeddingKey, find_embeddings, put_embeddings
+from store.errors import InputError
 from store.runs import recorded_run
 from store.tasks import Task
 from store.worker import Deferred, WorkerWorkspace
@@ -159,7 +160,7 @@ def embed_tasks(
     ws = Workspace(workspace)
     names = tasks or ws.read("list_tasks")["name"].tolist()
     if not names:
-        raise ValueError(f"Workspace '{ws.root}' holds no tasks; add some with `transferscope tasks add NAME PATH`.")
+        raise InputError(f"Workspace '{ws.root}' holds no tasks; add some with `transferscope tasks add NAME PATH`.")
     encoder_config = asdict(EncoderSettings(model, pooling, max_length, normalize, device, precision, batch_size))
     plan = []
     for name in names:
@@ -167,7 +168,7 @@ def embed_tasks(
         wanted = splits or list(stored.splits)
         missing = [s for s in wanted if s not in stored.splits]
         if splits and len(missing) == len(wanted):
-            raise ValueError(f"Task {name!r} has none of the splits {wanted}; it has {list(stored.splits)}.")
+            raise InputError(f"Task {name!r} has none of the splits {wanted}; it has {list(stored.splits)}.")
         plan += [(name, s) for s in wanted if s in stored.splits]
     params = {"tasks": names, "splits": splits, **encoder_config}
     with recorded_run(ws, "embed_tasks", params, device=device) as run:

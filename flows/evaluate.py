@@ -1,42 +1,27 @@
 """Flow ``evaluate_rankings``: score every stored ranking of a target against its measured transfer.
 
-Measured: the newest measurement config's per-source mean performance (``transfer_gains``), with the mean
-no-transfer baseline. Predicted: each method's newest ranking, oriented so higher = better. Beside the methods,
-three reference rows: ``random`` (the metrics' expectation over ``n_random`` seeded random orders),
+Measured: the newest measurement config's runs (``transfer_gains`` names the config and its sources), each source's
+mean over the seeds every pair has, with the mean no-transfer baseline of those seeds. Predicted: each method's
+newest ranking, oriented so higher = better. Scored by `transfer.metrics.evaluate_target`, beside three reference
+rows: ``random`` (the metrics' expectation over ``n_random`` seeded random orders),
 ``source-prior`` (each source's mean gain on the other measured targets: Choshen et al. 2022 find much of transfer
 is the source's general quality) and ``one-seed-oracle`` (rank by one seed's measured runs, scored against the mean
 of the other seeds, averaged over the seed: the ceiling that seed noise puts on any ranker; needs >= 2 seeds).
-Metrics: `transfer.metrics.ranking_quality`.
+Metrics: `transfer.metrics.ranking_quality`, among them regret@k (% of the best performance, no transfer included,
+lost by the best of the top k) and points_lost@k (the same loss in points: what a user pays); one stored row per
+(method, metric) in ``ranking_quality``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import pandas as pd
 from prefect import flow
 
+from store.errors import MissingResultError
 from store.rankings import put_ranking_quality
 from store.runs import recorded_run
 from store.workspace import Workspace
-from transfer.metrics import one_seed_oracle, ranking_quality
-
-
-def random_expectation(measured: dict[str, float], baseline: float, ks: tuple[int, ...], n: int, seed: int) -> dict:
-    """Mean of each metric over ``n`` seeded random orders of the sources (NaNs ignored)."""
-    rng = np.random.default_rng(seed)
-    sources = list(measured)
-    draws = [
-        ranking_quality(
-            dict(zip(sources, rng.permutation(len(sources)).astype(float), strict=True)),
-            measured,
-            baseline=baseline,
-            ks=ks,
-        )
-        for _ in range(n)
-    ]
-    return pd.DataFrame(draws).mean(skipna=True).to_dict()
+from transfer.metrics import evaluate_target
 
 
 @flow(name="evaluate_rankings")
@@ -47,42 +32,29 @@ def evaluate_rankings(
     ws = Workspace(workspace)
     gains = ws.read("latest_transfer_gains", {"target": target})
     if gains.empty:
-        raise LookupError(
+        raise MissingResultError(
             f"No measured transfer for target {target!r}; run `measure_transfer` (transferscope "
             f"measure {target}) first."
         )
-    measured = dict(zip(gains.source, gains.source_mean, strict=True))
-    baseline = float(gains.baseline_mean.iloc[0])
     rankings = ws.read("latest_rankings_all_methods", {"target": target})
-    rows: list[dict[str, Any]] = []
-
-    def add(method: str, predicted: dict[str, float], ranking_run_id: str | None) -> None:
-        common = {s: v for s, v in predicted.items() if s in measured and v == v}
-        if len(common) < 2:
-            return
-        metrics = ranking_quality(common, {s: measured[s] for s in common}, baseline=baseline, ks=ks)
-        rows.extend(
-            {"method": method, "ranking_run_id": ranking_run_id, "n_sources": len(common), "metric": m, "value": v}
-            for m, v in metrics.items()
-        )
-
+    predicted, ranking_runs = {}, {}
     for method, ranking in rankings.groupby("method"):
         sign = 1.0 if ranking.higher_is_better.iloc[0] else -1.0
-        add(str(method), dict(zip(ranking.source, sign * ranking.score, strict=True)), ranking.run_id.iloc[0])
+        predicted[str(method)] = dict(zip(ranking.source, sign * ranking.score, strict=True))
+        ranking_runs[str(method)] = ranking.run_id.iloc[0]
     prior = ws.read("source_prior", {"target": target})
-    add("source-prior", dict(zip(prior.source, prior.prior, strict=True)), None)
-    rows.extend(
-        {"method": "random", "ranking_run_id": None, "n_sources": len(measured), "metric": m, "value": v}
-        for m, v in random_expectation(measured, baseline, ks, n_random, seed).items()
-    )
     runs = ws.read("primary_transfer_results", {"config_hash": gains.config_hash.iloc[0], "target": target})
-    runs = runs.pivot(index="source", columns="seed", values="value").dropna(axis=1)
-    if runs.shape[1] >= 2 and "" in runs.index:
-        per_source = {s: runs.loc[s].tolist() for s in measured if s in runs.index}
-        rows.extend(
-            {"method": "one-seed-oracle", "ranking_run_id": None, "n_sources": len(per_source), "metric": m, "value": v}
-            for m, v in one_seed_oracle(per_source, runs.loc[""].tolist(), ks=ks).items()
-        )
+    runs = runs.pivot(index="source", columns="seed", values="value")
+    runs = runs.loc[runs.index.intersection(["", *gains.source])].dropna(axis=1)  # the seeds every pair has
+    rows = evaluate_target(
+        predicted,
+        {s: runs.loc[s].tolist() for s in runs.index},
+        prior=dict(zip(prior.source, prior.prior, strict=True)),
+        ks=ks,
+        n_random=n_random,
+        seed=seed,
+    )
+    rows = [{**row, "ranking_run_id": ranking_runs.get(row["method"])} for row in rows]
     with recorded_run(
         ws,
         "evaluate_rankings",

@@ -16,6 +16,7 @@ import numpy as np
 
 from selection.icons import ICONS_DEFAULTS
 from selection.vog import VOG_DEFAULTS, VOG_STRATEGIES
+from store.errors import InputError
 from store.tasks import Task
 from transfer.finetune import sample_indices
 
@@ -26,13 +27,13 @@ def method_settings(method: str, options: Mapping[str, Any] | None) -> dict[str,
     settings = {**defaults, **(options or {})}
     unknown = sorted(set(settings) - set(defaults))
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"The 'method_params' parameter has unknown {method} parameters {unknown}; known: {sorted(defaults)}."
         )
     if method == "icons" and not isinstance(settings["stratify"], bool):
-        raise ValueError(f"The 'stratify' ICONS parameter must be true or false. Got {settings['stratify']!r}.")
+        raise InputError(f"The 'stratify' ICONS parameter must be true or false. Got {settings['stratify']!r}.")
     if method == "vog" and settings["strategy"] not in VOG_STRATEGIES:
-        raise ValueError(
+        raise InputError(
             f"The 'strategy' VoG parameter must be one of {list(VOG_STRATEGIES)}. Got {settings['strategy']!r}."
         )
     return settings
@@ -59,12 +60,12 @@ def labelled_rows(
         rows = rows.take(sample_indices(rows.num_rows, max_rows, seed))
     labels = rows.column("label").to_numpy()
     if pool.kind != source.kind:
-        raise ValueError(f"Pool {pool.name!r} is a {pool.kind} task but {source.name!r} is a {source.kind} task.")
+        raise InputError(f"Pool {pool.name!r} is a {pool.kind} task but {source.name!r} is a {source.kind} task.")
     if pool.kind == "classification" and source is not pool:
         mapping = {name: (label_map or {}).get(name, name) for name in source.label_names}
         unknown = sorted({v for v in mapping.values() if v not in pool.label_names})
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"The labels {unknown} of target {source.name!r} match no label of pool {pool.name!r} "
                 f"{list(pool.label_names)}; pass label_map={{target label: pool label}} for every label."
             )

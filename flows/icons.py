@@ -25,6 +25,7 @@ from selection.gradients import gradient_features
 from selection.icons import WARMUP_RECIPE, icons_select, specialist_influence
 from selection.stratify import stratified_take
 from store.checkpoints import CheckpointKey
+from store.errors import InputError
 from store.features import features_key, find_features, put_features
 from store.runs import canonical_json, config_hash
 from store.tasks import Task
@@ -40,7 +41,7 @@ def warmup_checkpoint(
 ) -> tuple[Any, CheckpointKey]:
     """The base encoder fine-tuned on a seeded ``fraction`` of the pool rows (cached): (FineTuned, its key)."""
     if not (isinstance(fraction, float) and 0 < fraction <= 1):
-        raise ValueError(f"The 'warmup_fraction' method parameter must be a float in (0, 1]. Got {fraction!r}.")
+        raise InputError(f"The 'warmup_fraction' method parameter must be a float in (0, 1]. Got {fraction!r}.")
     count = max(WARMUP_RECIPE.batch_size, math.ceil(fraction * len(rows.texts)))
     chosen = sample_indices(len(rows.texts), count, seed)
     data = SourceData(

@@ -24,6 +24,7 @@ from flows.progress import progress
 from flows.rank import recipe_for_budget
 from flows.runners import gather
 from store.catalog import catalog_digest, check_plan_current, get_task, list_tasks
+from store.errors import InputError
 from store.measured import done_transfer_runs, put_transfer_gains, put_transfer_result
 from store.rates import fine_tune_rate
 from store.runs import config_hash, recorded_run
@@ -40,7 +41,8 @@ TARGET_BUDGETS = {"small": TARGET_RECIPE}
 
 def target_splits(goal: Task, recipe: Recipe, max_test: int, seed: int) -> tuple[Split, Split]:
     """Training rows (≤ recipe.max_examples, seeded) and held-out rows (the test split, else validation, else 20%
-    carved from train; ≤ ``max_test``, seeded)."""
+    carved from train per seed; ≤ ``max_test``, seeded). A carved target's whole train split is in the leakage
+    guard (`store.leakage.evaluation_splits`), so no source trains on a text any seed holds out."""
     held_name = next((s for s in ("test", "validation") if s in goal.splits), None)
     if held_name is None:
         goal, held_name = ensure_split(goal, "test", fraction=0.2, seed=seed), "test"
@@ -116,14 +118,14 @@ class MeasureRequest:
             object.__setattr__(self, "sources", tuple(self.sources))
         object.__setattr__(self, "seeds", tuple(self.seeds))
         if self.target in (self.sources or ()):
-            raise ValueError(f"The target {self.target!r} is also among the sources; a task cannot be its own source.")
+            raise InputError(f"The target {self.target!r} is also among the sources; a task cannot be its own source.")
         if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in self.seeds):
-            raise ValueError(
+            raise InputError(
                 f"The 'seeds' parameter of measure_transfer must be a non-empty tuple of ints. Got {self.seeds!r}."
             )
         recipe_for_budget(self.budget)
         if not isinstance(self.target_budget, dict) and self.target_budget not in TARGET_BUDGETS:
-            raise ValueError(
+            raise InputError(
                 f"The 'target_budget' parameter must be one of {list(TARGET_BUDGETS)} or a dict of Recipe "
                 f"fields. Got {self.target_budget!r} instead."
             )

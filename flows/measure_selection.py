@@ -27,6 +27,7 @@ from flows.select import METHODS, SelectionPlan, SelectionRequest, plan_selectio
 from selection.icons import WARMUP_RECIPE
 from selection.quality import FULL, RANDOM, summarise_selection
 from store.catalog import catalog_digest, check_plan_current, get_task
+from store.errors import InputError
 from store.rates import fine_tune_rate
 from store.runs import config_hash, recorded_run
 from store.selections import (
@@ -71,20 +72,20 @@ class ArmRun:
 def check_arms(arms: dict[str, dict[str, Any]], budgets: tuple[float, ...]) -> tuple[ArmRun, ...]:
     """The runs of one seed, full pool first; errors name the bad arm."""
     if not budgets or not all(isinstance(b, float) and 0 < b < 1 for b in budgets):
-        raise ValueError(f"The 'budgets' parameter of {OWNER} must be fractions in (0, 1). Got {budgets!r} instead.")
+        raise InputError(f"The 'budgets' parameter of {OWNER} must be fractions in (0, 1). Got {budgets!r} instead.")
     runs = [ArmRun(FULL, "random", None, 1.0)]
     for name, spec in arms.items():
         if name == FULL or not isinstance(spec, dict) or spec.get("method") not in METHODS:
-            raise ValueError(
+            raise InputError(
                 f"The 'arms' parameter of {OWNER} maps names (not {FULL!r}) to {{'method': one of {list(METHODS)}, "
                 f"'params': {{...}}, 'budgets': [...]}}. Got {name!r}: {spec!r} instead."
             )
         unknown = sorted(set(spec) - {"method", "params", "budgets"})
         if unknown:
-            raise ValueError(f"Arm {name!r} of {OWNER} has unknown keys {unknown}; known: method, params, budgets.")
+            raise InputError(f"Arm {name!r} of {OWNER} has unknown keys {unknown}; known: method, params, budgets.")
         arm_budgets = tuple(spec.get("budgets", budgets))
         if not set(arm_budgets) <= set(budgets):
-            raise ValueError(f"Arm {name!r} asks for budgets {list(arm_budgets)} outside {list(budgets)}.")
+            raise InputError(f"Arm {name!r} asks for budgets {list(arm_budgets)} outside {list(budgets)}.")
         runs += [ArmRun(name, spec["method"], spec.get("params"), b) for b in arm_budgets]
     return tuple(runs)
 
@@ -192,7 +193,7 @@ class MeasureSelectionRequest:
         object.__setattr__(self, "held_out", tuple(self.held_out))
         object.__setattr__(self, "recipe", dict(self.recipe or {}))
         if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) for s in self.seeds):
-            raise ValueError(f"The 'seeds' parameter of {OWNER} must be a non-empty tuple of ints. Got {self.seeds!r}.")
+            raise InputError(f"The 'seeds' parameter of {OWNER} must be a non-empty tuple of ints. Got {self.seeds!r}.")
         check_arms(self.arms, self.budgets)  # type: ignore[arg-type]
 
     @property
@@ -240,7 +241,7 @@ def plan_measure_selection(request: MeasureSelectionRequest) -> MeasureSelection
     goals = [get_task(ws, name) for name in r.targets]
     for goal in goals:
         if not set(r.held_out) & set(goal.splits):
-            raise ValueError(
+            raise InputError(
                 f"The 'held_out' parameter of {OWNER} names splits {list(r.held_out)}, none of which target "
                 f"{goal.name!r} has ({list(goal.splits)})."
             )

@@ -7,8 +7,9 @@ embeddings of at most ``max_target_examples`` training examples (seeded), ESM-Lo
 target's Gram statistics. Divergence measures run on the cached base embeddings of the training splits. Each
 method's ranking is stored as one batch in ``pair_scores`` with the run id and config hash; an optional cheap
 pre-filter narrows the sources first, and an optional fusion stores the combined ranking as its own method.
-A `RankRequest` is planned once (`plan_rank`: sources, recipe, each source's ESM work, the leakage guard read once
-for all sources) into a frozen `RankPlan`, and the flow runs that plan.
+A `RankRequest` is planned once (`plan_rank`: sources, recipe, and for the methods that read each source's
+fine-tuned checkpoint, each source's fine-tune and ESM work, the leakage guard read once for all sources) into a
+frozen `RankPlan`, and the flow runs that plan.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.checkpoint_scores import CHECKPOINT_METHODS, checkpoint_scores
-from flows.checkpoints import ensure_checkpoint, source_data, sources_data
+from flows.checkpoints import checkpoint_key, ensure_checkpoint, source_data, sources_data
 from flows.embed import EncoderSettings, ensure_embeddings
 from flows.maxsim import maxsim_scores
 from flows.runners import commit, gather
 from store.catalog import catalog_digest, check_plan_current, get_task, list_tasks
+from store.checkpoints import stored_checkpoints
+from store.errors import InputError, MissingResultError
 from store.esms import esm_cache_key, find_esm, find_esms, put_esm
 from store.rankings import put_ranking
 from store.rates import Rate, fine_tune_rate
@@ -39,7 +42,7 @@ from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
 from transfer.divergence import MEASURES, score_pair, target_context
 from transfer.embeddings import TextEncoder
-from transfer.encoder import DEFAULT_MODEL
+from transfer.encoder import DEFAULT_MODEL, model_fingerprint, resolve_model_path
 from transfer.esm import EmbeddingSpaceMap
 from transfer.esm_logme import esm_logme_scores
 from transfer.finetune import SMALL_BUDGET, SOURCE_RECIPE, Recipe, sample_indices
@@ -48,6 +51,8 @@ from transfer.fusion import FUSIONS, fuse_rankings
 BUDGETS = {"small": SMALL_BUDGET, "paper": SOURCE_RECIPE}
 METHODS = ("esm-logme", *MEASURES, *CHECKPOINT_METHODS, "maxsim")
 MAXSIM_SAMPLE = {"max_target_texts": 300, "max_source_texts": 500, "source_tokens": 4000}  # MaxSim's token samples
+CHECKPOINT_READERS = ("esm-logme", *CHECKPOINT_METHODS)  # the methods that read each source's fine-tuned checkpoint
+FORWARD_TEXTS_PER_S = 250  # MiniLM forward passes on 2 idle cores (MEASURED.md): what a plan costs encoding at
 
 
 def recipe_for_budget(budget: str | dict) -> Recipe:
@@ -56,7 +61,7 @@ def recipe_for_budget(budget: str | dict) -> Recipe:
     if isinstance(budget, dict):
         return Recipe(**budget)
     if budget not in BUDGETS:
-        raise ValueError(
+        raise InputError(
             f"The 'budget' parameter must be one of {list(BUDGETS)} or a dict of Recipe fields. Got {budget!r} instead."
         )
     return BUDGETS[budget]
@@ -97,28 +102,36 @@ class RankRequest:
             object.__setattr__(self, "sources", tuple(self.sources))
         unknown = [m for m in methods if m not in METHODS]
         if unknown or not methods:
-            raise ValueError(
+            raise InputError(
                 f"The 'methods' parameter of rank_sources must be among {list(METHODS)}. Got {list(methods)}."
             )
         if self.fuse is not None and self.fuse not in FUSIONS:
-            raise ValueError(
+            raise InputError(
                 f"The 'fuse' parameter of rank_sources must be one of {list(FUSIONS)}. Got {self.fuse!r} instead."
             )
         if self.prefilter is not None:
             parse_prefilter(self.prefilter)
         recipe_for_budget(self.budget)
         if self.target in (self.sources or ()):
-            raise ValueError(f"The target {self.target!r} is also among the sources; a task cannot be its own source.")
+            raise InputError(f"The target {self.target!r} is also among the sources; a task cannot be its own source.")
 
 
 @dataclass(frozen=True)
-class EsmWork:
-    """One source's ESM as planned: its cache key, whether it is stored, and otherwise the fine-tuning it costs
-    (``examples`` after the leakage guard dropped ``leaked_dropped``, ``epochs``), in seconds at the measured rate."""
+class SourceWork:
+    """One source's work for the methods that read its fine-tuned checkpoint (`CHECKPOINT_READERS`), as planned:
+    the checkpoint's key (`flows.checkpoints.checkpoint_key`) and whether it is stored; for ESM-LogME the ESM's key
+    (`store.esms.esm_cache_key` of that checkpoint) and whether it is stored (both None without ESM-LogME).
+    ``fine_tune``: whether the source is fine-tuned, once whichever methods read the checkpoint, on ``examples`` rows
+    (left after the leakage guard dropped ``leaked_dropped``) for ``epochs``. ``estimated_s``: that fine-tune at the
+    measured rate plus the forward passes the methods make (a missing ESM: the source rows through the base and the
+    tuned encoder; direct LogME and LEEP: the target sample through the tuned one)."""
 
     source: str
-    cache_key: str
-    cached: bool
+    checkpoint_key: str
+    checkpoint_cached: bool
+    esm_key: str | None
+    esm_cached: bool | None
+    fine_tune: bool
     examples: int
     epochs: int
     leaked_dropped: int
@@ -127,56 +140,85 @@ class EsmWork:
 
 @dataclass(frozen=True)
 class RankPlan:
-    """A validated, costed `RankRequest`: the sources it ranks, the source recipe, and (for ``esm-logme`` without a
-    pre-filter) each source's ESM work, costed at the workspace's measured fine-tuning ``rate``
-    (`store.rates.fine_tune_rate`); with a pre-filter the survivors' ESMs are planned once it has run.
+    """A validated, costed `RankRequest`: the sources it ranks, the source recipe, and, when a method reads the
+    sources' fine-tuned checkpoints, each source's `SourceWork` (``work``; empty otherwise), costed at the
+    workspace's measured fine-tuning ``rate`` (`store.rates.fine_tune_rate`). With a pre-filter keeping M sources
+    the checkpoint methods run on M of them, so `fine_tunes` and `estimated_s` are upper bounds (the M costliest).
     ``catalog``: the stored tasks it was made against (`store.catalog.catalog_digest`)."""
 
     request: RankRequest
     catalog: str
     sources: tuple[str, ...]
     recipe: Recipe
-    esms: tuple[EsmWork, ...]
+    work: tuple[SourceWork, ...]
     rate: str
 
     @property
-    def estimated_s(self) -> float:
-        return float(sum(e.estimated_s for e in self.esms))
+    def _runs_on(self) -> int:
+        """How many sources the checkpoint methods run on: every one, or the pre-filter's M."""
+        prefilter = self.request.prefilter
+        return len(self.work) if prefilter is None else min(len(self.work), parse_prefilter(prefilter)[1])
 
-    def esm_frame(self) -> pd.DataFrame:
-        """The ESM work as a table (one row per source)."""
-        return pd.DataFrame([asdict(e) for e in self.esms]).drop(columns="cache_key", errors="ignore")
+    @property
+    def fine_tunes(self) -> int:
+        """The source fine-tunes the run makes (at most, with a pre-filter), each source counted once."""
+        return min(sum(w.fine_tune for w in self.work), self._runs_on)
+
+    @property
+    def estimated_s(self) -> float:
+        return float(sum(sorted((w.estimated_s for w in self.work), reverse=True)[: self._runs_on]))
+
+    def work_frame(self) -> pd.DataFrame:
+        """The per-source work as a table (one row per source; the ESM column only for ESM-LogME)."""
+        frame = pd.DataFrame([asdict(w) for w in self.work])
+        dropped = ["checkpoint_key", "esm_key"] + ([] if "esm-logme" in self.request.methods else ["esm_cached"])
+        return frame.drop(columns=dropped, errors="ignore")
 
 
 def plan_rank(request: RankRequest) -> RankPlan:
-    """Check ``request`` against the workspace and say what `rank_sources` would compute: the sources and, for
-    ESM-LogME, per source whether an ESM exists and the fine-tuning work otherwise (task contents and the leakage
-    guard read once for all sources; with a pre-filter, only for its survivors, in the flow)."""
+    """Check ``request`` against the workspace and say what `rank_sources` would compute: the sources and, for the
+    methods that read a fine-tuned checkpoint (`CHECKPOINT_READERS`), per source what is stored and the fine-tune
+    and forward passes that are not (task contents and the leakage guard read once for all sources)."""
     r = request
     ws = Workspace(r.workspace)
-    get_task(ws, r.target)
+    goal = get_task(ws, r.target)
     names = r.sources or tuple(n for n in list_tasks(ws)["name"] if n != r.target)
     if not names:
-        raise ValueError(f"No source tasks to rank for {r.target!r}: add tasks with `transferscope tasks add`.")
+        raise InputError(f"No source tasks to rank for {r.target!r}: add tasks with `transferscope tasks add`.")
     recipe = recipe_for_budget(r.budget)
     rate = fine_tune_rate(ws)
-    esms = esm_work(ws, list(names), r, recipe, rate) if "esm-logme" in r.methods and not r.prefilter else ()
-    return RankPlan(r, catalog_digest(ws), tuple(names), recipe, esms, rate.basis)
+    reads_checkpoints = any(m in CHECKPOINT_READERS for m in r.methods)
+    work = source_work(ws, goal, list(names), r, recipe, rate) if reads_checkpoints else ()
+    return RankPlan(r, catalog_digest(ws), tuple(names), recipe, work, rate.basis)
 
 
-def esm_work(ws: Workspace, names: list[str], r: RankRequest, recipe: Recipe, rate: Rate) -> tuple[EsmWork, ...]:
-    """Each source's ESM: its cache key (from the rows it is tuned on, `sources_data`), whether it is stored, and
-    otherwise the fine-tune it costs at ``rate``."""
-    base = EncoderSettings.of_recipe(recipe, r.model, r.device).load()
-    stored = set(ws.read("all_esms").cache_key)
+def source_work(
+    ws: Workspace, goal: Task, names: list[str], r: RankRequest, recipe: Recipe, rate: Rate
+) -> tuple[SourceWork, ...]:
+    """Each source's `SourceWork` for the checkpoint readers among ``r.methods``: the rows it is tuned on
+    (`sources_data`), its checkpoint and ESM keys and whether they are stored (one catalog read each), and what is
+    missing costs at ``rate``."""
+    base_fp = model_fingerprint(resolve_model_path(r.model))
+    checkpoints = stored_checkpoints(ws)
+    with_esm = "esm-logme" in r.methods
+    esms = set(ws.read("all_esms").cache_key) if with_esm else set()
     params = EmbeddingSpaceMap().params()
+    direct = any(m in CHECKPOINT_METHODS for m in r.methods)
+    target_texts = min(goal.counts().get("train", 0), r.max_target_examples) if direct else 0
     work = []
     for name, data in sources_data(ws, names, recipe, r.seed).items():
-        key = esm_cache_key(base.fingerprint, name, data.data_hash, params)
-        cached = key in stored
-        examples = 0 if cached else recipe.examples(len(data.texts))
-        estimate = rate.seconds(examples) + (0 if cached else len(data.texts) / 100)
-        work.append(EsmWork(name, key, cached, len(data.texts), recipe.epochs, data.n_dropped, round(estimate)))
+        key = checkpoint_key(data, recipe, model=r.model, base_fp=base_fp, seed=r.seed).cache_key
+        esm_key = esm_cache_key(key, params) if with_esm else None
+        esm_cached = esm_key in esms if with_esm else None
+        tuned = key in checkpoints
+        fine_tune = not tuned and (direct or esm_cached is False)
+        forward = target_texts + (2 * len(data.texts) if esm_cached is False else 0)
+        seconds = rate.seconds(recipe.examples(len(data.texts))) * fine_tune + forward / FORWARD_TEXTS_PER_S
+        planned = SourceWork(
+            name, key, tuned, esm_key, esm_cached, fine_tune, len(data.texts), recipe.epochs, data.n_dropped,
+            round(seconds, 1),
+        )  # fmt: skip
+        work.append(planned)
     return tuple(work)
 
 
@@ -191,7 +233,8 @@ def build_source_esm(
     recipe = Recipe(**json.loads(recipe_json))
     base = EncoderSettings.of_recipe(recipe, model, device).load()
     data = source_data(ws, source, recipe, seed)
-    key = esm_cache_key(base.fingerprint, source, data.data_hash, EmbeddingSpaceMap().params())
+    checkpoint = checkpoint_key(data, recipe, model=model, base_fp=base.fingerprint, seed=seed).cache_key
+    key = esm_cache_key(checkpoint, EmbeddingSpaceMap().params())
     if find_esm(ws, key) is not None:
         logger.info("%s: ESM cached", source)
         return ws.deferred(key)
@@ -212,6 +255,7 @@ def build_source_esm(
         base_fp=base.fingerprint,
         source=source,
         data_hash=data.data_hash,
+        checkpoint_key=checkpoint,
         heldout_mse=heldout,
         identity_mse=identity,
         run_id=run_id,
@@ -224,10 +268,7 @@ def esm_logme_ranking(ws: Workspace, goal: Task, names: list[str], plan: RankPla
     """ESM-LogME scores {source: score} of ``names``: the plan's ESMs, built first where missing, then the target
     scored once."""
     r = plan.request
-    keys = {e.source: e.cache_key for e in plan.esms if e.source in names}
-    unplanned = [s for s in names if s not in keys]  # a pre-filter's survivors, planned now
-    if unplanned:
-        keys.update({e.source: e.cache_key for e in esm_work(ws, unplanned, r, plan.recipe, fine_tune_rate(ws))})
+    keys: dict[str, str] = {w.source: w.esm_key for w in plan.work if w.source in names}  # type: ignore[misc]
     stored = set(ws.read("all_esms").cache_key)  # one catalog read; a task per source only for what is missing
     to_build = [s for s in names if keys[s] not in stored] if r.build_missing else []
     if to_build:
@@ -239,7 +280,7 @@ def esm_logme_ranking(ws: Workspace, goal: Task, names: list[str], plan: RankPla
     esms = find_esms(ws, keys)
     missing = [s for s, e in esms.items() if e is None]
     if missing:
-        raise LookupError(
+        raise MissingResultError(
             f"No ESM stored for sources {missing} (base model {r.model!r}, this budget); build them "
             f"with `transferscope esm build {' '.join(missing)}` or rank with build_missing=True."
         )
@@ -278,7 +319,7 @@ def divergence_scores(
 
     def train(task: Task) -> tuple[np.ndarray, np.ndarray]:
         if labelled and task.kind != "classification":
-            raise ValueError(f"The measures {labelled} need class labels, but task {task.name!r} is a regression task.")
+            raise InputError(f"The measures {labelled} need class labels, but task {task.name!r} is a regression task.")
         _, vectors, _ = ensure_embeddings(ws, task, "train", encoder, run_id=run_id)
         return vectors, task.split("train").column("label").to_numpy()
 
@@ -296,7 +337,7 @@ def parse_prefilter(prefilter: str) -> tuple[str, int]:
     """``"centroid-cosine:10"`` → ("centroid-cosine", 10)."""
     name, _, count = prefilter.partition(":")
     if name not in MEASURES or not count.isdigit() or int(count) < 1:
-        raise ValueError(
+        raise InputError(
             f"The 'prefilter' parameter must be MEASURE:M with a measure among {list(MEASURES)} and M >= 1. "
             f"Got {prefilter!r} instead."
         )

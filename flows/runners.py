@@ -43,6 +43,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.progress import progress
+from store.errors import InputError
 from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
 
@@ -53,17 +54,17 @@ _ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://[^\s/]+$")
 def check_runner_options(dask_address: str | None = None, dask_local: int | None = None) -> None:
     """Raise a ValueError naming the problem if the runner options are unusable (no Prefect or Dask needed)."""
     if dask_address is not None and dask_local is not None:
-        raise ValueError(
+        raise InputError(
             "Choose one Dask cluster: 'dask_address' (an existing scheduler) or 'dask_local' (start a local one). "
             f"Got both ({dask_address!r} and {dask_local!r})."
         )
     if dask_address is not None and not (isinstance(dask_address, str) and _ADDRESS.match(dask_address)):
-        raise ValueError(
+        raise InputError(
             "The 'dask_address' parameter must be a Dask scheduler address such as 'tcp://10.0.0.5:8786'. "
             f"Got {dask_address!r} instead."
         )
     if dask_local is not None and (isinstance(dask_local, bool) or not isinstance(dask_local, int) or dask_local < 1):
-        raise ValueError(
+        raise InputError(
             f"The 'dask_local' parameter must be a number of worker processes >= 1. Got {dask_local!r} instead."
         )
 

@@ -34,6 +34,7 @@ from selection.random_baseline import random_select
 from selection.vog import VOG_DEFAULTS
 from store.catalog import catalog_digest, check_plan_current, get_task
 from store.embeddings import find_embeddings
+from store.errors import CorruptArtifactError, InputError
 from store.leakage import drop_examples, drop_leaked
 from store.rates import Rate, fine_tune_rate
 from store.runs import config_hash, recorded_run
@@ -88,19 +89,19 @@ class SelectionRequest:
     def __post_init__(self) -> None:
         names = (self.targets,) if isinstance(self.targets, str) else tuple(self.targets)
         if not names or not all(isinstance(t, str) and t for t in names):
-            raise ValueError(
+            raise InputError(
                 f"The 'targets' parameter of {OWNER} must name at least one stored task. Got {self.targets!r}."
             )
         object.__setattr__(self, "targets", names)
         object.__setattr__(self, "method_params", dict(self.method_params or {}))
         if self.method not in METHODS:
-            raise ValueError(
+            raise InputError(
                 f"The 'method' parameter of {OWNER} must be one of {list(METHODS)}. Got {self.method!r} instead."
             )
         if budget_kind(self.budget) == "method" and self.method != "gio":
-            raise ValueError(f"The 'budget' parameter of {OWNER} is required for method {self.method!r}. Got None.")
+            raise InputError(f"The 'budget' parameter of {OWNER} is required for method {self.method!r}. Got None.")
         if self.pool in names:
-            raise ValueError(
+            raise InputError(
                 f"The pool {self.pool!r} is also among the targets {list(names)}; select from a different task."
             )
 
@@ -150,14 +151,14 @@ def plan_selection(request: SelectionRequest) -> SelectionPlan:
     ws = Workspace(r.workspace)
     stored_pool = get_task(ws, r.pool)
     if r.pool_split not in stored_pool.splits:
-        raise ValueError(
+        raise InputError(
             f"The 'pool_split' parameter of {OWNER} must be a split of pool {r.pool!r} ({list(stored_pool.splits)}). "
             f"Got {r.pool_split!r} instead."
         )
     goal_tasks = [get_task(ws, name) for name in r.targets]
     for goal in goal_tasks:
         if r.target_split not in goal.splits:
-            raise ValueError(
+            raise InputError(
                 f"The 'target_split' parameter of {OWNER} must be a split of target {goal.name!r} "
                 f"({list(goal.splits)}). Got {r.target_split!r} instead."
             )
@@ -165,7 +166,7 @@ def plan_selection(request: SelectionRequest) -> SelectionPlan:
     pool_task = drop_examples(stored_pool, leaked)
     n_pool = pool_task.counts().get(r.pool_split, 0)
     if n_pool == 0:
-        raise ValueError(
+        raise InputError(
             f"The pool {r.pool!r} has no {r.pool_split!r} examples left to select from (leaked: {len(leaked)})."
         )
     count = None if r.budget is None else resolve_budget(OWNER, r.budget, n_pool)
@@ -181,7 +182,7 @@ def plan_selection(request: SelectionRequest) -> SelectionPlan:
     n_target = min(r.max_target_examples, sum(g.counts()[r.target_split] for g in goal_tasks))
     if r.method in GRADIENT_METHODS:  # parameters and label spaces must line up before anything is computed
         if method_settings(r.method, r.method_params).get("stratify") and pool_task.kind != "classification":
-            raise ValueError(f"The 'stratify' ICONS parameter needs a classification pool; {r.pool!r} is not.")
+            raise InputError(f"The 'stratify' ICONS parameter needs a classification pool; {r.pool!r} is not.")
         target_rows(pool_task, goal_tasks, r.target_split, r.label_map, max_rows=1, seed=r.seed)
     use_quantized = r.method == "gio" and (n_pool > QUANTIZE_ABOVE if r.quantize is None else r.quantize)
     params = {
@@ -367,7 +368,9 @@ def _gio_order(ws: Workspace, plan: SelectionPlan, pool_task: Task, run_id: str)
         key = embedding_key(encoder, name, split, get_task(ws, name).split_hash(split))
         found = find_embeddings(ws, key)
         if found is None:
-            raise RuntimeError(f"Embeddings of {name}/{split} vanished from the cache during the run; run it again.")
+            raise CorruptArtifactError(
+                f"Embeddings of {name}/{split} vanished from the cache during the run; run it again."
+            )
         keys.append(key)
         loaded.append(found)
     check_same_space(keys[0], keys[1:])

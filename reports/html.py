@@ -4,7 +4,8 @@
 ``report/`` folder) and returns its path. The page opens offline: CSS and figures (inline SVG from `reports.svg`)
 are embedded, and there is no JavaScript. Sections:
 
-1. the advisor's newest advice per target (``advice``: expected gains, intervals, "don't transfer", verification);
+1. the advisor's newest advice per target, from whichever method stored it last (``advisor`` or ``advisor+verify``:
+   expected gains, intervals, "don't transfer", verification);
 2. measured gains (targets × sources heatmap of ``transfer_gains``, newest measurement config per target);
 3. per target, each method's newest predicted ranking (``pair_scores``) beside the measured ranking;
 4. ranking quality (``Results.method_quality``);
@@ -15,8 +16,9 @@ are embedded, and there is no JavaScript. Sections:
 8. the committed benchmarks as the reference (`store.benchmarks`: atlas, ranking and selection quality);
 9. metadata of the most recent runs (model, library versions, config hash, timings, status).
 
-Reads go through ``Workspace.sql`` (the views) and `store.results.Results` only. Every text from the store is
-HTML-escaped; a missing piece gives a short note instead of an error.
+Reads go through the store only: its stored queries (``store/queries/report_*.sql``, run by ``Workspace.sql`` over
+the views) and `store.results.Results`; there is no SQL here. Every text from the store is HTML-escaped; a missing
+piece gives a short note instead of an error.
 """
 
 from __future__ import annotations
@@ -35,11 +37,26 @@ import pandas as pd
 from reports.svg import heatmap, line_chart, scatter
 from store.artifacts import replace_atomically
 from store.benchmarks import atlas_summary, committed_ranking_quality, committed_selection_quality
+from store.errors import MissingResultError
 from store.results import Results
-from store.workspace import Workspace
+from store.workspace import Workspace, query
 
 RECENT_RUNS = 25
-QUALITY_ORDER = ("regret@1", "regret@3", "ndcg@5", "spearman", "kendall", "top1_hit")  # shown; the rest: Results
+QUALITY_ORDER = (
+    "regret@1",
+    "regret@3",
+    "points_lost@1",
+    "points_lost@3",
+    "ndcg@5",
+    "spearman",
+    "kendall",
+    "top1_hit",
+)  # shown; the rest: Results
+LOSS_MEANING = (
+    "regret@k: % of the best performance (the best mean score over the sources and no transfer; a score, not a gain) "
+    "lost by taking the best of the top k; points_lost@k: the same loss in points of the target's primary metric "
+    "(accuracy points for classification), what following the ranking costs. Both: lower is better."
+)
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;color:#1b1b1b;margin:0;
@@ -92,6 +109,11 @@ def _points(gain: float) -> str:
     return f"{gain * 100:+.1f}"
 
 
+def _read(ws: Workspace, name: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The stored query ``store/queries/<name>.sql`` run over the workspace's views."""
+    return ws.sql(query(name), params)
+
+
 def _json(text: Any) -> dict[str, Any]:
     try:
         value = json.loads(text) if isinstance(text, str) else {}
@@ -104,33 +126,42 @@ def _json(text: Any) -> dict[str, Any]:
 
 
 def advice_section(ws: Workspace, target: str | None) -> str:
-    """Section 1: the advisor's newest advice per target (verified advice when there is), with its intervals and
-    its "don't transfer" call."""
+    """Section 1: per target, the advisor's newest advice, whichever method stored it last (``advisor`` or
+    ``advisor+verify``, named), with its intervals and its "don't transfer" call."""
     out = ['<h2 id="advice">1. Which source first: the advisor</h2>']
-    targets = sorted(ws.sql("SELECT DISTINCT target FROM advice").target)
-    targets = [t for t in targets if target is None or t == target]
-    if not targets:
+    newest = _read(ws, "report_newest_advice")
+    if target is not None:
+        newest = newest[newest.target == target]
+    if newest.empty:
         return "".join(out) + _note(
             "No advice stored yet. Run `transferscope rank TARGET --method advisor` (add `--verify 2` to fine-tune "
             "the top two and re-rank by what they measure)."
         )
     results = Results(ws)
-    for name in targets:
-        verified = not ws.sql("SELECT 1 FROM advice WHERE target = ? AND method = 'advisor+verify'", [name]).empty
-        advice = results.recommend_sources(name, k=10_000, method="advisor+verify" if verified else "advisor")
+    for stored in newest.itertuples(index=False):
+        name, method = str(stored.target), str(stored.method)
+        advice = results.recommend_sources(name, k=10_000, method=method)
         learned = advice.attrs["basis"] == "learned"
         out.append(f'<h3 id="advice-{escape(name)}">target {escape(name)}</h3>')
+        out.append(
+            f"<p class='meta'>Newest advice: <code>{escape(method)}</code> (run <code>{_fmt(stored.run_id)[:12]}"
+            f"</code>, stored {_fmt(stored.created_at)}); every row: <code>Results(workspace).recommend_sources("
+            f"{escape(repr(name))}, method={escape(repr(method))})</code>.</p>"
+        )
         if advice.attrs["dont_transfer"]:
             out.append(
                 f"<p><strong>Don't transfer:</strong> no source is expected to help {escape(name)}; even the best "
                 f"source's interval lies below zero gain. Fine-tune on {escape(name)} alone.</p>"
             )
+        level = advice.attrs["level"]
+        interval = f"{100 * level:g}% interval" if level is not None else "interval"
         if learned:
             out.append(
                 f"<p class='meta'>Learned ({escape(str(advice.attrs['learner']))}) from measured transfer on "
                 f"{advice.attrs['training_targets']} other targets; expected gain over fine-tuning on the target "
-                "alone, in points, with an 80% split-conformal interval (about 8 in 10 measured gains fall inside)."
-                "</p>"
+                f"alone, in points, with a {interval} (CV+ over targets: it should hold a new target's mean gain "
+                "over several seeds that often; a single fine-tune varies more, so one verification run may fall "
+                "outside; unbounded where too few targets back the level).</p>"
             )
         else:
             out.append(
@@ -140,13 +171,13 @@ def advice_section(ws: Workspace, target: str | None) -> str:
                     "transfer on a few targets (`transferscope measure`) or use the shipped atlas."
                 )
             )
-        headers = ["#", "source", "expected gain", "80% interval", "measured gain", "why (top features, points)"]
+        headers = ["#", "source", "expected gain", interval, "measured gain", "why (top features, points)"]
         rows = [
             [
                 f'<td class="num">{int(r["rank"])}</td>',
                 _fmt(r["source"]),
                 f'<td class="num">{_fmt(r["expected_gain"], 1)}</td>',
-                f'<td class="num">{_fmt(r["lower"], 1)} to {_fmt(r["upper"], 1)}</td>' if learned else "—",
+                f'<td class="num">{bound(r["lower"])} to {bound(r["upper"])}</td>' if learned else "—",
                 f'<td class="num">{_fmt(r["measured_gain"], 1)}</td>',
                 escape(", ".join(f"{k} {v:+.2f}" for k, v in r["top_features"].items())),
             ]
@@ -154,21 +185,20 @@ def advice_section(ws: Workspace, target: str | None) -> str:
         ]
         out.append(_table(headers, rows, css_class="advice"))
     out.append(
-        "<p class='meta'>Measured gain: the sources `--verify` fine-tuned on the target (they rank first, by what "
-        'they measured). Every row: <code>Results(workspace).recommend_sources(target, method="advisor")</code>.'
-        "</p>"
+        "<p class='meta'>Measured gain: only in <code>advisor+verify</code> advice, the sources <code>--verify</code> "
+        "fine-tuned on the target (they rank first, by what they measured).</p>"
     )
     return "".join(out)
 
 
+def bound(value: float) -> str:
+    """An interval bound in points; an infinite one (too few targets for the level) as "unbounded"."""
+    return "unbounded" if isinstance(value, float) and math.isinf(value) else _fmt(value, 1)
+
+
 def latest_gains(ws: Workspace, target: str | None) -> pd.DataFrame:
     """Per target, the newest measurement config's gains (one row per target and source)."""
-    frame = ws.sql(
-        "WITH latest AS (SELECT target, arg_max(config_hash, created_at) AS config_hash FROM transfer_gains "
-        "GROUP BY target) SELECT g.target, g.source, g.mean_gain, g.std_gain, g.n_seeds, g.baseline_mean, "
-        "g.source_mean, g.p_value, g.config_hash FROM transfer_gains g JOIN latest USING (target, config_hash) "
-        "ORDER BY g.target, g.source"
-    )
+    frame = _read(ws, "report_latest_gains")
     return frame[frame.target == target] if target is not None else frame
 
 
@@ -213,11 +243,7 @@ def gains_section(gains: pd.DataFrame) -> str:
 def rankings_section(ws: Workspace, gains: pd.DataFrame, target: str | None) -> str:
     """Section 3: each method's newest predicted ranking beside the measured one, per target."""
     out = ['<h2 id="rankings">3. Predicted versus measured rankings</h2>']
-    scores = ws.sql(
-        "WITH latest AS (SELECT target, method, arg_max(run_id, created_at) AS run_id FROM pair_scores "
-        "GROUP BY target, method) SELECT p.target, p.method, p.source, p.score, p.rank, p.higher_is_better "
-        "FROM pair_scores p JOIN latest USING (target, method, run_id) ORDER BY p.target, p.method, p.rank"
-    )
+    scores = _read(ws, "report_latest_pair_scores")
     if target is not None:
         scores = scores[scores.target == target]
     targets = sorted(set(scores.target) | set(gains.target))
@@ -290,8 +316,8 @@ def quality_section(ws: Workspace, target: str | None) -> str:
     ]
     out.append(_table(["target", "method", *metrics], rows, css_class="quality"))
     out.append(
-        "<p class='meta'>regret@k: % of the best measured gain lost by taking the best of the top k (lower is "
-        "better); NDCG, Spearman, Kendall and top-1 hit: higher is better. <code>random</code> is the expectation "
+        f"<p class='meta'>{escape(LOSS_MEANING)} NDCG, Spearman, Kendall and top-1 hit: higher is better. "
+        "<code>random</code> is the expectation "
         "over random orders, <code>source-prior</code> ranks sources by their mean gain on the other targets. Every "
         "metric: <code>Results(workspace).method_quality()</code>.</p>"
     )
@@ -303,24 +329,12 @@ def task_centroids(ws: Workspace) -> tuple[list[str], np.ndarray, dict[str, Any]
     configuration (model, pooling, max_length, normalize, precision; per task the largest cache entry, the whole split
     rather than a method's sample, newest among equals): (task names,
     matrix, configuration)."""
-    configs = ws.sql(
-        "SELECT e.model, e.pooling, e.max_length, e.normalize, e.precision, count(DISTINCT e.task) AS n "
-        "FROM embeddings e SEMI JOIN tasks t ON e.task = t.name WHERE e.split = 'train' "
-        "GROUP BY ALL ORDER BY n DESC, e.model, e.max_length"
-    )
+    configs = _read(ws, "report_embedding_configs")
     if configs.empty:
         return [], np.zeros((0, 0)), {}
     config = {k: configs.iloc[0][k] for k in ("model", "pooling", "max_length", "normalize", "precision")}
     config = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in config.items()}
-    means = ws.sql(
-        "WITH keys AS (SELECT arg_max(e.cache_key, (e.n, e.created_at)) AS cache_key, e.task FROM embeddings e "
-        "SEMI JOIN tasks t ON e.task = t.name WHERE e.split = 'train' AND e.model = $model AND e.pooling = $pooling "
-        "AND e.max_length = $max_length AND e.normalize = $normalize AND e.precision = $precision GROUP BY e.task), "
-        "items AS (SELECT k.task, unnest(v.embedding) AS x, generate_subscripts(v.embedding, 1) AS i "
-        "FROM embedding_vectors v JOIN keys k USING (cache_key)) "
-        "SELECT task, i, avg(x) AS x FROM items GROUP BY task, i ORDER BY task, i",
-        config,
-    )
+    means = _read(ws, "report_task_centroids", config)
     if means.empty:
         return [], np.zeros((0, 0)), config
     wide = means.pivot(index="task", columns="i", values="x").sort_index()
@@ -370,12 +384,7 @@ def selections_section(ws: Workspace, views: set[str]) -> str:
     out = ['<h2 id="selections">6. Data selection</h2>']
     if "selections" not in views:
         return "".join(out) + _note("No selections stored.")
-    stored = ws.sql(
-        "SELECT s.subset_id, s.pool, s.targets, s.method, s.budget, s.budget_kind, s.n_selected, s.n_pool, "
-        "s.created_at, count(e.example_id) AS n_scores FROM selections s LEFT JOIN example_scores e "
-        "ON e.config_hash = json_extract_string(s.params_json, '$.score_config') AND e.pool = s.pool "
-        "GROUP BY ALL ORDER BY s.created_at DESC"
-    )
+    stored = _read(ws, "report_selections")
     if stored.empty:
         return "".join(out) + _note("No selections stored.")
     headers = ["subset", "pool", "targets", "method", "budget", "selected", "share of pool", "scores", "created"]
@@ -501,19 +510,18 @@ def reference_section() -> str:
         table, meta = ranking
         coverage = "complete atlas" if meta["complete"] else f"the {len(meta['targets'] or [])} complete atlas targets"
         out.append(
-            f"<h3>Ranking quality on {escape(coverage)}</h3><p class='meta'>Mean ± std over targets; regret@1: % of "
-            "the best gain lost by taking the top source (lower is better); NDCG@5 and Spearman: higher is better "
-            "(<code>python -m bench ranking_quality</code>).</p>"
+            f"<h3>Ranking quality on {escape(coverage)}</h3><p class='meta'>Mean ± std over targets. "
+            f"{escape(LOSS_MEANING)} NDCG@5 and Spearman: higher is better (<code>python -m bench "
+            "ranking_quality</code>).</p>"
         )
+        shown = [m for m in ("regret@1", "points_lost@1", "ndcg@5", "spearman") if f"{m}_mean" in table]
         rows = [
             [_fmt(r["method"])]
-            + [
-                f'<td class="num">{_fmt(r.get(f"{m}_mean"), 2)} ± {_fmt(r.get(f"{m}_std"), 2)}</td>'
-                for m in ("regret@1", "ndcg@5", "spearman")
-            ]
+            + [f'<td class="num">{_fmt(r[f"{m}_mean"], 2)} ± {_fmt(r.get(f"{m}_std"), 2)}</td>' for m in shown]
             for r in table.to_dict("records")
         ]
-        out.append(_table(["method", "regret@1", "NDCG@5", "Spearman"], rows, css_class="reference-quality"))
+        labels = {"ndcg@5": "NDCG@5", "spearman": "Spearman"}
+        out.append(_table(["method", *(labels.get(m, m) for m in shown)], rows, css_class="reference-quality"))
     selection = committed_selection_quality()
     if selection is not None:
         out.append(
@@ -539,10 +547,7 @@ def reference_section() -> str:
 def runs_section(ws: Workspace) -> str:
     """Section 9: metadata of the most recent runs."""
     out = ['<h2 id="runs">9. Recent runs</h2>']
-    runs = ws.sql(
-        "SELECT run_id, flow, params_json, config_hash, versions_json, device, started_at, finished_at, status, "
-        f"timings_json, error FROM runs ORDER BY started_at DESC LIMIT {RECENT_RUNS}"
-    )
+    runs = _read(ws, "report_recent_runs", {"limit": RECENT_RUNS})
     if runs.empty:
         return "".join(out) + _note("No runs recorded yet.")
     rows = []
@@ -579,11 +584,8 @@ def runs_section(ws: Workspace) -> str:
 
 def render(ws: Workspace, target: str | None = None) -> str:
     """The report page's HTML for ``ws`` (restricted to one ``target`` where a section is per target)."""
-    views = set(ws.sql("SELECT table_name FROM information_schema.tables").table_name)
-    counts = ws.sql(
-        "SELECT (SELECT count(*) FROM tasks) AS tasks, (SELECT count(*) FROM runs) AS runs, "
-        "(SELECT count(*) FROM transfer_gains) + (SELECT count(*) FROM pair_scores) AS results"
-    ).iloc[0]
+    views = set(_read(ws, "report_view_names").table_name)
+    counts = _read(ws, "report_counts").iloc[0]
     title = "TransferScope report" + (f": {target}" if target else "")
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = (
@@ -598,9 +600,9 @@ def render(ws: Workspace, target: str | None = None) -> str:
         )
     else:
         if target is not None:
-            known = set(ws.sql("SELECT name FROM tasks UNION SELECT target FROM transfer_gains").name)
+            known = set(_read(ws, "report_known_targets").name)
             if target not in known:
-                raise LookupError(f"No task {target!r} in workspace '{ws.root}'; stored tasks: {sorted(known)}.")
+                raise MissingResultError(f"No task {target!r} in workspace '{ws.root}'; stored tasks: {sorted(known)}.")
         gains = latest_gains(ws, target)
         nav = "".join(
             f'<a href="#{a}">{escape(t)}</a>'

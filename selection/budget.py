@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+from transfer.errors import InputError
+
 
 def resolve_budget(owner: str, budget: object, n_pool: int) -> int:
     """The number of examples ``budget`` asks for out of ``n_pool``; a clear error when it is not a fraction in
@@ -17,7 +19,7 @@ def resolve_budget(owner: str, budget: object, n_pool: int) -> int:
     elif isinstance(budget, (float, np.floating)) and math.isfinite(budget) and 0 < budget <= 1:
         count = max(1, int(round(float(budget) * n_pool)))
     if not 1 <= count <= n_pool:
-        raise ValueError(
+        raise InputError(
             f"The 'budget' parameter of {owner} must be a float in (0, 1] (a fraction of the pool) or an int in "
             f"[1, {n_pool}] (a count; the pool has {n_pool} examples). Got {budget!r} instead."
         )

@@ -50,6 +50,7 @@ import torch
 
 from selection.budget import resolve_budget
 from transfer.checks import check_choice, check_positive_int
+from transfer.errors import InputError
 
 Stop = Literal[
     "increase", "max_resets", "min_difference", "sequential_increase_tolerance", "min_kl", "data_size", "budget"
@@ -115,12 +116,12 @@ def _as_2d(owner: str, name: str, value: object, dtype: type[np.floating] | None
     float64), checked non-empty and finite blockwise (no full-size temporary)."""
     array = np.asarray(value)
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"The {name!r} parameter of {owner} must be a non-empty 2-D array. Got shape {array.shape}.")
+        raise InputError(f"The {name!r} parameter of {owner} must be a non-empty 2-D array. Got shape {array.shape}.")
     if dtype is None:
         dtype = np.float32 if array.dtype == np.float32 else np.float64
     array = np.ascontiguousarray(array, dtype=dtype)
     if not all(np.isfinite(array[s : s + _BLOCK_ROWS]).all() for s in range(0, len(array), _BLOCK_ROWS)):
-        raise ValueError(f"The {name!r} parameter of {owner} must contain only finite values.")
+        raise InputError(f"The {name!r} parameter of {owner} must contain only finite values.")
     return array
 
 
@@ -132,7 +133,7 @@ def _check_number(owner: str, name: str, value: object, *, low: float | None = N
         ok = float(value) >= low  # type: ignore[arg-type]
     if not ok:
         what = "a positive finite number" if positive else "a finite number" + ("" if low is None else f" >= {low}")
-        raise ValueError(f"The {name!r} parameter of {owner} must be {what}. Got {value!r} instead.")
+        raise InputError(f"The {name!r} parameter of {owner} must be {what}. Got {value!r} instead.")
 
 
 class _RemainingPool:
@@ -260,19 +261,19 @@ def gio_select(
     _check_number(_OWNER, "random_restart_prob", random_restart_prob, low=0.0)
     _check_number(_OWNER, "eps", eps, low=0.0)
     if not (isinstance(max_data_size, (int, float)) and 0 < max_data_size <= 1):
-        raise ValueError(f"The 'max_data_size' parameter of {_OWNER} must be a float in (0, 1]. Got {max_data_size!r}.")
+        raise InputError(f"The 'max_data_size' parameter of {_OWNER} must be a float in (0, 1]. Got {max_data_size!r}.")
     if scale != "auto":
         _check_number(_OWNER, "scale", scale, positive=True)
     if stop == "sequential_increase_tolerance":
         check_positive_int(_OWNER, "max_sequential_increases", max_sequential_increases)
     if target.shape[1] != pool.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"The 'target' and 'pool' parameters of {_OWNER} must have the same dimension. "
             f"Got {target.shape[1]} and {pool.shape[1]}."
         )
     n, d = target.shape
     if n < k + 1:
-        raise ValueError(f"The 'target' parameter of {_OWNER} needs at least k + 1 = {k + 1} rows. Got {n}.")
+        raise InputError(f"The 'target' parameter of {_OWNER} needs at least k + 1 = {k + 1} rows. Got {n}.")
     weights = _check_sizes(sizes, len(pool), stop)
     total = len(pool) if weights is None else int(weights.sum())
     n_budget = resolve_budget(_OWNER, budget, total) if stop == "budget" else None
@@ -283,7 +284,7 @@ def gio_select(
     else:
         start_set = _as_2d(_OWNER, "start", start)
         if start_set.shape[1] != d:
-            raise ValueError(f"The 'start' parameter of {_OWNER} must have {d} columns. Got {start_set.shape[1]}.")
+            raise InputError(f"The 'start' parameter of {_OWNER} must have {d} columns. Got {start_set.shape[1]}.")
 
     x = torch.from_numpy(target)
     # X→X: the (k+1)-th smallest clipped squared distance including self = k-th neighbour excluding self.
@@ -403,10 +404,10 @@ def _check_sizes(sizes: np.ndarray | None, n_pool: int, stop: str) -> np.ndarray
     if sizes is None:
         return None
     if stop != "budget":
-        raise ValueError(f"The 'sizes' parameter of {_OWNER} applies only to stop='budget'. Got stop={stop!r}.")
+        raise InputError(f"The 'sizes' parameter of {_OWNER} applies only to stop='budget'. Got stop={stop!r}.")
     weights = np.asarray(sizes)
     if weights.shape != (n_pool,) or not np.issubdtype(weights.dtype, np.integer) or (weights < 1).any():
-        raise ValueError(
+        raise InputError(
             f"The 'sizes' parameter of {_OWNER} must be a 1-D array of {n_pool} positive ints (one per pool row). "
             f"Got shape {weights.shape} and dtype {weights.dtype}."
         )
@@ -420,7 +421,7 @@ def gio_kl(target: np.ndarray, selected: np.ndarray, *, k: int = 5, eps: float =
     check_positive_int("gio_kl", "k", k)
     n, d = target.shape
     if n < k + 1:
-        raise ValueError(f"The 'target' parameter of gio_kl needs at least k + 1 = {k + 1} rows. Got {n}.")
+        raise InputError(f"The 'target' parameter of gio_kl needs at least k + 1 = {k + 1} rows. Got {n}.")
     x = torch.from_numpy(np.ascontiguousarray(target))
     xx = _sq_dists(x, x).topk(k + 1, dim=1, largest=False).values[:, -1]
     xw = _sq_dists(x, torch.from_numpy(np.ascontiguousarray(selected)))
@@ -489,13 +490,13 @@ def gio_quantized(
     target = _as_2d(owner, "target", target, np.float32)
     pool = _as_2d(owner, "pool", pool, np.float32)
     if target.shape[1] != pool.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"The 'target' and 'pool' parameters of {owner} must have the same dimension. "
             f"Got {target.shape[1]} and {pool.shape[1]}."
         )
     check_positive_int(owner, "n_pool_clusters", n_pool_clusters)
     if n_pool_clusters > len(pool):
-        raise ValueError(
+        raise InputError(
             f"The 'n_pool_clusters' parameter of {owner} must be an int in [1, {len(pool)}] (at most the pool "
             f"size). Got {n_pool_clusters!r} instead."
         )
@@ -505,21 +506,21 @@ def gio_quantized(
         n_target_clusters = min(n_pool_clusters, len(target))
     check_positive_int(owner, "n_target_clusters", n_target_clusters)
     if not k + 1 <= n_target_clusters <= len(target):
-        raise ValueError(
+        raise InputError(
             f"The 'n_target_clusters' parameter of {owner} must be an int in [k + 1 = {k + 1}, {len(target)}] "
             f"(GIO needs k + 1 target points; at most the target size). Got {n_target_clusters!r} instead."
         )
     check_positive_int(owner, "kmeans_iter", kmeans_iter)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"The 'seed' parameter of {owner} must be a non-negative int. Got {seed!r} instead.")
+        raise InputError(f"The 'seed' parameter of {owner} must be a non-negative int. Got {seed!r} instead.")
     n_budget = None if budget is None else resolve_budget(owner, budget, len(pool))
     if n_budget is not None and gio_kwargs.get("stop", "budget") != "budget":
-        raise ValueError(
+        raise InputError(
             f"The 'stop' parameter of {owner} must be left out when 'budget' is given (the budget is the stopping "
             f"rule). Got {gio_kwargs['stop']!r} instead."
         )
     if "sizes" in gio_kwargs:
-        raise ValueError(f"The 'sizes' parameter of gio_select is set by {owner} (the cluster sizes); leave it out.")
+        raise InputError(f"The 'sizes' parameter of gio_select is set by {owner} (the cluster sizes); leave it out.")
     try:
         import faiss
     except ImportError:

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from transfer.checks import check_choice, check_positive_int
+from transfer.errors import InputError
 from transfer.finetune import EncoderWithHead, tokenize_batch
 
 Projection = Literal["dense", "kronecker"]
@@ -53,7 +54,7 @@ def last_layer_linears(network: EncoderWithHead) -> list[str]:
     subset: the layers closest to the loss, whose gradients are cheapest to reach)."""
     names = [n for n, m in network.named_modules() if isinstance(m, nn.Linear) and _LAYER_INDEX.search(n + ".")]
     if not names:
-        raise ValueError("The network has no '.layer.N.' linear layers; name the layers with 'layers='.")
+        raise InputError("The network has no '.layer.N.' linear layers; name the layers with 'layers='.")
     last = max(int(_LAYER_INDEX.search(n + ".").group(1)) for n in names)  # type: ignore[union-attr]
     return [n for n in names if int(_LAYER_INDEX.search(n + ".").group(1)) == last] + ["head"]  # type: ignore[union-attr]
 
@@ -111,7 +112,7 @@ class KroneckerFactors:
         modules = _linear_modules(network, layers)
         share = dim // len(layers)
         if share < 1:
-            raise ValueError(f"The 'dim' parameter of KroneckerFactors.build must be >= {len(layers)}. Got {dim}.")
+            raise InputError(f"The 'dim' parameter of KroneckerFactors.build must be >= {len(layers)}. Got {dim}.")
         p_out, p_in = [], []
         for index, module in enumerate(modules):
             out_features, in_features = module.out_features, module.in_features
@@ -161,7 +162,7 @@ def _linear_modules(network: nn.Module, layers: Sequence[str]) -> list[nn.Linear
     found = [modules.get(name) for name in layers]
     wrong = [name for name, module in zip(layers, found, strict=True) if not isinstance(module, nn.Linear)]
     if wrong or not layers:
-        raise ValueError(f"The 'layers' parameter of {_OWNER} must name nn.Linear modules. Not linear: {wrong}.")
+        raise InputError(f"The 'layers' parameter of {_OWNER} must name nn.Linear modules. Not linear: {wrong}.")
     return found  # type: ignore[return-value]
 
 
@@ -202,7 +203,7 @@ def gradient_features(
     check_choice(_OWNER, "projection", projection, PROJECTIONS)
     check_choice(_OWNER, "distribution", distribution, DISTRIBUTIONS)
     if len(labels) != len(texts) or (text_pairs is not None and len(text_pairs) != len(texts)):
-        raise ValueError(f"The 'labels' (and 'text_pairs') parameters of {_OWNER} need one entry per text.")
+        raise InputError(f"The 'labels' (and 'text_pairs') parameters of {_OWNER} need one entry per text.")
     names = list(layers) if layers is not None else last_layer_linears(network)
     factors = KroneckerFactors.build(network, names, dim, seed=seed, distribution=distribution)
     device = next(network.parameters()).device

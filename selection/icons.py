@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from selection.budget import resolve_budget
+from transfer.errors import InputError
 from transfer.finetune import Recipe
 
 _OWNER = "icons_select"
@@ -48,7 +49,7 @@ def specialist_influence(train: np.ndarray, target: np.ndarray, *, block: int = 
     dtype, e.g. fp16 from storage), computed blockwise over the pool."""
     train, target = np.asarray(train), np.asarray(target)
     if train.ndim != 2 or target.ndim != 2 or train.shape[1] != target.shape[1] or not len(target):
-        raise ValueError(
+        raise InputError(
             "The 'train' and 'target' parameters of specialist_influence must be 2-D with the same number of "
             f"columns and at least one target row. Got shapes {train.shape} and {target.shape}."
         )
@@ -74,12 +75,12 @@ def icons_select(
 ) -> ConsensusResult:
     """The generalist selection (see the module docstring) from per-task specialist ``influences`` {task: [N]}."""
     if not influences:
-        raise ValueError(f"The 'influences' parameter of {_OWNER} must hold at least one task. Got none.")
+        raise InputError(f"The 'influences' parameter of {_OWNER} must hold at least one task. Got none.")
     if not (isinstance(top_fraction, float) and 0 < top_fraction <= 1):
-        raise ValueError(f"The 'top_fraction' parameter of {_OWNER} must be a float in (0, 1]. Got {top_fraction!r}.")
+        raise InputError(f"The 'top_fraction' parameter of {_OWNER} must be a float in (0, 1]. Got {top_fraction!r}.")
     matrix = np.stack([np.asarray(v, dtype=np.float64) for v in influences.values()])  # [tasks, N]
     if matrix.ndim != 2 or not np.isfinite(matrix).all():
-        raise ValueError(f"The 'influences' parameter of {_OWNER} must map tasks to finite 1-D arrays of one length.")
+        raise InputError(f"The 'influences' parameter of {_OWNER} must map tasks to finite 1-D arrays of one length.")
     n = matrix.shape[1]
     count = resolve_budget(_OWNER, budget, n)
     top = max(1, math.ceil(top_fraction * n))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from transfer.errors import InputError
 from transfer.groundtruth import summarise_gains
 
 FULL = "full"
@@ -53,11 +54,11 @@ def summarise_selection(results: pd.DataFrame) -> pd.DataFrame:
     metric units over the seeds both arms share (NaN for random itself and where random was not run)."""
     missing = {"arm", "budget", "seed", "target", "n_train", "value"} - set(results.columns)
     if missing:
-        raise ValueError(f"The 'results' parameter of summarise_selection lacks the columns {sorted(missing)}.")
+        raise InputError(f"The 'results' parameter of summarise_selection lacks the columns {sorted(missing)}.")
     full = results[results.arm == FULL].groupby("target").value.mean()
     absent = sorted(set(results.target) - set(full.index))
     if absent:
-        raise ValueError(f"No full-pool ('{FULL}') runs for targets {absent}: a share needs the full-pool score.")
+        raise InputError(f"No full-pool ('{FULL}') runs for targets {absent}: a share needs the full-pool score.")
     frame = results.assign(share=results.value / results.target.map(full))
     averaged = frame.groupby(["arm", "budget", "seed"], as_index=False)[["value", "share", "n_train"]].mean()
     frame = pd.concat([frame, averaged.assign(target=ALL_TARGETS)], ignore_index=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from transfer.errors import InputError
+
 _OWNER = "stratified_take"
 
 
@@ -35,14 +37,14 @@ def stratified_take(order: np.ndarray, labels: np.ndarray, count: int) -> np.nda
     order."""
     order, labels = np.asarray(order, dtype=np.int64), np.asarray(labels)
     if order.ndim != 1 or labels.ndim != 1 or sorted(order.tolist()) != list(range(len(labels))):
-        raise ValueError(
+        raise InputError(
             f"The 'order' parameter of {_OWNER} must rank every one of the {len(labels)} pool rows once. Got "
             f"{len(order)} indices."
         )
     if not np.array_equal(labels, np.round(labels)):
-        raise ValueError(f"The 'labels' parameter of {_OWNER} must hold class indices; a regression pool has none.")
+        raise InputError(f"The 'labels' parameter of {_OWNER} must hold class indices; a regression pool has none.")
     if not (isinstance(count, (int, np.integer)) and 1 <= count <= len(order)):
-        raise ValueError(f"The 'count' parameter of {_OWNER} must be an int in [1, {len(order)}]. Got {count!r}.")
+        raise InputError(f"The 'count' parameter of {_OWNER} must be an int in [1, {len(order)}]. Got {count!r}.")
     remaining = class_quotas(labels, int(count))
     chosen = []
     for index in order:

@@ -47,6 +47,7 @@ import torch
 from selection.budget import resolve_budget
 from transfer.checks import check_choice, check_positive_int
 from transfer.encoder import DEFAULT_MODEL
+from transfer.errors import InputError
 from transfer.finetune import SMALL_BUDGET, EncoderWithHead, Recipe, fine_tune, tokenize_batch
 
 Normalize = Literal["class", "dataset", "none"]
@@ -150,11 +151,11 @@ def vog_from_checkpoints(
     check_positive_int(owner, "batch_size", batch_size)
     check_positive_int(owner, "max_length", max_length)
     if len(checkpoints) < 2:
-        raise ValueError(
+        raise InputError(
             f"The 'checkpoints' parameter of {owner} must hold at least 2 state dicts. Got {len(checkpoints)} instead."
         )
     if len(texts) == 0 or (text_pairs is not None and len(text_pairs) != len(texts)):
-        raise ValueError(
+        raise InputError(
             f"The 'texts' parameter of {owner} must hold at least one text (and 'text_pairs' one pair per text). "
             f"Got {len(texts)} texts" + ("" if text_pairs is None else f" and {len(text_pairs)} pairs") + "."
         )
@@ -164,7 +165,7 @@ def vog_from_checkpoints(
         values = np.asarray(labels if labels is not None else [], dtype=np.float64)
         valid = values.shape == (len(texts),) and bool(((values >= 0) & (values < n_outputs)).all())
         if not valid or (values != np.round(values)).any():
-            raise ValueError(
+            raise InputError(
                 f"The 'labels' parameter of {owner} must hold one class index in [0, {n_outputs}) per text "
                 f"({len(texts)}) for a {n_outputs}-output network."
             )
@@ -188,7 +189,7 @@ def vog_from_checkpoints(
 def _checkpoint_steps(n_steps: int, n_checkpoints: int) -> list[int]:
     """The 1-based optimiser steps ceil(k·T/K), k = 1..K, of K checkpoints evenly spaced over T steps (last = T)."""
     if n_checkpoints > n_steps:
-        raise ValueError(
+        raise InputError(
             f"The 'n_checkpoints' parameter of {_OWNER} must be at most the run's optimiser steps ({n_steps}). "
             f"Got {n_checkpoints} instead; train longer (recipe epochs, smaller batch) or take fewer checkpoints."
         )
@@ -205,7 +206,7 @@ def normalize_scores(raw: np.ndarray, labels: Sequence[int] | np.ndarray | None,
     groups = np.zeros(len(values), dtype=np.int64)
     if how == "class":
         if labels is None:
-            raise ValueError(
+            raise InputError(
                 "normalize='class' needs class labels; a regression pool (n_classes=None) takes 'dataset' or 'none'."
             )
         groups = np.asarray(labels).astype(np.int64)
@@ -244,15 +245,15 @@ def vog_scores(
     ``progress`` is passed to `transfer.finetune.fine_tune` (examples done after every step).
     """
     if len(texts) == 0:
-        raise ValueError(f"The 'texts' parameter of {_OWNER} must hold at least one text. Got 0.")
+        raise InputError(f"The 'texts' parameter of {_OWNER} must hold at least one text. Got 0.")
     if not isinstance(n_checkpoints, int) or isinstance(n_checkpoints, bool) or n_checkpoints < 2:
-        raise ValueError(
+        raise InputError(
             f"The 'n_checkpoints' parameter of {_OWNER} must be an int >= 2. Got {n_checkpoints!r} instead."
         )
     check_positive_int(_OWNER, "batch_size", batch_size)
     check_choice(_OWNER, "normalize", normalize, NORMALIZATIONS)
     if n_classes is None and normalize == "class":
-        raise ValueError(
+        raise InputError(
             f"The 'normalize' parameter of {_OWNER} cannot be 'class' for a regression pool (n_classes=None): "
             "use 'dataset' or 'none'."
         )
@@ -303,7 +304,7 @@ def vog_scores(
 def _check_scores(owner: str, scores: np.ndarray | Sequence[float]) -> np.ndarray:
     values = np.asarray(scores, dtype=np.float64)
     if values.ndim != 1 or len(values) == 0 or not np.isfinite(values).all():
-        raise ValueError(
+        raise InputError(
             f"The 'scores' parameter of {owner} must be a non-empty 1-D array of finite numbers. Got shape "
             f"{values.shape} with {int((~np.isfinite(values)).sum())} non-finite values instead."
         )
@@ -336,7 +337,7 @@ def prune_easiest(
     values = _check_scores("prune_easiest", scores)
     count = resolve_budget("prune_easiest", budget, len(values))
     if not (isinstance(drop_hardest, (int, float)) and 0 <= drop_hardest < 1):
-        raise ValueError(
+        raise InputError(
             f"The 'drop_hardest' parameter of prune_easiest must be a fraction in [0, 1). Got {drop_hardest!r} instead."
         )
     skip = min(int(round(drop_hardest * len(values))), len(values) - count)
@@ -356,7 +357,7 @@ def weighted_sample(
     values = _check_scores("weighted_sample", scores)
     count = resolve_budget("weighted_sample", budget, len(values))
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(
+        raise InputError(
             f"The 'temperature' parameter of weighted_sample must be a finite number > 0. Got {temperature!r} instead."
         )
     sd = values.std()

@@ -3,53 +3,59 @@
 `measured_knowledge` gathers measured transfer: the transfer atlas shipped with the package (``reports/results/``:
 the per-seed runs ``transfer_atlas.parquet``, every ranking method's scores of the atlas pairs
 ``atlas_method_scores.parquet``, the atlas tasks' descriptors ``atlas_tasks.csv``; written by ``python -m bench
-ranking_quality``) plus every target the workspace has both measured (``transferscope measure``) and ranked. A
-workspace target replaces the atlas's target of the same name; ``$TRANSFERSCOPE_ATLAS`` points at another atlas
-folder (``none``: the workspace alone). `put_advice` stores one advice batch in one
-transaction.
+ranking_quality``) plus the workspace's own measurements, under one rule: only runs measured under the advisor's
+`MeasurementRecipe` (the atlas's encoder, source recipe, target recipe and ``max_test``) count, since a gain under
+another recipe is another quantity. A workspace target measured under the atlas's exact config (same recipe, same
+data) adds its seeds to the atlas's (its own replacing the atlas's of the same source and seed); any other workspace
+target joins, replacing an atlas target of its name, only with `MIN_JOIN_SOURCES` sources each measured on at least
+`MIN_JOIN_SEEDS` seeds with their baselines (a mean gain from one seed is mostly seed noise, and the features rank a
+target's sources within it) and a stored ranking to read its features from; the others are listed as ignored, with
+why. ``$TRANSFERSCOPE_ATLAS`` points at another atlas folder (``none``: the workspace alone). `put_advice` stores
+one advice batch in one transaction.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
+from store.measured import MeasurementRecipe
 from store.workspace import Workspace, query
 
 SHIPPED_ATLAS = Path(str(resources.files("reports").joinpath("results")))
 ATLAS_ENV = "TRANSFERSCOPE_ATLAS"  # another atlas folder, or "none" to learn from the workspace alone
 ATLAS_RUNS, ATLAS_SCORES, ATLAS_TASKS = "transfer_atlas.parquet", "atlas_method_scores.parquet", "atlas_tasks.csv"
 SCORE_COLUMNS = ["target", "source", "method", "score", "higher_is_better"]
+RUN_COLUMNS = ["target", "source", "seed", "value"]
 TASK_COLUMNS = ["n_train", "kind", "input", "n_labels"]
+MIN_JOIN_SOURCES = 5
+MIN_JOIN_SEEDS = 2
 
 
 @dataclass(frozen=True)
 class Knowledge:
-    """Measured transfer to learn from. ``runs``: per-seed primary metrics (target, source, seed, value; source ''
-    = no transfer); ``scores``: method scores of the measured pairs (`SCORE_COLUMNS`); ``tasks``: descriptors
-    indexed by task name (`TASK_COLUMNS`); ``source_recipe``/``target_recipe``: the atlas's recipes (None without
-    an atlas); ``origin``: {target: "atlas" | "workspace"}; ``seconds_per_run``: the atlas's median wall seconds
-    per (target, source, seed) run measured on CPU (2 cores), the cost of one verification fine-tune there (None
-    without an atlas; the atlas's GPU rows took about a tenth of it on an H200)."""
+    """Measured transfer to learn from. ``runs``: per-seed primary metrics (`RUN_COLUMNS`; source '' = no
+    transfer), all under ``recipe``; ``scores``: method scores of the measured pairs (`SCORE_COLUMNS`); ``tasks``:
+    descriptors indexed by task name (`TASK_COLUMNS`); ``recipe``: the `MeasurementRecipe` every run was measured
+    under (the atlas's, else the caller's default); ``origin``: {target: "atlas" | "workspace" |
+    "atlas+workspace"}; ``ignored``: {workspace target: why its runs were left out}; ``seconds_per_run``: the
+    atlas's median wall seconds per (target, source, seed) run measured on CPU (2 cores), the cost of one
+    verification fine-tune there (None without an atlas; the atlas's GPU rows took about a tenth of it on an
+    H200)."""
 
     runs: pd.DataFrame
     scores: pd.DataFrame
     tasks: pd.DataFrame
-    source_recipe: dict | None
-    target_recipe: dict | None
+    recipe: MeasurementRecipe
     origin: dict[str, str]
     seconds_per_run: float | None
-
-    @property
-    def input_budget(self) -> str | dict:
-        """The source recipe the advisor's input rankings use: the atlas's, so their scores compare with the
-        atlas's (the small budget without an atlas)."""
-        return self.source_recipe or "small"
+    ignored: dict[str, str] = field(default_factory=dict)
+    configs: dict[str, str] = field(default_factory=dict)  # the atlas's config hash per target
 
 
 def shipped_atlas(directory: Path = SHIPPED_ATLAS) -> Knowledge | None:
@@ -61,14 +67,17 @@ def shipped_atlas(directory: Path = SHIPPED_ATLAS) -> Knowledge | None:
     runs, scores = pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
     (recipe,) = scores.recipe.unique()
     runs = runs[(runs.recipe == recipe) & runs.target.isin(scores.target.unique())]
+    first = runs.iloc[0]
     return Knowledge(
-        runs=runs[["target", "source", "seed", "value"]].reset_index(drop=True),
+        runs=runs[RUN_COLUMNS].reset_index(drop=True),
         scores=scores[SCORE_COLUMNS].reset_index(drop=True),
         tasks=pd.read_csv(paths[2], index_col="name")[TASK_COLUMNS],
-        source_recipe=json.loads(runs.source_recipe.iloc[0]),
-        target_recipe=json.loads(runs.target_recipe.iloc[0]),
+        recipe=MeasurementRecipe(
+            str(first.model), json.loads(first.source_recipe), json.loads(first.target_recipe), int(first.max_test)
+        ),
         origin=dict.fromkeys(sorted(runs.target.unique()), "atlas"),
         seconds_per_run=cpu_seconds_per_run(runs),
+        configs=runs.groupby("target").config_hash.first().to_dict(),
     )
 
 
@@ -88,40 +97,67 @@ def atlas_folder(atlas: str | None = None) -> Path | None:
     return None if chosen.lower() == "none" else Path(chosen).expanduser()
 
 
-def measured_knowledge(ws: Workspace, *, exclude: str | None = None, atlas: str | None = None) -> Knowledge:
-    """The atlas (`atlas_folder`) plus the workspace's measured and ranked targets, without target ``exclude``
-    (the one being advised, so its own measurements never reach its advice)."""
+def enough_measured(runs: pd.DataFrame) -> bool:
+    """Whether one target's ``runs`` (source, seed, value) hold `MIN_JOIN_SOURCES` sources each measured on at
+    least `MIN_JOIN_SEEDS` seeds that also have a baseline run."""
+    baseline_seeds = set(runs.seed[runs.source == ""])
+    paired = runs[(runs.source != "") & runs.seed.isin(baseline_seeds)]
+    return int((paired.groupby("source").seed.nunique() >= MIN_JOIN_SEEDS).sum()) >= MIN_JOIN_SOURCES
+
+
+def measured_knowledge(
+    ws: Workspace, default: MeasurementRecipe, *, exclude: str | None = None, atlas: str | None = None
+) -> Knowledge:
+    """The atlas (`atlas_folder`) plus the workspace's measurements under the advisor's recipe (the atlas's, else
+    ``default``), by the rule of the module docstring, without target ``exclude`` (the one being advised, so its
+    own measurements never reach its advice)."""
     folder = atlas_folder(atlas)
     shipped = shipped_atlas(folder) if folder is not None else None
-    measured = ws.read("measured_runs")
-    ranked = [
-        ws.read("latest_rankings_all_methods", {"target": t}).assign(target=t)
-        for t in sorted(measured.target.unique())
-        if t != exclude
-    ]
-    local = pd.concat([r for r in ranked if len(r)] or [pd.DataFrame(columns=SCORE_COLUMNS)], ignore_index=True)
-    local = local[~local.method.str.startswith(("advisor", "fused-"))][SCORE_COLUMNS]
-    mine = set(local.target)
-    runs = [measured[measured.target.isin(mine)]]
-    scores = [local]
-    tasks = [ws.read("list_tasks").set_index("name")[TASK_COLUMNS]]
-    origin = dict.fromkeys(sorted(mine), "workspace")
-    if shipped is not None:
-        runs.insert(0, shipped.runs[~shipped.runs.target.isin(mine)])
-        scores.insert(0, shipped.scores[~shipped.scores.target.isin(mine)])
-        tasks.insert(0, shipped.tasks)
-        origin = {**{t: "atlas" for t in shipped.origin if t not in mine}, **origin}
-    keep = {t for t in origin if t != exclude}
-    all_runs = pd.concat(runs, ignore_index=True)
+    recipe = shipped.recipe if shipped is not None else default
+    runs = {t: r for t, r in shipped.runs.groupby("target")} if shipped else {}
+    scores = {t: s for t, s in shipped.scores.groupby("target")} if shipped else {}
+    origin = dict(shipped.origin) if shipped else {}
+    ignored: dict[str, str] = {}
+    listed = ws.read("list_tasks")
+    for name, content in zip(listed.name, listed.content_hash, strict=True):
+        config = recipe.config(content)
+        mine = ws.read("primary_transfer_results", {"config_hash": config, "target": name})
+        if name == exclude or not len(mine):
+            continue
+        mine = mine.assign(target=name)[RUN_COLUMNS]
+        if shipped is not None and shipped.configs.get(name) == config:  # the atlas's own measurement: add seeds
+            merged = pd.concat([runs[name], mine]).drop_duplicates(["source", "seed"], keep="last")
+            runs[name], origin[name] = merged.reset_index(drop=True), "atlas+workspace"
+            continue
+        ranked = ws.read("latest_rankings_all_methods", {"target": name}).assign(target=name)
+        ranked = ranked[~ranked.method.str.startswith(("advisor", "fused-"))][SCORE_COLUMNS]
+        if not enough_measured(mine):
+            ignored[name] = (
+                f"{len(mine)} runs under the advisor's recipe; it needs {MIN_JOIN_SOURCES} sources on "
+                f"{MIN_JOIN_SEEDS}+ seeds with baselines"
+            )
+        elif not len(ranked):
+            ignored[name] = f"measured but not ranked (`transferscope rank {name}`)"
+        else:
+            runs[name], scores[name], origin[name] = mine, ranked, "workspace"
+    keep = sorted(t for t in origin if t != exclude)
+    tasks = [shipped.tasks] if shipped else []
+    tasks.append(listed.set_index("name")[TASK_COLUMNS])
     all_tasks = pd.concat(tasks)
+
+    def stacked(parts: dict[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+        frames = [parts[t] for t in keep if t in parts]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
     return Knowledge(
-        runs=all_runs[all_runs.target.isin(keep)].reset_index(drop=True),
-        scores=pd.concat(scores, ignore_index=True).query("target in @keep").reset_index(drop=True),
+        runs=stacked(runs, RUN_COLUMNS),
+        scores=stacked(scores, SCORE_COLUMNS),
         tasks=all_tasks[~all_tasks.index.duplicated(keep="last")],
-        source_recipe=shipped.source_recipe if shipped else None,
-        target_recipe=shipped.target_recipe if shipped else None,
-        origin={t: o for t, o in origin.items() if t in keep},
+        recipe=recipe,
+        origin={t: origin[t] for t in keep},
         seconds_per_run=shipped.seconds_per_run if shipped else None,
+        ignored=ignored,
+        configs=shipped.configs if shipped else {},
     )
 
 
@@ -137,9 +173,12 @@ def put_advice(
     learner: str | None,
     dont_transfer: bool,
     training_targets: int,
+    level: float | None,
 ) -> None:
     """Store one target's advice (``advice`` indexed by source with columns rank, expected_gain, lower, upper,
-    top_features and optionally measured_gain) as one batch in one transaction."""
+    top_features and optionally measured_gain) as one batch in one transaction; ``level``: the intervals' nominal
+    coverage (None without intervals). Infinite bounds (too few training targets for the level) are stored as
+    ±inf."""
 
     def number(value: object) -> float | None:
         return None if value is None or pd.isna(value) else float(value)  # type: ignore[arg-type]
@@ -164,6 +203,7 @@ def put_advice(
                     "learner": learner,
                     "dont_transfer": bool(dont_transfer),
                     "training_targets": int(training_targets),
+                    "level": level,
                 },
             )
 

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from store.artifacts import directory_checksum, file_checksum
+from store.errors import InputError
 from store.runs import library_versions
 from store.workspace import Workspace
 
@@ -23,7 +24,7 @@ def export_workspace(ws: Workspace, destination: str | Path) -> Path:
     """Copy ``ws`` to the empty or new folder ``destination``; returns the manifest's path."""
     target = Path(destination)
     if target.exists() and any(target.iterdir()):
-        raise ValueError(f"The 'destination' parameter of export_workspace must be a new or empty folder: '{target}'.")
+        raise InputError(f"The 'destination' parameter of export_workspace must be a new or empty folder: '{target}'.")
     target.mkdir(parents=True, exist_ok=True)
     with ws.writer_lock():  # no commit can land while the catalog file is copied
         shutil.copy2(ws.catalog_path, target / ws.catalog_path.name)
@@ -60,15 +61,15 @@ def import_workspace(source: str | Path, destination: str | Path) -> Workspace:
     there and raises with every problem listed."""
     origin, target = Path(source), Path(destination)
     if not (origin / MANIFEST).is_file():
-        raise ValueError(
+        raise InputError(
             f"The 'source' parameter of import_workspace must be a folder written by export_workspace "
             f"(with {MANIFEST}). Got '{origin}'."
         )
     if target.exists() and any(target.iterdir()):
-        raise ValueError(f"The 'destination' parameter of import_workspace must be a new or empty folder: '{target}'.")
+        raise InputError(f"The 'destination' parameter of import_workspace must be a new or empty folder: '{target}'.")
     shutil.copytree(origin, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MANIFEST))
     ws = Workspace(target)
     problems = verify_artefacts(ws)
     if problems:
-        raise ValueError(f"Imported workspace '{target}' failed verification: " + "; ".join(problems))
+        raise InputError(f"Imported workspace '{target}' failed verification: " + "; ".join(problems))
     return ws

@@ -44,6 +44,21 @@ def replace_atomically(target: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def rename_into_place(staging: Path, final: Path) -> Path:
+    """Rename the complete directory ``staging`` to ``final``; if ``final`` is already there (another writer's copy,
+    or one whose catalog row was dropped as corrupt), to a fresh name beside it instead. A directory in place is never
+    rewritten or removed, so a reader never sees it half-written; unreferenced copies are left to `store.gc`.
+    Returns where ``staging`` landed."""
+    try:
+        os.rename(staging, final)  # fails when a non-empty ``final`` exists
+    except OSError:
+        if not final.exists():
+            raise
+        final = final.with_name(f"{final.name}-{uuid.uuid4().hex[:8]}")
+        os.rename(staging, final)
+    return final
+
+
 def write_parquet(table: pa.Table, target: str | os.PathLike[str]) -> str:
     """Write ``table`` to ``target`` atomically (zstd) and return the file's checksum."""
     with replace_atomically(target) as tmp:

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from store.artifacts import read_verified, write_parquet
-from store.errors import CorruptArtifactError, UnknownTaskError
+from store.errors import CorruptArtifactError, InputError, UnknownTaskError
 from store.runs import canonical_json, config_hash
 from store.tasks import Task
 from store.workspace import Workspace
@@ -105,7 +105,7 @@ def check_plan_current(ws: Workspace, planned: str, owner: str) -> None:
     """Raise when the stored tasks changed since a plan was made against ``planned`` (`catalog_digest`): its
     leakage guard, samples, ids and cache keys would describe data that is no longer there."""
     if catalog_digest(ws) != planned:
-        raise ValueError(
+        raise InputError(
             f"The tasks in workspace '{ws.root}' changed since this {owner} plan was made (a task was added, "
             "changed or removed); plan the request again."
         )

@@ -4,12 +4,12 @@ traceback."""
 
 from __future__ import annotations
 
+from transfer.errors import ExpectedError, InputError, MissingResultError
 
-class ExpectedError(Exception):
-    """A failure the user can act on; its message says what to do."""
-
-    def __str__(self) -> str:  # KeyError's own str() would wrap the message in quotes
-        return str(self.args[0]) if self.args else ""
+__all__ = [
+    "CorruptArtifactError", "ExpectedError", "InputError", "MissingResultError", "MissingSplitError",
+    "UnknownTaskError",
+]  # fmt: skip
 
 
 class UnknownTaskError(ExpectedError, KeyError):

@@ -1,4 +1,6 @@
-"""ESM catalog: one safetensors file per (base model, source, training data, fit parameters), with a checksum.
+"""ESM catalog: one safetensors file per (source checkpoint, fit parameters), with a checksum. The checkpoint's key
+(`store.checkpoints.CheckpointKey.cache_key`: base model, exact training rows, recipe, seed) is the ESM's input, so
+two recipes or seeds that tune on the same rows get two ESMs.
 
 Also moves ESMs between workspaces: `export_esms` writes a folder of our files plus a manifest (or, with
 ``layout="hfselect"``, one ``hf-dataset-selector`` directory per source); `import_esms` reads either layout.
@@ -15,6 +17,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from store.artifacts import file_checksum
+from store.errors import InputError
 from store.runs import canonical_json, config_hash
 from store.workspace import Workspace
 from transfer.esm import EmbeddingSpaceMap, export_hfselect, import_hfselect
@@ -22,8 +25,10 @@ from transfer.esm import EmbeddingSpaceMap, export_hfselect, import_hfselect
 MANIFEST = "manifest.json"
 
 
-def esm_cache_key(base_fp: str, source: str, data_hash: str, params: dict[str, Any]) -> str:
-    return config_hash({"base_fp": base_fp, "source": source, "data_hash": data_hash, "params": params})
+def esm_cache_key(checkpoint_key: str, params: dict[str, Any]) -> str:
+    """The ESM's key: the checkpoint it maps to (its cache key, which holds base model, rows, recipe and seed) and
+    the map's parameters (`EmbeddingSpaceMap.params`)."""
+    return config_hash({"checkpoint": checkpoint_key, "params": params})
 
 
 def find_esm(ws: Workspace, cache_key: str) -> EmbeddingSpaceMap | None:
@@ -62,15 +67,23 @@ def put_esm(
     base_fp: str,
     source: str,
     data_hash: str,
+    checkpoint_key: str,
     heldout_mse: float | None = None,
     identity_mse: float | None = None,
     run_id: str | None = None,
 ) -> str:
-    """Save an ESM (file first, atomically, then its catalog row); returns its cache key."""
+    """Save an ESM fitted from the checkpoint ``checkpoint_key`` (file first, atomically, then its catalog row);
+    returns its cache key (`esm_cache_key`)."""
     params = esm.params()
-    key = esm_cache_key(base_fp, source, data_hash, params)
+    key = esm_cache_key(checkpoint_key, params)
     relative = f"esms/{key}.safetensors"
-    metadata = {"base_model": base_model, "base_fp": base_fp, "source": source, "data_hash": data_hash}
+    metadata = {
+        "base_model": base_model,
+        "base_fp": base_fp,
+        "source": source,
+        "data_hash": data_hash,
+        "checkpoint_key": checkpoint_key,
+    }
     esm.save(ws.path(relative), metadata)
     ws.execute(
         "insert_esm",
@@ -80,6 +93,7 @@ def put_esm(
             "base_fp": base_fp,
             "source": source,
             "data_hash": data_hash,
+            "checkpoint_key": checkpoint_key,
             "fit": params["fit_method"],
             "params_json": canonical_json(params),
             "dim": esm.n_features_in_,
@@ -117,7 +131,10 @@ def export_esms(
         else:
             shutil.copyfile(path, target / path.name)
             manifest.append(
-                {k: getattr(row, k) for k in ("source", "base_model", "base_fp", "data_hash", "cache_key", "checksum")}
+                {
+                    k: getattr(row, k)
+                    for k in ("source", "base_model", "base_fp", "data_hash", "checkpoint_key", "cache_key", "checksum")
+                }
                 | {"file": path.name}
             )
     if layout == "transferscope":
@@ -129,14 +146,16 @@ def import_esms(ws: Workspace, directory: str | Path, *, base_fp: str | None = N
     """Import ESMs from a folder written by `export_esms` (either layout) or by hf-dataset-selector (one
     sub-directory per ESM with config.json + model.safetensors). ESMs in the hf-dataset-selector layout carry a
     base model *name*, not a content fingerprint: pass ``base_fp`` (the fingerprint of the encoder you will use
-    them with; `transfer.encoder.model_fingerprint`) to attach them to it. Returns the sources imported."""
+    them with; `transfer.encoder.model_fingerprint`) to attach them to it. Returns the sources imported.
+    An ESM keeps the checkpoint key it was exported with (one exported by an older TransferScope, or from
+    hf-dataset-selector, has none: it gets a stand-in, ``rows:<data hash>`` or ``hfselect:<checksum>``)."""
     folder = Path(directory)
     imported = []
     if (folder / MANIFEST).exists():
         for entry in json.loads((folder / MANIFEST).read_text()):
             file = folder / entry["file"]
             if file_checksum(file) != entry["checksum"]:
-                raise ValueError(f"ESM file '{file}' does not match the checksum in its manifest; not importing it.")
+                raise InputError(f"ESM file '{file}' does not match the checksum in its manifest; not importing it.")
             esm, _ = EmbeddingSpaceMap.load(file)
             put_esm(
                 ws,
@@ -145,25 +164,28 @@ def import_esms(ws: Workspace, directory: str | Path, *, base_fp: str | None = N
                 base_fp=entry["base_fp"],
                 source=entry["source"],
                 data_hash=entry["data_hash"],
+                checkpoint_key=entry.get("checkpoint_key") or f"rows:{entry['data_hash']}",
             )
             imported.append(entry["source"])
         return imported
     for sub in sorted(p for p in folder.iterdir() if (p / "config.json").exists()):
         if base_fp is None:
-            raise ValueError(
+            raise InputError(
                 "The 'base_fp' parameter of import_esms is required for hf-dataset-selector ESMs: they name their "
                 "base model but carry no fingerprint of it."
             )
         esm, config = import_hfselect(sub)
+        origin = f"hfselect:{file_checksum(sub / 'model.safetensors')[:16]}"
         put_esm(
             ws,
             esm,
             base_model=config["base_model_name"],
             base_fp=base_fp,
             source=config["task_id"],
-            data_hash=f"hfselect:{file_checksum(sub / 'model.safetensors')[:16]}",
+            data_hash=origin,
+            checkpoint_key=origin,
         )
         imported.append(config["task_id"])
     if not imported:
-        raise ValueError(f"No ESMs found in '{folder}': expected {MANIFEST} or sub-directories with config.json.")
+        raise InputError(f"No ESMs found in '{folder}': expected {MANIFEST} or sub-directories with config.json.")
     return imported

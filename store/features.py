@@ -1,8 +1,9 @@
 """Gradient-feature cache: projected per-example gradients of a task split as fp16 ``.npy`` shards.
 
 Layout: ``features/<cache_key>/example_ids.json`` and ``shard-00000.npy`` … (each [rows, k], float16). The directory
-is written under a temporary name and renamed into place, then its catalog row (with a checksum over the files) is
-committed; a directory that is missing or fails its checksum is dropped with a warning and recomputed.
+is written under a temporary name and renamed into place (beside a copy already there, never over it:
+`store.artifacts.rename_into_place`), then its catalog row (with a checksum over the files) is committed; a directory
+that is missing or fails its checksum is dropped with a warning and recomputed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from store.artifacts import TMP_MARKER, directory_checksum
+from store.artifacts import TMP_MARKER, directory_checksum, rename_into_place
 from store.runs import canonical_json, config_hash
 from store.workspace import Workspace
 
@@ -71,9 +72,7 @@ def put_features(
         if len(features) != len(example_ids):
             raise ValueError(f"Got {len(features)} feature rows for {len(example_ids)} example ids.")
         (staging / "example_ids.json").write_text(json.dumps(list(example_ids)))
-        if final.exists():  # an earlier copy whose row was dropped (failed checksum): replace it
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        final = rename_into_place(staging, final)  # never over a copy in place: a reader may be using it
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     ws.execute(
@@ -84,7 +83,7 @@ def put_features(
             "split": split,
             "checkpoint_key": checkpoint_key,
             "params_json": canonical_json(params),
-            "path": f"features/{cache_key}",
+            "path": str(final.relative_to(ws.root)),
             "n": len(features),
             "dim": features.shape[1],
             "checksum": directory_checksum(final),

@@ -28,7 +28,10 @@ def load_hf_task(
         raise ImportError(
             "Loading Hugging Face datasets needs the 'datasets' package: pip install 'transferscope[hf]'."
         ) from None
-    loaded = datasets.load_dataset(dataset, config)
+    try:
+        loaded = datasets.load_dataset(dataset, config)
+    except (FileNotFoundError, ConnectionError) as err:  # no such dataset; the hub unreachable and it is not cached
+        raise TaskValidationError(f"Dataset {dataset!r} (config {config!r}) could not be loaded: {err}") from None
     aliases = {"dev": "validation", "val": "validation"}
     frames = []
     label_names = None

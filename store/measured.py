@@ -4,10 +4,41 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
+from store.runs import config_hash
 from store.workspace import Workspace, query
+
+
+@dataclass(frozen=True)
+class MeasurementRecipe:
+    """What a measured-transfer number depends on besides the target's data: the encoder, the source's and the
+    target's fine-tuning recipes (dicts of `transfer.finetune.Recipe` fields) and the cap on held-out rows. Runs
+    are stored under `config` of this recipe and the target's content hash, so two numbers compare exactly when
+    their configs are equal."""
+
+    model: str
+    source_recipe: dict[str, Any]
+    target_recipe: dict[str, Any]
+    max_test: int
+
+    def setup(self, target_content: str) -> dict[str, Any]:
+        """The measurement setup `flows.measure.plan_measure` records and hashes."""
+        return {
+            "model": self.model,
+            "source_recipe": self.source_recipe,
+            "target_recipe": self.target_recipe,
+            "max_test": self.max_test,
+            "target_content": target_content,
+        }
+
+    def config(self, target_content: str) -> str:
+        """The config hash a target with content hash ``target_content`` is measured under with this recipe."""
+        return config_hash(self.setup(target_content))
 
 
 def put_transfer_result(

@@ -19,6 +19,7 @@ import pandas as pd
 
 from selection.quality import summarise_selection
 from store.advice import read_advice
+from store.errors import InputError, MissingResultError
 from store.selections import budget_kind, find_selection, selection_frame, selection_results
 from store.workspace import Workspace
 
@@ -35,10 +36,10 @@ class Results:
         ``rank --verify``) the columns are source, rank, expected_gain, lower, upper (points over no transfer; NaN
         when the advisor had no measured transfer to learn from and fused its inputs' ranks), measured_gain,
         top_features, method, run_id, and ``frame.attrs`` holds ``dont_transfer`` (even the best source's
-        interval lies below zero: fine-tune on the target alone), ``basis`` ('learned' or 'fused'), ``learner``
-        and ``training_targets``."""
+        interval lies below zero: fine-tune on the target alone), ``basis`` ('learned' or 'fused'), ``learner``,
+        ``training_targets`` and ``level`` (the intervals' nominal coverage; None when fused)."""
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"The 'k' parameter of recommend_sources must be a positive int. Got {k!r} instead.")
+            raise InputError(f"The 'k' parameter of recommend_sources must be a positive int. Got {k!r} instead.")
         advised = method in ("advisor", "advisor+verify")
         ranking = (
             read_advice(self.workspace, target, method)
@@ -47,7 +48,7 @@ class Results:
         )
         if ranking.empty:
             verify = " --verify 2" if method == "advisor+verify" else ""
-            raise LookupError(
+            raise MissingResultError(
                 f"No {method!r} ranking stored for target {target!r}; compute one with "
                 f"`transferscope rank {target} --method {method.partition('+')[0]}{verify}` (or flows.rank_sources"
                 f"{', flows.advise_sources' if advised else ''})."
@@ -62,6 +63,7 @@ class Results:
             basis=first.basis,
             learner=first.learner,
             training_targets=int(first.training_targets),
+            level=None if pd.isna(first.level) else float(first.level),
         )
         return top
 
@@ -71,7 +73,9 @@ class Results:
         method, sorted by the mean rank."""
         rows = self.workspace.read("latest_rankings_all_methods", {"target": target})
         if rows.empty:
-            raise LookupError(f"No rankings stored for target {target!r}; run `transferscope rank {target}` first.")
+            raise MissingResultError(
+                f"No rankings stored for target {target!r}; run `transferscope rank {target}` first."
+            )
         direction = rows.groupby("method")["higher_is_better"].first()
         wide = rows.pivot(index="source", columns="method", values=["score", "rank"])
         wide.columns = [
@@ -96,12 +100,13 @@ class Results:
     def method_quality(self, target: str | None = None) -> pd.DataFrame:
         """How well each method's ranking predicted measured transfer (the newest evaluation per target), with the
         ``random`` expectation and the ``source-prior`` baseline beside the methods: one row per (target, method),
-        one column per metric (regret@k, ndcg@k, spearman, ...)."""
+        one column per metric (`transfer.metrics.ranking_quality`: regret@k, the % of the best performance lost by
+        the best of the top k; points_lost@k, the same loss in points; ndcg@k, spearman, ...)."""
         rows = self.workspace.read("latest_ranking_quality")
         if target is not None:
             rows = rows[rows.target == target]
         if rows.empty:
-            raise LookupError(
+            raise MissingResultError(
                 "No ranking-quality evaluation stored"
                 + (f" for target {target!r}" if target else "")
                 + "; run measure_transfer, then evaluate_rankings."
@@ -132,7 +137,7 @@ class Results:
         if row.empty:
             flags = " ".join(f"--target {shlex.quote(t)}" for t in names)
             budget_flag = "" if budget is None else f" --budget {budget}"
-            raise LookupError(
+            raise MissingResultError(
                 f"No {method!r} subset of pool {pool!r} for targets {names} at budget {budget!r} is stored; compute it "
                 f"with `transferscope select {shlex.quote(pool)} {flags} --method {method}{budget_flag}` (or "
                 "flows.select_training_subset)."
@@ -144,7 +149,9 @@ class Results:
         `select_subset` returns it."""
         selection = find_selection(self.workspace, subset_id)
         if selection is None:
-            raise LookupError(f"No training subset {subset_id!r} is stored in workspace '{self.workspace.root}'.")
+            raise MissingResultError(
+                f"No training subset {subset_id!r} is stored in workspace '{self.workspace.root}'."
+            )
         return self._subset(selection)
 
     def _subset(self, selection: pd.Series) -> tuple[list[str], pd.DataFrame]:
@@ -165,7 +172,7 @@ class Results:
         runs = selection_results(self.workspace, pool=pool)
         if runs.empty:
             where = f" of pool {pool!r}" if pool else ""
-            raise LookupError(
+            raise MissingResultError(
                 f"No selection-quality measurement{where} is stored; run `transferscope measure-selection POOL "
                 "--target T` (or flows.measure_selection.measure_selection)."
             )

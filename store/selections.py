@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from store.artifacts import replace_atomically
 from store.catalog import get_task
 from store.embeddings import EmbeddingKey
-from store.errors import CorruptArtifactError
+from store.errors import CorruptArtifactError, InputError
 from store.runs import canonical_json, library_versions
 from store.tasks import FORMATS, Task
 from store.workspace import Workspace, query
@@ -45,7 +45,7 @@ def budget_kind(budget: int | float | None) -> BudgetKind:
         return "count"
     if isinstance(budget, float) and math.isfinite(budget):
         return "fraction"
-    raise ValueError(
+    raise InputError(
         "The 'budget' parameter must be a float in (0, 1] (a fraction of the pool), an int >= 1 (a count) or None "
         f"(the method's own stopping rule). Got {budget!r} instead."
     )
@@ -60,7 +60,7 @@ def check_same_space(pool: EmbeddingKey, targets: Sequence[EmbeddingKey]) -> Non
         found = {f: getattr(key, f) for f in fields}
         if found != reference:
             diff = {f: (found[f], reference[f]) for f in fields if found[f] != reference[f]}
-            raise ValueError(
+            raise InputError(
                 f"Target {key.task!r} was embedded with another encoder than the pool {pool.task!r} "
                 f"(model {key.model!r} vs {pool.model!r}; differing (target, pool): {diff}). Embed both with one "
                 "encoder."
@@ -156,7 +156,7 @@ def export_selection(
     pool = get_task(ws, selection.pool)
     fmt = fmt or path.suffix.lstrip(".") or _source_format(pool)
     if fmt not in FORMATS:
-        raise ValueError(f"The 'fmt' parameter of export_selection must be one of {list(FORMATS)}. Got {fmt!r}.")
+        raise InputError(f"The 'fmt' parameter of export_selection must be one of {list(FORMATS)}. Got {fmt!r}.")
     frame = selection_frame(ws, selection)
     pair = pool.input == "pair"
     columns = {"text_a": frame.text, "text_b": frame.text_pair} if pair else {"text": frame.text}

@@ -54,7 +54,7 @@ def _read_records(task: str, path: Path) -> list[tuple[dict[str, Any], int]]:
     if suffix == "parquet":
         try:
             frame = pq.read_table(path).to_pandas()
-        except Exception as err:  # noqa: BLE001 - pyarrow raises many types for bad files
+        except (pa.ArrowException, OSError) as err:  # pyarrow's error for an unreadable or corrupt file
             raise TaskValidationError(f"Task {task!r}, file '{path}': not a readable Parquet file ({err}).") from None
         return [(rec, i + 1) for i, rec in enumerate(frame.to_dict(orient="records"))]
     text = _decode(task, path, path.read_bytes())

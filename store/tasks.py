@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from store.errors import MissingSplitError
+from store.errors import InputError, MissingSplitError
 
 SPLITS = ("train", "validation", "test")
 EVAL_SPLITS = ("validation", "test")
@@ -44,7 +44,7 @@ TASK_SCHEMA = pa.schema(
 )
 
 
-class TaskValidationError(ValueError):
+class TaskValidationError(InputError):
     """A task's data does not meet the canonical form; the message names task, file, row and expectation."""
 
 

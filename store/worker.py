@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar, cast
 import duckdb
 import pandas as pd
 
+from store.errors import InputError
 from store.workspace import Workspace, query, resolve_root
 
 T = TypeVar("T")
@@ -45,7 +46,7 @@ class WorkerWorkspace(Workspace):
         self.views_path = self.root / "views.duckdb"
         self.tables_dir = self.root / "tables"
         if not self.tables_dir.is_dir():
-            raise FileNotFoundError(
+            raise InputError(
                 f"No workspace catalog snapshots at '{self.tables_dir}'; a worker needs the flow's workspace at the "
                 "same path (a shared filesystem)."
             )

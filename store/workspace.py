@@ -31,6 +31,7 @@ import duckdb
 import pandas as pd
 
 from store.artifacts import file_checksum, replace_atomically
+from store.errors import ExpectedError, InputError
 
 SCHEMA_DIR = Path(__file__).with_name("schema")
 QUERY_DIR = Path(__file__).with_name("queries")
@@ -57,7 +58,7 @@ ARTEFACT_VIEWS = {
 }
 
 
-class WorkspaceLockedError(TimeoutError):
+class WorkspaceLockedError(ExpectedError, TimeoutError):
     """Another process held the workspace catalog for longer than the lock timeout."""
 
 
@@ -118,7 +119,7 @@ class Workspace:
         schema_dir: Path = SCHEMA_DIR,
     ) -> None:
         if not lock_timeout > 0:
-            raise ValueError(f"The 'lock_timeout' parameter must be a positive number. Got {lock_timeout!r} instead.")
+            raise InputError(f"The 'lock_timeout' parameter must be a positive number. Got {lock_timeout!r} instead.")
         self.root = resolve_root(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.catalog_path = self.root / "catalog.duckdb"

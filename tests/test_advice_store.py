@@ -1,5 +1,6 @@
 """What the advisor learns from (`store.advice.measured_knowledge`): the atlas folder plus the workspace's own
-measured and ranked targets, the advised target never among them; advice stored and served by `Results`."""
+measurements under the advisor's recipe only, a target joining only with enough of it measured, the advised target
+never among them; advice stored and served by `Results` with its interval level."""
 
 from __future__ import annotations
 
@@ -28,7 +29,13 @@ def write_atlas(folder, targets=("t1", "t2", "t3"), sources=("a", "b")):
         scores += [(target, s, "mmd", float(i), False) for i, s in enumerate(sources)]
     frame = pd.DataFrame(runs, columns=["target", "source", "seed", "value"])
     frame = frame.assign(
-        recipe="medium", source_recipe=json.dumps(RECIPE), target_recipe=json.dumps(RECIPE), seconds=20.0
+        recipe="medium",
+        source_recipe=json.dumps(RECIPE),
+        target_recipe=json.dumps(RECIPE),
+        seconds=20.0,
+        model="m",
+        max_test=1000,
+        config_hash=frame.target + "-atlas-config",
     )
     frame.loc[0, "seconds"] = 40.0
     frame["device"] = "cpu"
@@ -52,29 +59,79 @@ def test_no_atlas_files_is_no_atlas(tmp_path, monkeypatch):
     assert atlas_folder() == tmp_path and atlas_folder("none") is None
 
 
-def test_knowledge_merges_the_atlas_and_the_workspace_never_the_target(tmp_path, workspace):
+def tiny_task(name: str):
+    """A registered task of four rows, its content (hence its measurement config) its own."""
+    from store.tasks import RawRow, build_task
+
+    rows = [RawRow(f"{name} text {i}", None, i % 2, f"row {i}") for i in range(4)]
+    return build_task(name, {"train": rows})
+
+
+def test_knowledge_takes_only_the_advisors_recipe_and_enough_of_it(tmp_path, workspace):
+    from store.catalog import put_task
+    from store.measured import MeasurementRecipe
+
     folder = write_atlas(tmp_path)
     atlas = shipped_atlas(folder)
-    assert atlas.origin == {"t1": "atlas", "t2": "atlas", "t3": "atlas"} and atlas.source_recipe == RECIPE
+    assert atlas.origin == {"t1": "atlas", "t2": "atlas", "t3": "atlas"}
+    assert atlas.recipe == MeasurementRecipe("m", RECIPE, RECIPE, 1000)
     assert atlas.seconds_per_run == 20.0  # the median wall time of the CPU rows
-    # The workspace measured and ranked t3 itself (it replaces the atlas's t3) and a new target t4; t5 is measured
-    # but never ranked, so it has no features and is left out.
+    other = MeasurementRecipe("m", RECIPE, {**RECIPE, "epochs": 3}, 1000)  # e.g. the small target recipe
+    short = MeasurementRecipe("m", RECIPE, RECIPE, 2000)  # the atlas's recipes, another max_test (old --verify)
+    sources = [f"s{i}" for i in range(5)]
+    for name in ("t2", "t3", "t4", "t5", "t6"):
+        put_task(workspace, tiny_task(name))
+    tasks = workspace.read("list_tasks").set_index("name").content_hash
     run_id, config = start_run(workspace, "test", {})
-    for target in ("t3", "t4", "t5"):
-        for seed in (0, 1):
-            put_transfer_result(workspace, "c", target, "", seed, {"primary": 0.4}, run_id)
-            put_transfer_result(workspace, "c", target, "a", seed, {"primary": 0.3}, run_id)
-    for target in ("t3", "t4"):
-        put_ranking(workspace, run_id, config, target, "mmd", {"a": 1.0}, higher_is_better=False)
-        put_ranking(workspace, run_id, config, target, "advisor", {"a": 1.0}, higher_is_better=True)
-    knowledge = measured_knowledge(workspace, exclude="t1", atlas=str(folder))
+
+    def measure(target, recipe, names, seeds, value):
+        for seed in seeds:
+            put_transfer_result(workspace, recipe.config(tasks[target]), target, "", seed, {"primary": 0.4}, run_id)
+            for source in names:
+                put_transfer_result(
+                    workspace, recipe.config(tasks[target]), target, source, seed, {"primary": value}, run_id
+                )
+
+    measure("t3", atlas.recipe, sources, (0, 1), 0.3)  # enough under the atlas's recipe: replaces the atlas's t3
+    measure("t2", other, sources, (0, 1, 2), 0.9)  # another target recipe: never joins, however much
+    measure("t2", short, sources[:2], (0,), 0.9)  # another max_test: never joins either
+    measure("t4", atlas.recipe, sources, (0, 1), 0.45)  # a new target, enough: joins
+    measure("t5", atlas.recipe, sources[:4], (0, 1), 0.45)  # four sources: not enough
+    measure("t6", atlas.recipe, sources, (0,), 0.45)  # one seed: not enough
+    for target in ("t2", "t3", "t4", "t5", "t6"):
+        put_ranking(workspace, run_id, config, target, "mmd", dict.fromkeys(sources, 1.0), higher_is_better=False)
+        put_ranking(workspace, run_id, config, target, "advisor", dict.fromkeys(sources, 1.0), higher_is_better=True)
+    knowledge = measured_knowledge(workspace, other, exclude="t1", atlas=str(folder))
+    assert knowledge.recipe == atlas.recipe  # with an atlas, its recipe is the advisor's whatever the default
     assert knowledge.origin == {"t2": "atlas", "t3": "workspace", "t4": "workspace"}
+    assert set(knowledge.ignored) == {"t5", "t6"} and "needs 5 sources on 2+ seeds" in knowledge.ignored["t5"]
     assert set(knowledge.runs.target) == set(knowledge.scores.target) == {"t2", "t3", "t4"}
     assert set(knowledge.scores.method) == {"mmd"}  # the advisor never learns from its own past output
+    t2 = knowledge.runs[knowledge.runs.target == "t2"]
+    assert sorted(t2.value) == [0.5, 0.5, 0.51, 0.51, 0.52, 0.52]  # the atlas's runs, untouched by t2's others
     t3 = knowledge.runs[knowledge.runs.target == "t3"]
-    assert sorted(t3.value) == [0.3, 0.3, 0.4, 0.4]  # the workspace's runs, not the atlas's
-    alone = measured_knowledge(workspace, exclude="t3", atlas="none")
-    assert alone.origin == {"t4": "workspace"} and alone.source_recipe is None
+    assert sorted(set(t3.value)) == [0.3, 0.4] and len(t3) == 12  # the workspace's runs, not the atlas's
+    alone = measured_knowledge(workspace, other, exclude="t3", atlas="none")
+    assert alone.recipe == other and alone.origin == {"t2": "workspace"}
+
+
+def test_the_atlas_own_config_adds_seeds_instead_of_replacing(tmp_path, workspace):
+    from store.catalog import put_task
+
+    folder = write_atlas(tmp_path, targets=("t1", "t2", "t3", "t4"))
+    put_task(workspace, tiny_task("t2"))
+    content = workspace.read("list_tasks").content_hash.iloc[0]
+    atlas = shipped_atlas(folder)
+    frame = pd.read_parquet(folder / "transfer_atlas.parquet")
+    frame.loc[frame.target == "t2", "config_hash"] = atlas.recipe.config(content)  # the atlas measured this t2
+    frame.to_parquet(folder / "transfer_atlas.parquet")
+    run_id, _ = start_run(workspace, "test", {})
+    for source, value in (("", 0.5), ("a", 0.7)):  # one verification seed: too little alone, but the same recipe
+        put_transfer_result(workspace, atlas.recipe.config(content), "t2", source, 2, {"primary": value}, run_id)
+    knowledge = measured_knowledge(workspace, atlas.recipe, exclude="t1", atlas=str(folder))
+    assert knowledge.origin["t2"] == "atlas+workspace" and not knowledge.ignored
+    t2 = knowledge.runs[knowledge.runs.target == "t2"]
+    assert len(t2) == 6 + 2 and t2[t2.seed == 2].set_index("source").value.to_dict() == {"": 0.5, "a": 0.7}
 
 
 def test_advice_is_stored_and_served_with_its_call(workspace):
@@ -92,12 +149,14 @@ def test_advice_is_stored_and_served_with_its_call(workspace):
     put_ranking(workspace, run_id, config, "t", "advisor", table.expected_gain.to_dict(), higher_is_better=True)
     put_advice(
         workspace, run_id, config, "t", "advisor", table, basis="learned", learner="ridge", dont_transfer=True,
-        training_targets=7,
+        training_targets=7, level=0.9,
     )  # fmt: skip
     served = Results(workspace).recommend_sources("t", k=1, method="advisor")
     assert served.source.tolist() == ["a"] and served.top_features[0] == {"z:mmd": -1.2}
     assert served.expected_gain[0] == -1.5 and np.isnan(served.measured_gain[0])
-    assert served.attrs == {"dont_transfer": True, "basis": "learned", "learner": "ridge", "training_targets": 7}
+    assert served.attrs == {
+        "dont_transfer": True, "basis": "learned", "learner": "ridge", "training_targets": 7, "level": 0.9,
+    }  # fmt: skip
     with pytest.raises(LookupError, match="--method advisor --verify 2"):
         Results(workspace).recommend_sources("t", method="advisor+verify")
 

@@ -84,3 +84,69 @@ def test_a_task_warning_is_printed_once(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     output = result.stdout + result.stderr
     assert output.count("1 texts in train occur with conflicting labels") == 1
+
+
+def invoke(ws: Workspace, *args: str):
+    return CliRunner().invoke(app, ["--workspace", str(ws.root), "--device", "cpu", *args])
+
+
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error:")]
+
+
+def test_an_internal_value_error_is_a_bug_and_an_input_error_one_line(workspace, monkeypatch):
+    """A ValueError from inside a library call (numpy's, pandas', ours) keeps its traceback and is not exit 2; only
+    a typed InputError is the user's to fix."""
+    import store.catalog
+    from store.errors import InputError
+
+    def numpy_bug(ws):
+        raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
+
+    monkeypatch.setattr(store.catalog, "list_tasks", numpy_bug)
+    bug = invoke(workspace, "tasks", "list")
+    assert bug.exit_code == 1 and type(bug.exception) is ValueError and not error_lines(bug.output)
+
+    def bad_input(ws):
+        raise InputError("The 'name' parameter must be a task name. Got '' instead.")
+
+    monkeypatch.setattr(store.catalog, "list_tasks", bad_input)
+    user = invoke(workspace, "tasks", "list")
+    assert user.exit_code == 2, user.output
+    assert error_lines(user.output) == ["error: The 'name' parameter must be a task name. Got '' instead."]
+
+
+def test_user_mistakes_in_commands_without_a_flow_are_one_line(cli_workspace, tmp_path, monkeypatch):
+    """Each is the user's to fix, so each is one line and exit 2: a task path that does not exist, a Hugging Face
+    dataset that cannot be loaded, a bad --seeds value, an --out folder that does not exist, an unknown target in
+    a selection plan (no broad catch around the plans any more: the typed errors reach one_line_errors)."""
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+
+    missing = invoke(cli_workspace, "tasks", "add", "absent", str(tmp_path / "absent.jsonl"))
+    assert missing.exit_code == 2 and error_lines(missing.output), missing.output
+    assert "must be an existing file" in missing.output
+
+    def not_on_the_hub(*args, **kwargs):
+        raise DatasetNotFoundError("Dataset 'nobody/absent' doesn't exist on the Hub or cannot be accessed.")
+
+    monkeypatch.setattr(datasets, "load_dataset", not_on_the_hub)
+    hub = invoke(cli_workspace, "tasks", "add", "absent", "hf:nobody/absent")
+    assert hub.exit_code == 2 and error_lines(hub.output), hub.output
+    assert "Dataset 'nobody/absent' (config None) could not be loaded" in hub.output
+
+    seeds = invoke(cli_workspace, "measure", TARGET, "--seeds", "0,one", "--dry-run")
+    assert seeds.exit_code == 2 and "expected comma-separated ints; got '0,one'" in seeds.output, seeds.output
+    out = invoke(cli_workspace, "select", SOURCE, "--target", TARGET, "--out", str(tmp_path / "no" / "x.jsonl"))
+    assert out.exit_code == 2 and "expected a file in an existing folder" in out.output, out.output
+    unknown = invoke(cli_workspace, "select", SOURCE, "--target", "nope", "--dry-run")
+    assert unknown.exit_code == 2 and len(error_lines(unknown.output)) == 1, unknown.output
+    assert "No task 'nope' in workspace" in unknown.output
+
+
+def test_a_worker_without_the_workspace_snapshots_is_a_user_error(tmp_path):
+    from store.errors import InputError
+    from store.worker import WorkerWorkspace
+
+    with pytest.raises(InputError, match="a worker needs the flow's workspace at the same path"):
+        WorkerWorkspace(tmp_path / "not-shared")

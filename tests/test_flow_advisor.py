@@ -84,7 +84,8 @@ def test_advice_learned_from_the_shipped_atlas(advisor_workspace):
     )
     assert advice.expected_gain.is_monotonic_decreasing and np.isfinite(advice.expected_gain).all()
     assert ((advice.lower < advice.expected_gain) & (advice.expected_gain < advice.upper)).all()
-    assert np.ptp(advice.upper - advice.lower) < 1e-9  # one conformal half-width for every source
+    assert advice.attrs["level"] == pytest.approx(0.8) and np.isfinite(advice.upper).all()  # 12 targets back 80%
+    assert "80% intervals (CV+ over targets)" in advice.attrs["message"]
     assert all(0 < len(f) <= 3 for f in advice.top_features)
     assert advice.attrs["dont_transfer"] == bool(advice.upper.max() < 0)
     served = Results(advisor_workspace).recommend_sources(TARGET, k=2, method="advisor")
@@ -138,6 +139,10 @@ def test_dont_transfer_and_verification_end_to_end(advisor_workspace, tmp_path):
         "SELECT source, seed FROM transfer_results WHERE target = ? AND metric = 'primary' ORDER BY source", [TARGET]
     )
     assert measured.source.tolist() == ["", top.source.iloc[0]] and measured.seed.tolist() == [0, 0]
+    # verified under the advisor's own recipe (the atlas's max_test included), so the runs can join its knowledge
+    content = advisor_workspace.read("list_tasks").set_index("name").content_hash[TARGET]
+    configs = advisor_workspace.sql("SELECT DISTINCT config_hash FROM transfer_results WHERE target = ?", [TARGET])
+    assert configs.config_hash.tolist() == [shipped_atlas(hurts).recipe.config(content)]
     served = Results(advisor_workspace).recommend_sources(TARGET, method="advisor+verify")
     assert served.measured_gain.iloc[0] == pytest.approx(verified.measured_gain.iloc[0])
     assert served.attrs["dont_transfer"] == (verified.measured_gain.iloc[0] <= 0)

@@ -103,7 +103,7 @@ def test_a_request_is_planned_once_and_a_plan_runs_as_planned(rank_workspace, ra
         flows.rank, "sources_data", lambda ws, names, *a: reads.append(names) or real_read(ws, names, *a)
     )
     plan = plan_rank(request)
-    assert reads == [SOURCES] and [e.cached for e in plan.esms] == [True, True] and plan.estimated_s == 0
+    assert reads == [SOURCES] and [w.esm_cached for w in plan.work] == [True, True] and plan.estimated_s == 0
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.sources = ()  # type: ignore[misc]
     monkeypatch.setattr(flows.rank, "plan_rank", lambda request: pytest.fail("the flow planned a plan again"))
@@ -305,3 +305,30 @@ def test_a_failing_method_keeps_the_others_rankings(rank_workspace, ranking, mon
     assert run.status.iloc[0] == "partial" and "mmd: ValueError: mmd exploded" in run.error.iloc[0]
     with pytest.raises(ValueError, match="mmd exploded"):
         rank_sources(RankRequest(methods=("mmd",), **options))
+
+
+def test_an_esm_is_keyed_by_the_recipe_and_seed_of_its_checkpoint(rank_workspace, ranking):
+    """Two recipes that tune on the same rows (64 of the source's rows either way) but with another lr make two
+    checkpoints and two ESMs: building the second fine-tunes instead of returning the first ESM, which the plan no
+    longer reports as stored; another seed is another ESM too."""
+    from flows.rank import RankRequest, build_esms, plan_rank
+    from store.esms import list_esms
+
+    source, other_lr = SOURCES[0], {**TINY, "lr": 1e-4}
+    first = list_esms(rank_workspace).set_index("source").cache_key[source]
+    count = "SELECT (SELECT count(*) FROM esms) AS e, (SELECT count(*) FROM checkpoints) AS c"
+    before = rank_workspace.sql(count)
+    built = build_esms([source], budget=other_lr, device="cpu", workspace=str(rank_workspace.root))
+    after = rank_workspace.sql(count)
+    assert built[source] != first and (after.e[0], after.c[0]) == (before.e[0] + 1, before.c[0] + 1)
+    stored = rank_workspace.sql("SELECT checkpoint_key FROM esms WHERE cache_key = $k", {"k": built[source]})
+    tuned = rank_workspace.sql("SELECT cache_key, recipe_json FROM checkpoints ORDER BY created_at DESC LIMIT 1")
+    assert stored.checkpoint_key[0] == tuned.cache_key[0] and '"lr":0.0001' in tuned.recipe_json[0]
+
+    def planned(budget, seed=0):
+        request = RankRequest(TARGET, (source,), budget=budget, seed=seed, workspace=str(rank_workspace.root))
+        return plan_rank(request).work[0]
+
+    assert planned(TINY).esm_key == first and planned(other_lr).esm_key == built[source]
+    assert planned(TINY).esm_cached and planned(other_lr).esm_cached
+    assert not planned(TINY, seed=1).esm_cached and planned(TINY, seed=1).fine_tune

@@ -28,21 +28,42 @@ def inputs() -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
+# case -> index of the first recorded pick that float64 rounding decides (see the test below)
+ROUNDING_DECIDED_FROM = {"max_iter_d8": 2}
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_matches_grad_info_opt_trajectory_and_picks(inputs, name):
     """Recorded by bench/record_gio_fixtures.py: grad-info-opt 0.1.2 ``GIOKL.fit(pool, target, D=start, k=5,
     lr=0.01, **kwargs)`` in float64 JAX, on seeded Gaussian clusters (pool 200, target 52 with shared and duplicate
     rows), d = 8 or 16: the same picks in the same order and the same KL after every pick (1e-5 asked; the
-    measured gap is ~1e-14, so 1e-9 here)."""
+    measured gap is ~1e-14, so 1e-9 here); the reference's KL of its own picks is also recomputed with ``gio_kl``.
+
+    Except where rounding decides the picks: in ``max_iter_d8`` (``v_init="prev_opt"``, 13 picks with no KL stop)
+    the fixed-step descent circles a target point (the log-distance singularity) and amplifies a 1e-16 change of
+    v about 1e5-fold per 50 steps, so from the third pick on the end point, and with it the nearest pool row, is
+    set by float64 rounding, not by the algorithm. Measured: a 1-ulp nudge of one target entry changed our third
+    pick in 28 of 40 runs and reproduced all 13 picks in none (every other case: 40 of 40, all picks); writing the
+    squared distance as ‖x‖² − 2x·v + ‖v‖² instead of (x − v)² picks 68 there, (x − v)² picks 192 (the
+    reference's 68 and this machine's 192 then lead to the same four-point set). It is no near-tie of the
+    objective (the two KLs differ by 1e-2), so no KL tolerance can settle it. For such a case the picks and KLs
+    are compared up to that pick, and after it what rounding does not decide: the number of picks (max_iter + 1)
+    and the KL of every recorded pick set."""
     case = EXPECTED[name]
     dim = case["dim"]
+    target, pool, start = inputs[f"target_d{dim}"], inputs[f"pool_d{dim}"], inputs[f"start_d{dim}"]
     kwargs = {RENAME.get(key, key): value for key, value in case["kwargs"].items()}
-    result = gio_select(inputs[f"target_d{dim}"], inputs[f"pool_d{dim}"], start=inputs[f"start_d{dim}"], **kwargs)
+    result = gio_select(target, pool, start=start, **kwargs)
     assert result.start_kl == pytest.approx(case["start_kl"], abs=1e-9)
     assert result.scale_factor == pytest.approx(case["scale_factor"], rel=1e-7)
-    assert result.selected.tolist() == case["selected"]
-    np.testing.assert_allclose(result.kl_trajectory, case["kl_trajectory"], rtol=0, atol=1e-9)
+    decided = ROUNDING_DECIDED_FROM.get(name, len(case["selected"]))
+    assert len(result.selected) == len(case["selected"])
+    assert result.selected.tolist()[:decided] == case["selected"][:decided]
+    np.testing.assert_allclose(result.kl_trajectory[:decided], case["kl_trajectory"][:decided], rtol=0, atol=1e-9)
     assert result.n_resets == case["num_resets"]
+    picks = case["selected"]
+    recorded = [gio_kl(target, np.concatenate([start, pool[picks[: i + 1]]])) for i in range(len(picks))]
+    np.testing.assert_allclose(recorded, case["kl_trajectory"], rtol=0, atol=1e-9)
 
 
 def test_kl_formula_matches_a_direct_evaluation(inputs):
@@ -127,8 +148,26 @@ def test_stopping_criteria(inputs):
     assert resets.n_resets == 2 and len(resets.selected) >= len(base.selected)
     exact = gio_select(target, pool, stop="budget", budget=0.1, seed=0)
     assert len(exact.selected) == 20 and len(exact.kl_trajectory) == 20 and exact.start_set.shape == (20, 8)
-    jump = gio_select(target, pool, v_init="jump", seed=1, start=start)
-    assert len(jump.selected) >= 1
+
+
+def test_jump_init_starts_every_descent_at_a_seeded_random_target_row(inputs):
+    """v_init="jump": each pick's descent starts at target row ``rng.integers(n)`` (``rng =
+    np.random.default_rng(seed)``, one draw per pick). With a negligible step (lr 1e-12, scale 1) v stays on that
+    row, so the picks are, in order, the pool rows nearest to the drawn target rows among those not yet picked:
+    worked out here with numpy alone."""
+    target, pool, start = inputs["target_d8"], inputs["pool_d8"], inputs["start_d8"]
+    still = {"lr": 1e-12, "scale": 1.0, "steps": 1, "stop": "budget", "budget": 8, "start": start}
+    rng = np.random.default_rng(3)
+    available = np.ones(len(pool), dtype=bool)
+    expected = []
+    for _ in range(8):
+        distance = np.linalg.norm(pool - target[rng.integers(len(target))], axis=1)
+        expected.append(int(np.argmin(np.where(available, distance, np.inf))))
+        available[expected[-1]] = False
+    assert gio_select(target, pool, v_init="jump", seed=3, **still).selected.tolist() == expected
+    # the expectation tells jump from the mean start and from another seed's draws
+    assert gio_select(target, pool, v_init="mean", seed=3, **still).selected.tolist() != expected
+    assert gio_select(target, pool, v_init="jump", seed=4, **still).selected.tolist() != expected
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ resumption."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -133,6 +134,8 @@ def test_evaluate_rankings_against_stored_gains(tmp_path, prefect_harness):
     assert table.loc["perfect", "regret@1"] == 0.0 and table.loc["perfect", "spearman"] == pytest.approx(1.0)
     assert table.loc["mmd", "spearman"] == pytest.approx(-1.0)  # lower MMD predicted c best: the worst order
     assert table.loc["mmd", "regret@1"] == pytest.approx((0.80 - 0.72) / 0.80 * 100)
+    assert table.loc["mmd", "points_lost@1"] == pytest.approx((0.80 - 0.72) * 100)  # taking c costs 8 points
+    assert table.loc["mmd", "points_lost@3"] == 0.0 and table.loc["perfect", "points_lost@1"] == 0.0
     assert table.loc["source-prior", "top1_hit"] == 0.0  # the prior picks b (u's newest config only), the best is a
     assert -1.0 < table.loc["random", "spearman"] < 1.0 and 0 < table.loc["random", "top1_hit"] < 1
     oracle = one_seed_oracle({s: v for s, v in seeds.items() if s}, seeds[""])
@@ -140,6 +143,7 @@ def test_evaluate_rankings_against_stored_gains(tmp_path, prefect_harness):
     assert table.loc["one-seed-oracle", "spearman"] == pytest.approx(1.0)  # both seeds order a > b > c
     served = Results(ws).method_quality("t")
     assert set(served.method) == {"perfect", "mmd", "source-prior", "random", "one-seed-oracle"}
+    assert served.set_index("method").loc["mmd", "points_lost@1"] == pytest.approx(8.0)  # stored with the rest
     with pytest.raises(LookupError, match="No measured transfer for target 'nope'"):
         evaluate_rankings(target="nope", workspace=str(ws.root))
     from typer.testing import CliRunner
@@ -149,3 +153,8 @@ def test_evaluate_rankings_against_stored_gains(tmp_path, prefect_harness):
     shown = CliRunner().invoke(app, ["--workspace", str(ws.root), "evaluate", "t"])
     assert shown.exit_code == 0, shown.output
     assert "source-prior" in shown.output and "spearman" in shown.output
+    assert "points_lost@1" in shown.output  # mmd's row: regret@1 10%, regret@3 0, points_lost@1 8 points
+    assert re.search(r"mmd +│ 10 +│ 0 +│ 8 +│", shown.output), shown.output
+    assert "regret@k: % of the best performance (no transfer included) lost by taking the best of the top k" in (
+        shown.output
+    )

@@ -1,10 +1,12 @@
 """The method libraries stay portable: transfer/ imports neither orchestration, storage nor selection; selection/
 imports neither orchestration nor storage (it may use transfer). The read side (results, reports) and the CLI
-module stay light: they import no deep-learning or orchestration library until a command needs one."""
+module stay light: they import no deep-learning or orchestration library until a command needs one. Only store/
+imports DuckDB, and reports/ holds no SQL."""
 
 from __future__ import annotations
 
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +73,29 @@ def test_only_store_imports_duckdb():
 
 def test_reports_read_the_store_only():
     assert direct_imports(("reports",), {"transfer", "selection", "flows"}) == []
+
+
+SQL = re.compile(
+    r"\bSELECT\b[\s\S]+\bFROM\b|\bINSERT\s+INTO\b|\bDELETE\s+FROM\b|\bUPDATE\s+\w+\s+SET\b|\bCREATE\s+"
+    r"(OR\s+REPLACE\s+)?(TABLE|VIEW)\b|\bWITH\s+\w+\s+AS\s*\(|\bJOIN\b[\s\S]+\bON\b",
+    re.IGNORECASE,
+)
+
+
+def sql_strings(package: str) -> list[str]:
+    """Every string literal in ``package`` (f-string pieces and implicitly joined literals included) that reads as
+    SQL, as 'path:line: text'."""
+    import ast
+
+    found = []
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value[:60]}")
+    return found
+
+
+def test_reports_hold_no_sql():
+    """The report reads through the store (its stored queries, `Results`): SQL lives in store/queries/*.sql."""
+    assert sql_strings("reports") == []
+    assert any("store/workspace.py" in found for found in sql_strings("store"))  # where SQL may be, it is seen

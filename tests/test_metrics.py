@@ -15,6 +15,7 @@ from transfer.metrics import (
     kendall,
     ndcg_at_k,
     one_seed_oracle,
+    points_lost_at_k,
     ranking_quality,
     regret_at_k,
     spearman,
@@ -46,6 +47,39 @@ def test_regret_example_a(k, expected):
     assert regret_at_k(PRED_A, MEAS_A, k=k, include_no_transfer=False) == pytest.approx(expected)
     # absolute: (0.80 - 0.75) * 100 = 5 points at k = 1
     assert regret_at_k(PRED_A, MEAS_A, k=k, baseline=BASE_A, normalize=False) == pytest.approx(expected * 0.8)
+
+
+@pytest.mark.parametrize(
+    ("k", "baseline", "expected"),
+    [
+        (1, BASE_A, 5.0),  # best = max(0.80, 0.72) = 0.80 (a); top-1 {b} -> 0.75; (0.80 - 0.75) * 100 = 5 points
+        (3, BASE_A, 5.0),  # top-3 {b, c, d} -> max 0.75; still 5 points
+        (4, BASE_A, 0.0),  # top-4 includes a (0.80) -> nothing lost
+        (1, 0.85, 10.0),  # no transfer is best: (0.85 - 0.75) * 100 = 10 points, what taking b costs
+        (4, 0.85, 5.0),  # even the best source a (0.80) loses (0.85 - 0.80) * 100 = 5 points to no transfer
+    ],
+)
+def test_points_lost_example_a(k, baseline, expected):
+    assert points_lost_at_k(PRED_A, MEAS_A, k=k, baseline=baseline) == pytest.approx(expected)
+    # the same loss as regret@k before its division by the best performance: 5 points of 0.80 is 6.25%
+    best = max(max(MEAS_A.values()), baseline)
+    assert regret_at_k(PRED_A, MEAS_A, k=k, baseline=baseline) == pytest.approx(expected / best)
+
+
+def test_points_lost_is_defined_where_regret_is_not():
+    # regression scores all below zero: the best is x (-0.10), the top-1 is y (-0.25): 15 points lost; regret would
+    # divide by -0.10
+    predicted, measured = {"x": 0.0, "y": 1.0}, {"x": -0.10, "y": -0.25}
+    assert points_lost_at_k(predicted, measured, k=1, baseline=-0.30) == pytest.approx(15.0)
+    assert points_lost_at_k(predicted, measured, k=1, include_no_transfer=False) == pytest.approx(15.0)
+    with pytest.raises(UndefinedMetricError):
+        regret_at_k(predicted, measured, k=1, baseline=-0.30)
+    out = ranking_quality(predicted, measured, baseline=-0.30, ks=(1,))
+    assert math.isnan(out["regret@1"]) and out["points_lost@1"] == pytest.approx(15.0)
+    with pytest.raises(ValueError, match="The 'k' parameter of points_lost_at_k must be a positive int"):
+        points_lost_at_k(predicted, measured, k=0, baseline=-0.30)
+    with pytest.raises(ValueError, match="The 'baseline' parameter of points_lost_at_k must be a finite float"):
+        points_lost_at_k(predicted, measured, k=1)
 
 
 @pytest.mark.parametrize(
@@ -97,10 +131,11 @@ def test_correlations_and_top1_example_a():
 def test_ranking_quality_example_a():
     out = ranking_quality(PRED_A, MEAS_A, baseline=BASE_A, ks=(1, 3))
     assert set(out) == {
-        "regret@1", "regret@3", "taskweb_regret@1", "taskweb_regret@3", "ndcg@1", "ndcg@3",
+        "regret@1", "regret@3", "points_lost@1", "points_lost@3", "taskweb_regret@1", "taskweb_regret@3", "ndcg@1",
+        "ndcg@3",
         "ndcg_rank@1", "ndcg_rank@3", "ndcg", "ndcg_rank", "spearman", "kendall", "top1_hit",
     }  # fmt: skip
-    assert out["regret@1"] == pytest.approx(6.25)
+    assert out["regret@1"] == pytest.approx(6.25) and out["points_lost@1"] == pytest.approx(5.0)
     assert out["taskweb_regret@3"] == pytest.approx(taskweb_regret_at_k(PRED_A, MEAS_A, k=3))
     assert out["ndcg_rank"] == pytest.approx(0.742624, abs=1e-6)
     assert out["spearman"] == pytest.approx(-0.2) and out["top1_hit"] == 0.0
@@ -365,3 +400,21 @@ def test_near_ties_by_hand():
     assert near_ties({"a": 1.0}) == []
     with pytest.raises(ValueError, match="'relative' parameter of near_ties"):
         near_ties(scores, relative=0)
+
+
+def test_evaluate_target_scores_methods_and_references_by_hand():
+    from transfer.metrics import evaluate_target
+
+    runs = {"": [0.50, 0.50], "a": [0.60, 0.62], "b": [0.55, 0.53]}  # means: a 0.61, b 0.54, baseline 0.50
+    rows = evaluate_target({"m": {"a": 1.0, "b": 2.0}, "alone": {"a": 1.0}}, runs, prior={"a": 3.0, "b": -1.0})
+    table = {(r["method"], r["metric"]): r["value"] for r in rows}
+    # m picks b first: it loses 0.61 - 0.54 of the best performance 0.61
+    assert table[("m", "regret@1")] == pytest.approx(100 * 0.07 / 0.61)
+    assert table[("m", "points_lost@1")] == pytest.approx(7.0)
+    assert table[("source-prior", "points_lost@1")] == 0.0  # the prior orders a first
+    assert table[("one-seed-oracle", "points_lost@1")] == 0.0  # a beats b on both seeds
+    assert 0 < table[("random", "points_lost@1")] < 7.0  # half the random orders pick b first
+    assert not any(method == "alone" for method, _ in table)  # one scored source ranks nothing
+    assert {r["n_sources"] for r in rows} == {2}
+    with pytest.raises(ValueError, match="needs the no-transfer baseline"):
+        evaluate_target({}, {"a": [0.5]})

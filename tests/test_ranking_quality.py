@@ -26,6 +26,10 @@ def test_summary_table_pairs_methods_with_the_best_single_method():
     assert table.attrs["best_single_method"] == "a"  # mean NDCG@5 0.8 vs 0.55; random is a reference row
     assert table.loc["b", "regret@1_minus_best_mean"] == pytest.approx(3.0)  # (4 - 0 + 3 - 1) / 2
     assert table.loc["b", "regret@1_minus_best_std"] == pytest.approx(np.std([4.0, 2.0], ddof=1))
+    # the 95% half-width over 2 targets: t(0.975, 1) = 12.706 times sd / sqrt(2)
+    assert table.loc["b", "regret@1_minus_best_ci95"] == pytest.approx(
+        12.7062 * np.std([4.0, 2.0], ddof=1) / np.sqrt(2)
+    )
     assert table.loc["a", "ndcg@5_minus_best_mean"] == 0.0 and table.loc["a", "n_targets"] == 2
     assert table.loc["random", "spearman_mean"] == 0.0
 
@@ -45,14 +49,17 @@ def test_quick_ranking_quality_imports_the_atlas_and_evaluates_every_method(
     from store.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws" / "quick")
-    runs = ws.sql("SELECT DISTINCT run_id FROM transfer_results")
-    assert set(runs.run_id) != {"atlas"}  # the atlas itself measured these runs; nothing was imported twice
     atlas = transfer_atlas.read_atlas(tmp_path / "ws" / "quick" / "transfer_atlas.parquet")
+    # the quick atlas measured these runs in this workspace: import_runs found every one stored and imported none
+    # (an imported run carries run_id 'atlas'), and no (source, seed) is stored twice
+    stored = ws.sql("SELECT source, seed, run_id FROM transfer_results WHERE metric = 'primary'")
+    assert "atlas" not in set(stored.run_id) and len(stored) == len(atlas)
+    assert not stored.duplicated(["source", "seed"]).any()
     gains = ws.sql("SELECT source, source_mean, n_seeds FROM transfer_gains ORDER BY source")
     expected = atlas[atlas.source != ""].groupby("source").value.mean().sort_index()
     assert gains.source_mean.to_numpy() == pytest.approx(expected.to_numpy()) and (gains.n_seeds == 2).all()
     rankings = ws.sql("SELECT count(DISTINCT run_id) AS n FROM pair_scores").n.iloc[0]
-    ranking_quality.run(quick=True, learned_only=True)  # re-evaluates from the stored rankings: ranks nothing
+    ranking_quality.run(quick=True, stage="learned")  # re-evaluates from the stored rankings: ranks nothing
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ws.sql("SELECT count(DISTINCT run_id) AS n FROM pair_scores").n.iloc[0] == rankings
     assert again["table"] == result["table"]
@@ -110,3 +117,48 @@ def test_verification_value_per_device_by_hand():
         "gpu_minutes": 0.15,
         "regret@1_removed_per_gpu_minute": 20.0,
     }
+
+
+def test_summary_table_reports_points_lost_beside_regret():
+    """points_lost@k (regret@k's loss in points) is summarised like regret; the JSON says what each one measures."""
+    quality = pd.DataFrame(
+        {
+            "target": ["t", "u"],
+            "method": ["a", "a"],
+            "regret@1": [6.25, 0.0],  # t: best 0.80, a's top source 0.75: 0.05 / 0.80 = 6.25%
+            "points_lost@1": [5.0, 0.0],  # the same loss in points: (0.80 - 0.75) * 100
+            "ndcg@5": [0.9, 0.7],
+        }
+    )
+    table = ranking_quality.summary_table(quality)
+    assert table.loc["a", "points_lost@1_mean"] == pytest.approx(2.5)
+    assert table.loc["a", "points_lost@1_std"] == pytest.approx(np.std([5.0, 0.0], ddof=1))
+    assert "% of the best performance" in ranking_quality.DEFINITIONS["regret@k"]
+    assert "gain" not in ranking_quality.DEFINITIONS["regret@k"].replace("not a gain", "")
+
+
+def test_committed_quality_scores_the_committed_files_like_the_flow():
+    from transfer.metrics import ranking_quality as quality_of
+
+    runs, scores = [], []
+    gains = {"t0": {"a": 2.0, "b": 1.0, "c": 0.0}, "t1": {"a": -1.0, "b": 3.0, "c": 0.0}, "t2": {"a": 0.0, "b": 5.0}}
+    for target, by_source in gains.items():
+        for seed in (0, 1):
+            runs.append({"target": target, "source": "", "seed": seed, "value": 0.5})
+            runs += [
+                {"target": target, "source": s, "seed": seed, "value": 0.5 + (g + seed) / 100}
+                for s, g in by_source.items()
+            ]
+        scores += [
+            {"target": target, "source": s, "method": "mmd", "score": -g, "higher_is_better": False}
+            for s, g in by_source.items()
+        ]
+    wide = ranking_quality.committed_quality(pd.DataFrame(runs), pd.DataFrame(scores), ["t0", "t1", "t2"])
+    row = wide.set_index(["target", "method"])
+    # mmd (lower is better) equals the gain's order: a perfect ranking on every target
+    assert (row.xs("mmd", level="method")["regret@1"] == 0).all()
+    # t0's source prior: a's mean gain on t1 and t2 is (-1 + 0) / 2, b's (3 + 5) / 2, c's 0 (t1 only): b first
+    measured = {"a": 0.525, "b": 0.515, "c": 0.505}
+    expected = quality_of({"a": -0.5, "b": 4.0, "c": 0.0}, measured, baseline=0.5)
+    assert row.loc[("t0", "source-prior"), "points_lost@1"] == pytest.approx(expected["points_lost@1"]) == 1.0
+    assert set(row.index.get_level_values("method")) == {"mmd", "source-prior", "random", "one-seed-oracle"}

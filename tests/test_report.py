@@ -11,6 +11,7 @@ import subprocess
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -111,7 +112,7 @@ def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, 
     )
     put_advice(
         ws, run_id, config, "tweeteval_stance_atheism", "advisor", learned, basis="learned", learner="ridge",
-        dont_transfer=True, training_targets=11,
+        dont_transfer=True, training_targets=11, level=0.8,
     )  # fmt: skip
     return ws, build_report(ws, ws.root / "report")
 
@@ -212,6 +213,69 @@ def test_report_empty_and_escaped(tmp_path):
     assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "t&lt;1&gt;" in page
     assert "+10.0 ± 0.4" in page
     assert "No train-split embeddings stored yet" in page and "No ranking-quality evaluation stored yet" in page
+
+
+def _advice(first: str, second: str, measured: float | None) -> pd.DataFrame:
+    """Learned advice for two sources, ``first`` ranked first (with a measured gain when verified)."""
+    return pd.DataFrame(
+        {
+            "rank": [1, 2],
+            "expected_gain": [2.0, 1.0],
+            "lower": [0.5, -0.5],
+            "upper": [3.5, 2.5],
+            "measured_gain": [measured, None],
+            "top_features": [{"z:mmd": 0.5}, {"z:mmd": -0.5}],
+        },
+        index=pd.Index([first, second], name="source"),
+    )
+
+
+def test_report_shows_the_newest_advice_and_the_method_that_made_it(tmp_path):
+    """An old advisor+verify advice and a newer plain advisor one: the report shows the newer and names its method;
+    a still newer verification is shown in turn."""
+    from reports.html import advice_section
+
+    ws = Workspace(tmp_path / "ws")
+
+    def advise(run_id: str, method: str, advice: pd.DataFrame) -> None:
+        put_advice(
+            ws, run_id, "cfg", "t", method, advice, basis="learned", learner="ridge", dont_transfer=False,
+            training_targets=11, level=0.8,
+        )  # fmt: skip
+
+    advise("old-verify", "advisor+verify", _advice("a", "b", measured=1.5))
+    advise("new-plain", "advisor", _advice("b", "a", measured=None))
+    page = advice_section(ws, None)
+    rows = re.findall(r'<td class="num">(\d)</td><td>(\w)</td>', page)
+    assert rows == [("1", "b"), ("2", "a")]  # the plain advisor's order
+    assert "old-verify" not in page and "1.5</td>" not in page  # nothing of the old one
+    assert "Newest advice: <code>advisor</code> (run <code>new-plain</code>" in page
+    assert "recommend_sources(&#x27;t&#x27;, method=&#x27;advisor&#x27;)" in page
+    advise("newer-verify", "advisor+verify", _advice("a", "b", measured=1.5))
+    page = advice_section(ws, "t")
+    assert "Newest advice: <code>advisor+verify</code> (run <code>newer-verify</code>" in page
+    assert "method=&#x27;advisor+verify&#x27;" in page and '<td class="num">1.5</td>' in page
+    assert re.findall(r'<td class="num">(\d)</td><td>(\w)</td>', page) == [("1", "a"), ("2", "b")]
+
+
+def test_report_labels_regret_as_lost_performance_and_shows_points_lost(tmp_path):
+    """regret@k is a share of the best performance, not of a gain; points lost is shown beside it, here and in
+    the committed reference."""
+    from reports.html import quality_section, reference_section
+    from store.rankings import put_ranking_quality
+
+    ws = Workspace(tmp_path / "ws")
+    values = {"regret@1": 10.0, "points_lost@1": 8.0, "spearman": -1.0}  # best 0.80, the top source 0.72
+    rows = [{"method": "m", "ranking_run_id": None, "n_sources": 3, "metric": k, "value": v} for k, v in values.items()]
+    put_ranking_quality(ws, "ev", "t", "cfg", rows)
+    page = quality_section(ws, None)
+    assert "<th>regret@1</th><th>points_lost@1</th><th>spearman</th>" in page
+    assert '<td class="num">10.000</td><td class="num">8.000</td>' in page
+    reference = reference_section()
+    for shown in (page, reference):
+        assert "gain lost" not in shown and "% of the best gain" not in shown
+        assert "% of the best performance (the best mean score over the sources and no transfer" in shown
+        assert "points_lost@k: the same loss in points" in shown
 
 
 def _png_summary(path: Path) -> tuple[int, int, int]:
@@ -324,3 +388,20 @@ def test_line_chart_draws_each_series_with_error_bars_and_escapes_names():
     xs = [float(p.split(",")[0]) for p in first]
     assert xs == sorted(xs)  # points joined in budget order
     assert "gio: x 0.5, y 99 ± 1" in svg
+
+
+def test_report_prints_the_stored_interval_level_and_unbounded_bounds(tmp_path):
+    """The interval's level is the one stored with the advice (not a fixed 80%), infinite bounds read "unbounded",
+    and the page says the interval is calibrated on multi-seed means, not single runs."""
+    from reports.html import advice_section
+
+    ws = Workspace(tmp_path / "ws")
+    advice = _advice("a", "b", measured=None).assign(lower=[-1.0, -np.inf], upper=[2.0, np.inf])
+    put_advice(
+        ws, "r1", "cfg", "t", "advisor", advice, basis="learned", learner="ridge", dont_transfer=False,
+        training_targets=3, level=0.9,
+    )  # fmt: skip
+    page = advice_section(ws, "t")
+    assert "90% interval" in page and "80%" not in page
+    assert "-1.0 to 2.0" in page and "unbounded to unbounded" in page
+    assert "a single fine-tune varies more" in page

@@ -30,6 +30,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from transfer.checks import check_positive_int
+from transfer.errors import InputError
 from transfer.neighbors import nearest_neighbors
 
 DEFAULT_MAX_EXAMPLES = 2000
@@ -50,18 +51,18 @@ def _pot() -> Any:
 def _samples(owner: str, name: str, x: Any, min_rows: int = 1) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] < 1:
-        raise ValueError(f"The {name!r} parameter of {owner} must be a 2-D array [n, d]. Got shape {x.shape} instead.")
+        raise InputError(f"The {name!r} parameter of {owner} must be a 2-D array [n, d]. Got shape {x.shape} instead.")
     if len(x) < min_rows:
-        raise ValueError(f"The {name!r} parameter of {owner} needs at least {min_rows} rows. Got {len(x)} instead.")
+        raise InputError(f"The {name!r} parameter of {owner} needs at least {min_rows} rows. Got {len(x)} instead.")
     if not np.isfinite(x).all():
-        raise ValueError(f"The {name!r} parameter of {owner} must be finite (no NaN or inf).")
+        raise InputError(f"The {name!r} parameter of {owner} must be finite (no NaN or inf).")
     return x
 
 
 def _pair(owner: str, names: tuple[str, str], a: Any, b: Any, min_rows: int = 1) -> tuple[np.ndarray, np.ndarray]:
     a, b = _samples(owner, names[0], a, min_rows), _samples(owner, names[1], b, min_rows)
     if a.shape[1] != b.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"The {names[1]!r} parameter of {owner} must have as many columns as {names[0]!r} ({a.shape[1]}). "
             f"Got {b.shape[1]} instead."
         )
@@ -70,23 +71,23 @@ def _pair(owner: str, names: tuple[str, str], a: Any, b: Any, min_rows: int = 1)
 
 def _positive_float(owner: str, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"The {name!r} parameter of {owner} must be a positive float. Got {value!r} instead.")
+        raise InputError(f"The {name!r} parameter of {owner} must be a positive float. Got {value!r} instead.")
     return float(value)
 
 
 def _class_labels(owner: str, name: str, y: Any, n: int) -> np.ndarray:
     if y is None:
-        raise ValueError(f"The {name!r} parameter of {owner} is required: class labels of a classification task.")
+        raise InputError(f"The {name!r} parameter of {owner} is required: class labels of a classification task.")
     y = np.asarray(y)
     if y.shape != (n,):
-        raise ValueError(f"The {name!r} parameter of {owner} must have shape ({n},). Got {y.shape} instead.")
+        raise InputError(f"The {name!r} parameter of {owner} must have shape ({n},). Got {y.shape} instead.")
     if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
-        raise ValueError(
+        raise InputError(
             f"The {name!r} parameter of {owner} must hold class labels, but it has non-integer values: "
             f"{owner} needs a classification task, not a regression task."
         )
     if y.dtype.kind not in "iubfUSO":
-        raise ValueError(f"The {name!r} parameter of {owner} must hold class labels. Got dtype {y.dtype} instead.")
+        raise InputError(f"The {name!r} parameter of {owner} must hold class labels. Got dtype {y.dtype} instead.")
     return y
 
 
@@ -112,7 +113,7 @@ def subsample(
         return x[order], None
     y = np.asarray(y)
     if len(y) != len(x):
-        raise ValueError(f"The 'y' parameter of subsample must have {len(x)} entries. Got {len(y)} instead.")
+        raise InputError(f"The 'y' parameter of subsample must have {len(x)} entries. Got {len(y)} instead.")
     return x[order], y[order]
 
 
@@ -128,7 +129,7 @@ def median_bandwidth(target_x: Any, *, max_examples: int = 1000, seed: int = 0) 
     d2 = _sq_dists(x, x)[np.triu_indices(len(x), 1)]
     bandwidth = float(np.sqrt(np.median(d2)))
     if bandwidth <= 0:
-        raise ValueError("The 'target_x' parameter of median_bandwidth has a zero median distance (duplicate rows).")
+        raise InputError("The 'target_x' parameter of median_bandwidth has a zero median distance (duplicate rows).")
     return bandwidth
 
 
@@ -187,7 +188,7 @@ def centroid_cosine(source_x: Any, target_x: Any) -> float:
     a, b = s.mean(0), t.mean(0)
     norms = np.linalg.norm(a) * np.linalg.norm(b)
     if norms == 0:
-        raise ValueError("centroid_cosine: a mean embedding is the zero vector; the cosine is undefined.")
+        raise InputError("centroid_cosine: a mean embedding is the zero vector; the cosine is undefined.")
     return float(a @ b / norms)
 
 
@@ -207,7 +208,7 @@ def knn_kl(p_x: Any, q_x: Any, *, k: int = 5) -> float:
     check_positive_int("knn_kl", "k", k)
     p, q = _unique_rows(p), _unique_rows(q)
     if min(len(p), len(q)) < k + 1:
-        raise ValueError(
+        raise InputError(
             f"The 'k' parameter of knn_kl must be below the number of distinct rows of 'p_x' ({len(p)}) and "
             f"'q_x' ({len(q)}). Got {k} instead."
         )
@@ -232,7 +233,7 @@ def js_divergence(p_x: Any, q_x: Any, *, k: int = 10) -> float:
     check_positive_int("js_divergence", "k", k)
     p, q = _unique_rows(p), _unique_rows(q)
     if min(len(p), len(q)) < k + 1:
-        raise ValueError(
+        raise InputError(
             f"The 'k' parameter of js_divergence must be below the number of distinct rows of 'p_x' ({len(p)}) "
             f"and 'q_x' ({len(q)}). Got {k} instead."
         )
@@ -362,7 +363,7 @@ def proxy_a_distance(
     s, _ = subsample(s, max_examples=max_examples, seed=seed)
     t, _ = subsample(t, max_examples=max_examples, seed=seed)
     if n_folds < 2 or min(len(s), len(t)) < n_folds:
-        raise ValueError(
+        raise InputError(
             f"The 'n_folds' parameter of proxy_a_distance must be at least 2 and at most the smaller sample size "
             f"({min(len(s), len(t))}). Got {n_folds} instead."
         )
@@ -590,11 +591,11 @@ def score_pair(
     the MMD bandwidth. Orientation: ``MEASURES[name].higher_is_better``.
     """
     if name not in MEASURES:
-        raise ValueError(f"The 'name' parameter of score_pair must be one of {list(MEASURES)}. Got {name!r} instead.")
+        raise InputError(f"The 'name' parameter of score_pair must be one of {list(MEASURES)}. Got {name!r} instead.")
     source_x = _samples("score_pair", "source_x", source_x)
     context = target if isinstance(target, TargetContext) else target_context(target, target_y)
     measure = MEASURES[name]
     if measure.needs_labels and (source_y is None or context.y is None):
-        raise ValueError(f"The measure {name!r} needs class labels: pass source_y and the target's labels.")
+        raise InputError(f"The measure {name!r} needs class labels: pass source_y and the target's labels.")
     s, sy = subsample(source_x, source_y, max_examples=context.max_examples, seed=context.seed)
     return measure.score(s, sy, context, **options)

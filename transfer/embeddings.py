@@ -22,6 +22,7 @@ import torch
 
 from transfer.checks import check_choice, check_positive_int
 from transfer.encoder import DEFAULT_MODEL, model_fingerprint, resolve_device, resolve_model_path
+from transfer.errors import InputError
 
 Pooling = Literal["mean", "cls", "pooler"]
 Precision = Literal["exact", "fast"]
@@ -110,7 +111,7 @@ class TextEncoder:
     def tokenize(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> dict[str, list[list[int]]]:
         """Unpadded token ids (and token types) for every input, truncated to ``max_length``."""
         if text_pairs is not None and len(text_pairs) != len(texts):
-            raise ValueError(
+            raise InputError(
                 f"The 'text_pairs' parameter must have one entry per text ({len(texts)}). Got {len(text_pairs)}."
             )
         out: dict[str, list[list[int]]] = {"input_ids": [], "token_type_ids": []}
@@ -154,7 +155,7 @@ class TextEncoder:
 
         ``progress`` is called with the number of inputs finished after every batch."""
         if isinstance(texts, str):
-            raise ValueError("The 'texts' parameter of encode must be a sequence of strings, not one string.")
+            raise InputError("The 'texts' parameter of encode must be a sequence of strings, not one string.")
         n = len(texts)
         out = np.empty((n, self.dim), dtype=np.float32)
         if n == 0:
@@ -226,5 +227,5 @@ def pool(
         return hidden[:, 0]
     pooled = pooler_output if pooler_output is not None else getattr(output, "pooler_output", None)
     if pooled is None:
-        raise ValueError("pooling='pooler' needs a model with a pooler output (e.g. BERT); use 'mean' or 'cls'.")
+        raise InputError("pooling='pooler' needs a model with a pooler output (e.g. BERT); use 'mean' or 'cls'.")
     return pooled

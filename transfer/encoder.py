@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from transfer.errors import InputError
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {None, "", "default", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 # Files whose bytes decide the numbers an encoder produces.
@@ -41,7 +43,7 @@ def resolve_model_path(model: str | os.PathLike[str] | None = DEFAULT_MODEL) -> 
     path = Path(str(model)).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise ValueError(
+            raise InputError(
                 f"The 'model' parameter must name an encoder directory with a config.json. Got '{path}' instead."
             )
         return path.resolve()
@@ -50,7 +52,7 @@ def resolve_model_path(model: str | os.PathLike[str] | None = DEFAULT_MODEL) -> 
     try:
         return Path(snapshot_download(repo_id=str(model)))
     except Exception as err:  # noqa: BLE001 - hub errors vary (offline, missing repo, auth)
-        raise ValueError(
+        raise InputError(
             f"The 'model' parameter must be a local encoder directory or a Hugging Face model name available "
             f"offline or online. Got {str(model)!r}, which could not be resolved ({type(err).__name__}: {err})."
         ) from None
@@ -84,9 +86,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(
+        raise InputError(
             f"The 'device' parameter must be 'auto', 'cpu', 'cuda' or 'cuda:N'. Got {device!r} instead."
         ) from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"The 'device' parameter is {device!r} but CUDA is not available on this machine.")
+        raise InputError(f"The 'device' parameter is {device!r} but CUDA is not available on this machine.")
     return resolved

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from transfer.checks import check_positive_int
+from transfer.errors import InputError
 
 HFSELECT_VERSION = "0.2.1"
 
@@ -58,9 +59,9 @@ class ESMRecipe:
         for name in ("epochs", "batch_size"):
             check_positive_int("ESMRecipe", name, getattr(self, name))
         if self.init not in ("identity", "random"):
-            raise ValueError(f"The 'init' parameter of ESMRecipe must be 'identity' or 'random'. Got {self.init!r}.")
+            raise InputError(f"The 'init' parameter of ESMRecipe must be 'identity' or 'random'. Got {self.init!r}.")
         if not self.lr > 0 or self.weight_decay < 0 or not self.grad_clip > 0:
-            raise ValueError(
+            raise InputError(
                 f"ESMRecipe needs lr > 0, weight_decay >= 0 and grad_clip > 0. Got {self.lr!r}, "
                 f"{self.weight_decay!r}, {self.grad_clip!r} instead."
             )
@@ -70,7 +71,7 @@ def _as_matrix(name: str, value: Any, dim: int | None = None) -> np.ndarray:
     array = np.asarray(value)
     if array.ndim != 2 or (dim is not None and array.shape[1] != dim) or not np.isfinite(array).all():
         expected = f"[n, {dim}]" if dim is not None else "[n, d]"
-        raise ValueError(
+        raise InputError(
             f"The {name!r} parameter of EmbeddingSpaceMap must be a finite {expected} matrix. Got shape "
             f"{array.shape} instead."
         )
@@ -94,11 +95,11 @@ class EmbeddingSpaceMap:
         device: str = "cpu",
     ) -> None:
         if fit_method not in ("sgd", "ridge"):
-            raise ValueError(
+            raise InputError(
                 f"The 'fit_method' parameter of EmbeddingSpaceMap must be 'sgd' or 'ridge'. Got {fit_method!r}."
             )
         if not ridge_alpha >= 0:
-            raise ValueError(f"The 'ridge_alpha' parameter must be >= 0. Got {ridge_alpha!r} instead.")
+            raise InputError(f"The 'ridge_alpha' parameter must be >= 0. Got {ridge_alpha!r} instead.")
         self.fit_method = fit_method
         self.recipe = recipe
         self.ridge_alpha = ridge_alpha
@@ -115,7 +116,7 @@ class EmbeddingSpaceMap:
         base = _as_matrix("base", base)
         tuned = _as_matrix("tuned", tuned, base.shape[1])
         if len(tuned) != len(base) or len(base) < 2:
-            raise ValueError(
+            raise InputError(
                 f"The 'base' and 'tuned' parameters of EmbeddingSpaceMap.fit must hold the same texts (>= 2). "
                 f"Got {len(base)} and {len(tuned)} rows."
             )
@@ -222,7 +223,7 @@ class EmbeddingSpaceMap:
     @classmethod
     def _from_arrays(cls, weight: np.ndarray, bias: np.ndarray, params: dict[str, Any]) -> EmbeddingSpaceMap:
         if weight.ndim != 2 or weight.shape[0] != weight.shape[1] or bias.shape != (weight.shape[0],):
-            raise ValueError(f"An ESM needs weight [d, d] and bias [d]. Got {weight.shape} and {bias.shape}.")
+            raise InputError(f"An ESM needs weight [d, d] and bias [d]. Got {weight.shape} and {bias.shape}.")
         if params.get("fit_method") == "ridge":
             esm = cls(fit_method="ridge", ridge_alpha=params.get("ridge_alpha", 0.1))
         else:
@@ -244,7 +245,7 @@ def export_hfselect(esm: EmbeddingSpaceMap, directory: str | os.PathLike[str], c
 
     esm._check_fitted()
     if not config.get("base_model_name") or not config.get("task_id"):
-        raise ValueError("The 'config' parameter of export_hfselect needs 'base_model_name' and 'task_id'.")
+        raise InputError("The 'config' parameter of export_hfselect needs 'base_model_name' and 'task_id'.")
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     params = esm.params()
@@ -272,16 +273,16 @@ def import_hfselect(directory: str | os.PathLike[str]) -> tuple[EmbeddingSpaceMa
 
     path = Path(directory)
     if not (path / "config.json").exists() or not (path / "model.safetensors").exists():
-        raise ValueError(
+        raise InputError(
             f"The 'directory' parameter of import_hfselect must hold config.json and model.safetensors. Got '{path}'."
         )
     config = json.loads((path / "config.json").read_text())
     if config.get("esm_architecture", "linear") != "linear":
-        raise ValueError(f"Only linear ESMs can be imported. Got architecture {config.get('esm_architecture')!r}.")
+        raise InputError(f"Only linear ESMs can be imported. Got architecture {config.get('esm_architecture')!r}.")
     tensors = load_file(str(path / "model.safetensors"))
     prefix = "model." if "model.weight" in tensors else "sequential.0."  # 0.1.0 wrapped the Linear in a Sequential
     if f"{prefix}weight" not in tensors:
-        raise ValueError(f"'{path / 'model.safetensors'}' holds no linear ESM weights; found {sorted(tensors)}.")
+        raise InputError(f"'{path / 'model.safetensors'}' holds no linear ESM weights; found {sorted(tensors)}.")
     params = {"fit_method": "sgd"}
     for ours, theirs in (("lr", "esm_learning_rate"), ("weight_decay", "esm_weight_decay"),
                          ("epochs", "esm_num_epochs"), ("batch_size", "esm_batch_size")):  # fmt: skip

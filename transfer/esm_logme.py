@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from transfer.errors import InputError
 from transfer.esm import EmbeddingSpaceMap
 from transfer.logme import (
     LogMEStatistics,
@@ -70,7 +71,7 @@ def esm_logme(
     """ESM-LogME of one source (its ESM) for a target, from the target's Gram statistics."""
     affine = esm.affine
     if affine.shape[1] != target.gram.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"The ESM maps {affine.shape[1] - 1}-dimensional embeddings but the target's are {target.dim}-dimensional;"
             " use ESMs of the encoder that embedded the target."
         )

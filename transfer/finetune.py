@@ -27,6 +27,7 @@ from torch import nn
 from transfer.checks import check_positive_int
 from transfer.embeddings import POOLINGS, Pooling, pool
 from transfer.encoder import DEFAULT_MODEL, resolve_device, resolve_model_path
+from transfer.errors import InputError
 
 HEAD_FILE = "head.safetensors"
 RECIPE_FILE = "recipe.json"
@@ -58,18 +59,18 @@ class Recipe:
             check_positive_int("Recipe", name, getattr(self, name))
         for name in ("lr", "grad_clip"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"The {name!r} parameter of Recipe must be > 0. Got {getattr(self, name)!r} instead.")
+                raise InputError(f"The {name!r} parameter of Recipe must be > 0. Got {getattr(self, name)!r} instead.")
         if self.weight_decay < 0 or not 0 <= self.warmup_ratio < 1:
-            raise ValueError(
+            raise InputError(
                 f"Recipe needs weight_decay >= 0 and warmup_ratio in [0, 1). Got {self.weight_decay!r} and "
                 f"{self.warmup_ratio!r} instead."
             )
         if not isinstance(self.length_buckets, bool):
-            raise ValueError(
+            raise InputError(
                 f"The 'length_buckets' parameter of Recipe must be a bool. Got {self.length_buckets!r} instead."
             )
         if self.pooling not in POOLINGS:
-            raise ValueError(
+            raise InputError(
                 f"The 'pooling' parameter of Recipe must be one of {list(POOLINGS)}. Got {self.pooling!r}."
             )
 
@@ -164,9 +165,9 @@ def sample_indices(n: int, max_examples: int, seed: int) -> np.ndarray:
 
 def _check_inputs(texts: Sequence[str], labels: Sequence[float] | np.ndarray, text_pairs: Sequence[str] | None) -> None:
     if len(texts) == 0:
-        raise ValueError("The 'texts' parameter of fine_tune must hold at least one text. Got 0.")
+        raise InputError("The 'texts' parameter of fine_tune must hold at least one text. Got 0.")
     if len(labels) != len(texts) or (text_pairs is not None and len(text_pairs) != len(texts)):
-        raise ValueError(
+        raise InputError(
             f"The 'labels' (and 'text_pairs') parameters of fine_tune must have one entry per text ({len(texts)}). "
             f"Got {len(labels)} labels" + ("" if text_pairs is None else f" and {len(text_pairs)} pairs") + "."
         )
@@ -224,10 +225,10 @@ def fine_tune(
     """
     _check_inputs(texts, labels, text_pairs)
     if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 2):
-        raise ValueError(f"The 'n_classes' parameter of fine_tune must be an int >= 2 or None. Got {n_classes!r}.")
+        raise InputError(f"The 'n_classes' parameter of fine_tune must be an int >= 2 or None. Got {n_classes!r}.")
     target = torch.as_tensor(np.array(labels, dtype=np.float64))
     if n_classes is not None and (target.min() < 0 or target.max() >= n_classes or (target != target.round()).any()):
-        raise ValueError(f"The 'labels' parameter of fine_tune must be class indices in [0, {n_classes}).")
+        raise InputError(f"The 'labels' parameter of fine_tune must be class indices in [0, {n_classes}).")
     resolved = resolve_device(device)
     rng = np.random.default_rng(seed)
     chosen = sample_indices(len(texts), recipe.max_examples, seed)
@@ -336,11 +337,14 @@ def predict(
 
 
 def save_fine_tuned(tuned: FineTuned, directory: str | os.PathLike[str]) -> Path:
-    """Save as a Hugging Face model directory (+ head and recipe), atomically: a temporary directory renamed into
-    place, so a crash never leaves a directory that a later run would load."""
+    """Save as a Hugging Face model directory (+ head and recipe), atomically: a complete temporary directory renamed
+    into place, so a crash never leaves a directory that a later run would load. An existing ``directory`` is never
+    replaced (another process may be reading it): that raises FileExistsError and leaves it as it is."""
     from safetensors.torch import save_file
 
     target = Path(directory)
+    if target.exists():
+        raise FileExistsError(f"Checkpoint directory '{target}' already exists; save_fine_tuned never replaces one.")
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         tuned.model.encoder.save_pretrained(tmp)  # type: ignore[operator]
@@ -355,9 +359,7 @@ def save_fine_tuned(tuned: FineTuned, directory: str | os.PathLike[str]) -> Path
             "seconds": tuned.seconds,
         }
         (tmp / RECIPE_FILE).write_text(json.dumps(meta, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        os.rename(tmp, target)  # never over a directory: fails if one appeared meanwhile
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from transfer.checks import check_choice
+from transfer.errors import InputError
 
 FUSIONS = ("rrf", "borda")
 
@@ -29,15 +30,15 @@ def fuse_rankings(
     """Fused scores {source: score} from ``ranks`` {method: {source: rank}}; ``weights`` {method: w} (default 1)."""
     check_choice("fuse_rankings", "method", method, FUSIONS)
     if not ranks:
-        raise ValueError("The 'ranks' parameter of fuse_rankings must hold at least one method's ranking. Got none.")
+        raise InputError("The 'ranks' parameter of fuse_rankings must hold at least one method's ranking. Got none.")
     weights = dict(weights or {})
     unknown = sorted(set(weights) - set(ranks))
     if unknown or any(w < 0 for w in weights.values()):
-        raise ValueError(
+        raise InputError(
             f"The 'weights' parameter of fuse_rankings must map fused methods to weights >= 0. Got {dict(weights)}."
         )
     if not k > 0:
-        raise ValueError(f"The 'k' parameter of fuse_rankings must be > 0. Got {k!r} instead.")
+        raise InputError(f"The 'k' parameter of fuse_rankings must be > 0. Got {k!r} instead.")
     fused: dict[str, float] = {}
     for name, ranking in ranks.items():
         weight = weights.get(name, 1.0)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
+from transfer.errors import InputError
+
 if TYPE_CHECKING:
     from transfer.finetune import Recipe
 
@@ -98,7 +100,7 @@ def summarise_gains(source_values: Sequence[float], baseline_values: Sequence[fl
     """Summarise per-seed primary metrics of the source runs against the baseline runs of the same seeds."""
     source, baseline = np.asarray(source_values, np.float64), np.asarray(baseline_values, np.float64)
     if source.shape != baseline.shape or source.size == 0:
-        raise ValueError(
+        raise InputError(
             f"The 'source_values' and 'baseline_values' parameters of summarise_gains must be paired by seed. "
             f"Got {source.size} and {baseline.size} values."
         )

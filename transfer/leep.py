@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from transfer.errors import InputError
+
 DEFAULT_BINS = 5
 
 
@@ -26,7 +28,7 @@ def quantile_bins(values: np.ndarray, n_bins: int = DEFAULT_BINS) -> np.ndarray:
     a bin; fewer bins when there are fewer distinct values)."""
     values = np.asarray(values, np.float64).reshape(-1)
     if not isinstance(n_bins, int) or n_bins < 2:
-        raise ValueError(f"The 'n_bins' parameter of quantile_bins must be an int >= 2. Got {n_bins!r} instead.")
+        raise InputError(f"The 'n_bins' parameter of quantile_bins must be an int >= 2. Got {n_bins!r} instead.")
     edges = np.unique(np.quantile(values, np.linspace(0, 1, n_bins + 1)[1:-1]))
     return np.unique(np.searchsorted(edges, values, side="right"), return_inverse=True)[1].reshape(-1)
 
@@ -37,12 +39,12 @@ def leep(source_probs: np.ndarray, target_labels: np.ndarray) -> float:
     theta = np.asarray(source_probs, np.float64)
     labels = np.asarray(target_labels)
     if theta.ndim != 2 or theta.shape[0] == 0 or not np.allclose(theta.sum(1), 1.0, atol=1e-4) or (theta < 0).any():
-        raise ValueError(
+        raise InputError(
             "The 'source_probs' parameter of leep must be an [n, Z] array of probability rows (n >= 1). "
             f"Got shape {theta.shape} instead."
         )
     if labels.shape != (theta.shape[0],) or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-        raise ValueError(
+        raise InputError(
             f"The 'target_labels' parameter of leep must be {theta.shape[0]} non-negative class indices. "
             f"Got shape {labels.shape} and dtype {labels.dtype} instead."
         )

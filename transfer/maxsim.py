@@ -27,6 +27,7 @@ import torch
 from transfer.checks import check_choice
 from transfer.embeddings import TextEncoder
 from transfer.encoder import resolve_device
+from transfer.errors import InputError
 from transfer.neighbors import Backend, nearest_neighbors
 
 BACKENDS = get_args(Backend)
@@ -51,16 +52,16 @@ def token_embeddings(
     each batch pads to nearly its own length; the model runs in fp32 whatever the encoder's precision.
     """
     if isinstance(texts, str):
-        raise ValueError("The 'texts' parameter of token_embeddings must be a sequence of strings, not one string.")
+        raise InputError("The 'texts' parameter of token_embeddings must be a sequence of strings, not one string.")
     if text_pairs is not None and len(text_pairs) != len(texts):
-        raise ValueError(
+        raise InputError(
             f"The 'text_pairs' parameter of token_embeddings must have one entry per text ({len(texts)}). "
             f"Got {len(text_pairs)} instead."
         )
     encoder = model if isinstance(model, TextEncoder) else TextEncoder(model, max_length=max_length, device=device)
     limit = min(max_length, encoder.tokenizer.model_max_length or max_length)
     if encoder.max_length != limit or encoder.device != resolve_device(device):
-        raise ValueError(
+        raise InputError(
             f"The 'max_length' and 'device' parameters of token_embeddings must match the TextEncoder's "
             f"({encoder.max_length}, {encoder.device}). Got ({max_length}, {device}) instead."
         )
@@ -96,7 +97,7 @@ def token_embeddings(
 def equal_token_sample(tokens: np.ndarray, n_tokens: int, seed: int) -> np.ndarray:
     """A seeded sample of ``n_tokens`` rows of ``tokens`` [m, d] (all rows, in order, when m <= n_tokens)."""
     if not isinstance(n_tokens, int) or n_tokens < 1:
-        raise ValueError(
+        raise InputError(
             f"The 'n_tokens' parameter of equal_token_sample must be a positive int. Got {n_tokens!r} instead."
         )
     if len(tokens) <= n_tokens:
@@ -124,17 +125,17 @@ def maxsim_score(
     target_text_index = np.asarray(target_text_index)
     for name, tokens in (("target_tokens", target_tokens), ("source_tokens", source_tokens)):
         if tokens.ndim != 2 or len(tokens) == 0:
-            raise ValueError(
+            raise InputError(
                 f"The {name!r} parameter of maxsim_score must be a non-empty 2-D array [n_tokens, d]. "
                 f"Got shape {tokens.shape} instead."
             )
     if target_tokens.shape[1] != source_tokens.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"The 'target_tokens' and 'source_tokens' parameters of maxsim_score must have the same dimension. "
             f"Got {target_tokens.shape[1]} and {source_tokens.shape[1]} instead."
         )
     if target_text_index.shape != (len(target_tokens),) or not np.issubdtype(target_text_index.dtype, np.integer):
-        raise ValueError(
+        raise InputError(
             f"The 'target_text_index' parameter of maxsim_score must be an int array with one entry per target "
             f"token, shape ({len(target_tokens)},). Got {target_text_index.dtype} shape {target_text_index.shape} "
             "instead."

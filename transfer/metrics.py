@@ -26,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from transfer.errors import InputError
+
 Scores = Mapping[Any, float] | npt.ArrayLike
 Gain = Literal["exponential", "rank"]
 
@@ -36,7 +38,7 @@ class UndefinedMetricError(ValueError):
 
 def _check_k(k: Any, name: str) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"The 'k' parameter of {name} must be a positive int. Got {k!r} instead.")
+        raise InputError(f"The 'k' parameter of {name} must be a positive int. Got {k!r} instead.")
     return int(k)
 
 
@@ -47,7 +49,7 @@ def _is_keyed(x: Any) -> bool:
 def _aligned(predicted: Scores, measured: Scores, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Both inputs as float64 arrays in the same source order, validated."""
     if _is_keyed(predicted) != _is_keyed(measured):
-        raise ValueError(
+        raise InputError(
             f"The 'predicted' and 'measured' parameters of {name} must both be mappings or both be arrays. "
             f"Got {type(predicted).__name__} and {type(measured).__name__} instead."
         )
@@ -56,7 +58,7 @@ def _aligned(predicted: Scores, measured: Scores, name: str) -> tuple[np.ndarray
         if pred_map.keys() != meas_map.keys():
             missing = sorted(map(str, meas_map.keys() - pred_map.keys()))
             extra = sorted(map(str, pred_map.keys() - meas_map.keys()))
-            raise ValueError(
+            raise InputError(
                 f"The 'predicted' and 'measured' parameters of {name} must have the same sources. "
                 f"Missing from predicted: {missing}; missing from measured: {extra}."
             )
@@ -66,13 +68,13 @@ def _aligned(predicted: Scores, measured: Scores, name: str) -> tuple[np.ndarray
     else:
         pred, meas = np.asarray(predicted, dtype=np.float64), np.asarray(measured, dtype=np.float64)
     if pred.ndim != 1 or meas.ndim != 1 or pred.shape != meas.shape or pred.size == 0:
-        raise ValueError(
+        raise InputError(
             f"The 'predicted' and 'measured' parameters of {name} must be non-empty 1-D with the same length. "
             f"Got shapes {pred.shape} and {meas.shape} instead."
         )
     for label, arr in (("predicted", pred), ("measured", meas)):
         if not np.all(np.isfinite(arr)):
-            raise ValueError(
+            raise InputError(
                 f"The '{label}' parameter of {name} must be finite. Got {int((~np.isfinite(arr)).sum())} "
                 "non-finite values instead."
             )
@@ -82,6 +84,24 @@ def _aligned(predicted: Scores, measured: Scores, name: str) -> tuple[np.ndarray
 def _predicted_order(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
     """Indices by predicted score descending; ties by measured performance ascending (worst case)."""
     return np.lexsort((meas, -pred))
+
+
+def _best_and_chosen(
+    predicted: Scores, measured: Scores, k: Any, baseline: float | None, include_no_transfer: bool, name: str
+) -> tuple[float, float]:
+    """(the best measured performance, no-transfer ``baseline`` included when ``include_no_transfer``; the best
+    measured performance among the predicted top ``k``), both validated and in the inputs' units."""
+    k = _check_k(k, name)
+    pred, meas = _aligned(predicted, measured, name)
+    best = float(meas.max())
+    if include_no_transfer:
+        if baseline is None or not np.isfinite(baseline):
+            raise InputError(
+                f"The 'baseline' parameter of {name} must be a finite float when include_no_transfer=True. "
+                f"Got {baseline!r} instead."
+            )
+        best = max(best, float(baseline))
+    return best, float(meas[_predicted_order(pred, meas)[:k]].max())
 
 
 def regret_at_k(
@@ -94,7 +114,8 @@ def regret_at_k(
     normalize: bool = True,
 ) -> float:
     """Regret@k of Poth et al. 2021 ("What to pre-train on? Efficient intermediate task selection"), as used by
-    Schulte et al. 2024 ("Less is More", ESM-LogME): ``(best - best within predicted top-k) / best * 100``.
+    Schulte et al. 2024 ("Less is More", ESM-LogME): ``(best - best within predicted top-k) / best * 100``, the
+    percentage of the best *performance* (a score, not a gain over no transfer) lost by taking the best of the top k.
 
     ``best`` is the maximum over all options, including the no-transfer ``baseline`` when
     ``include_no_transfer=True`` (the papers' definition; ``baseline`` is then required). No-transfer counts in the
@@ -106,21 +127,11 @@ def regret_at_k(
 
     Scores <= 0: the normalisation by ``best`` assumes performance > 0. If ``best <= 0`` (regression targets where
     every option is <= 0) this raises :class:`UndefinedMetricError`; pass ``normalize=False`` to get the absolute
-    regret ``(best - best within top-k) * 100`` instead (percentage points for performances given as fractions).
-    With ``best > 0`` but negative performances in the top-k the relative regret can exceed 100.
+    regret ``(best - best within top-k) * 100`` instead, which is :func:`points_lost_at_k`. With ``best > 0`` but
+    negative performances in the top-k the relative regret can exceed 100.
     """
     name = "regret_at_k"
-    k = _check_k(k, name)
-    pred, meas = _aligned(predicted, measured, name)
-    best = float(meas.max())
-    if include_no_transfer:
-        if baseline is None or not np.isfinite(baseline):
-            raise ValueError(
-                f"The 'baseline' parameter of {name} must be a finite float when include_no_transfer=True. "
-                f"Got {baseline!r} instead."
-            )
-        best = max(best, float(baseline))
-    chosen = float(meas[_predicted_order(pred, meas)[:k]].max())
+    best, chosen = _best_and_chosen(predicted, measured, k, baseline, include_no_transfer, name)
     if not normalize:
         return (best - chosen) * 100.0
     if best <= 0:
@@ -128,6 +139,25 @@ def regret_at_k(
             f"{name} divides by the best performance, which is {best!r} <= 0; use normalize=False for absolute regret."
         )
     return (best - chosen) / best * 100.0
+
+
+def points_lost_at_k(
+    predicted: Scores, measured: Scores, *, k: int, baseline: float | None = None, include_no_transfer: bool = True
+) -> float:
+    """Points lost@k, what following the ranking costs a user: ``(best - best within predicted top-k) * 100``, the
+    best option's mean performance minus the best mean performance among the predicted top k, in points (accuracy
+    points for accuracies given as fractions). ``k=1``: the price of fine-tuning on the top source. It is regret@k
+    before the division by ``best`` (`regret_at_k` with ``normalize=False``), so it is defined for scores <= 0 too.
+
+    ``best`` and ties as in :func:`regret_at_k`: the no-transfer ``baseline`` counts in ``best`` when
+    ``include_no_transfer=True`` (then required); ties in predicted scores take the worst case; ``k`` larger than the
+    pool is clamped. The result is >= 0 and non-increasing in ``k``.
+
+    Example: sources a .80, b .75, c .70 predicted in the order b, c, a, no transfer .72: 5.0 points lost at k = 1
+    (0.80 - 0.75) and at k = 2, 0 at k = 3; with no transfer at .85 instead: 10.0, 10.0 and 5.0.
+    """
+    best, chosen = _best_and_chosen(predicted, measured, k, baseline, include_no_transfer, "points_lost_at_k")
+    return (best - chosen) * 100.0
 
 
 def taskweb_regret_at_k(predicted: Scores, measured: Scores, *, k: int, normalize: bool = True) -> float:
@@ -179,13 +209,13 @@ def ndcg_at_k(predicted: Scores, measured: Scores, *, k: int | None = None, gain
     """
     name = "ndcg_at_k"
     if gain not in ("exponential", "rank"):
-        raise ValueError(f"The 'gain' parameter of {name} must be 'exponential' or 'rank'. Got {gain!r} instead.")
+        raise InputError(f"The 'gain' parameter of {name} must be 'exponential' or 'rank'. Got {gain!r} instead.")
     pred, meas = _aligned(predicted, measured, name)
     n = meas.size
     k = n if k is None else min(_check_k(k, name), n)
     if gain == "exponential":
         if meas.max() > 1:
-            raise ValueError(
+            raise InputError(
                 f"The 'measured' parameter of {name} must be performances as fractions (<= 1) for gain='exponential'. "
                 f"Got a maximum of {meas.max()!r} instead."
             )
@@ -244,9 +274,10 @@ def top1_hit(predicted: Scores, measured: Scores) -> float:
 def ranking_quality(
     predicted: Scores, measured: Scores, *, baseline: float, ks: Iterable[int] = (1, 3, 5)
 ) -> dict[str, float]:
-    """All metrics above for one target: ``regret@k`` (Poth/Schulte, no-transfer included), ``taskweb_regret@k``,
-    ``ndcg@k`` (exponential gain), ``ndcg_rank@k`` (TaskWeb rank gain) for each k in ``ks``; ``ndcg`` and
-    ``ndcg_rank`` over the whole pool; ``spearman``, ``kendall`` and ``top1_hit``.
+    """All metrics above for one target: ``regret@k`` (Poth/Schulte, no-transfer included), ``points_lost@k`` (the
+    same loss in points), ``taskweb_regret@k``, ``ndcg@k`` (exponential gain), ``ndcg_rank@k`` (TaskWeb rank gain)
+    for each k in ``ks``; ``ndcg`` and ``ndcg_rank`` over the whole pool; ``spearman``, ``kendall`` and
+    ``top1_hit``.
 
     A metric that is undefined for these values (:class:`UndefinedMetricError`, e.g. regret when the best option
     is <= 0, or correlations with a constant input) is NaN; invalid inputs still raise ``ValueError``.
@@ -256,6 +287,7 @@ def ranking_quality(
     out: dict[str, float] = {}
     for k in ks:
         out[f"regret@{k}"] = _or_nan(regret_at_k, predicted, measured, k=k, baseline=baseline)
+        out[f"points_lost@{k}"] = points_lost_at_k(predicted, measured, k=k, baseline=baseline)
         out[f"taskweb_regret@{k}"] = _or_nan(taskweb_regret_at_k, predicted, measured, k=k)
         out[f"ndcg@{k}"] = _or_nan(ndcg_at_k, predicted, measured, k=k, gain="exponential")
         out[f"ndcg_rank@{k}"] = _or_nan(ndcg_at_k, predicted, measured, k=k, gain="rank")
@@ -287,7 +319,7 @@ def one_seed_oracle(
     values = np.array([np.asarray(v, np.float64) for v in runs.values()])
     base = np.asarray(baseline, np.float64)
     if values.ndim != 2 or values.shape[1] < 2 or base.shape != (values.shape[1],):
-        raise ValueError(
+        raise InputError(
             "The 'runs' parameter of one_seed_oracle must give every source the same number (>= 2) of seeds as "
             f"'baseline'. Got shapes {values.shape} and {base.shape} instead."
         )
@@ -303,6 +335,72 @@ def one_seed_oracle(
     return dict(zip(draws[0], means, strict=True))
 
 
+def random_expectation(
+    measured: Mapping[str, float], baseline: float, *, ks: Iterable[int] = (1, 3, 5), n: int = 200, seed: int = 0
+) -> dict[str, float]:
+    """Mean of each `ranking_quality` metric over ``n`` seeded random orders of the sources (NaNs ignored): what a
+    ranking that knows nothing scores."""
+    rng = np.random.default_rng(seed)
+    sources = list(measured)
+    draws = [
+        ranking_quality(
+            dict(zip(sources, rng.permutation(len(sources)).astype(float), strict=True)), measured, baseline=baseline,
+            ks=ks,
+        )
+        for _ in range(n)
+    ]  # fmt: skip
+    table = np.array([[d[m] for m in draws[0]] for d in draws])
+    means = [float(np.mean(col[~np.isnan(col)])) if (~np.isnan(col)).any() else float("nan") for col in table.T]
+    return dict(zip(draws[0], means, strict=True))
+
+
+def evaluate_target(
+    predicted: Mapping[str, Mapping[str, float]],
+    runs: Mapping[str, Sequence[float]],
+    *,
+    prior: Mapping[str, float] | None = None,
+    ks: Iterable[int] = (1, 3, 5),
+    n_random: int = 200,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Every ranking of one target scored against its measured runs, beside the reference rows.
+
+    ``predicted``: {method: {source: score, oriented so higher = better}}; ``runs``: {source: per-seed primary
+    metric [S]}, the no-transfer baseline under '' (every source and the baseline on the same S seeds, paired by
+    position); ``prior``: {source: its mean gain on other targets} for the ``source-prior`` row. Measured truth:
+    each source's mean over the seeds, against the baseline's mean. Rows (method, n_sources, metric, value) for
+    each method (over the sources it scored, ≥ 2, NaN scores dropped), ``source-prior``, ``random``
+    (`random_expectation`) and, with S ≥ 2, ``one-seed-oracle`` (`one_seed_oracle`)."""
+    ks = tuple(ks)
+    if "" not in runs:
+        raise InputError("The 'runs' parameter of evaluate_target needs the no-transfer baseline under ''. Got none.")
+    measured = {s: float(np.mean(v)) for s, v in runs.items() if s != ""}
+    baseline = float(np.mean(runs[""]))
+    rows: list[dict[str, Any]] = []
+
+    def add(method: str, scores: Mapping[str, float] | None) -> None:
+        common = {s: float(v) for s, v in (scores or {}).items() if s in measured and v == v}
+        if len(common) < 2:
+            return
+        quality = ranking_quality(common, {s: measured[s] for s in common}, baseline=baseline, ks=ks)
+        rows.extend({"method": method, "n_sources": len(common), "metric": m, "value": v} for m, v in quality.items())
+
+    for method, scores in predicted.items():
+        add(method, scores)
+    add("source-prior", prior)
+    expectation = random_expectation(measured, baseline, ks=ks, n=n_random, seed=seed)
+    rows.extend(
+        {"method": "random", "n_sources": len(measured), "metric": m, "value": v} for m, v in expectation.items()
+    )
+    if len(runs[""]) >= 2:
+        oracle = one_seed_oracle({s: runs[s] for s in measured}, runs[""], ks=ks)
+        rows.extend(
+            {"method": "one-seed-oracle", "n_sources": len(measured), "metric": m, "value": v}
+            for m, v in oracle.items()
+        )
+    return rows
+
+
 NEAR_TIE = 0.005  # scores closer than 0.5% of their mean magnitude: no method here is that precise
 
 
@@ -311,7 +409,7 @@ def near_ties(scores: Mapping[str, float], relative: float = NEAR_TIE) -> list[l
     than ``relative`` · mean |score| are chained into one group; groups of ≥ 2, best first, NaN scores ignored.
     Example: ESM-LogME evidences -0.701, -0.699 and -0.698 (spread 0.003, 0.4% of their size) are one group."""
     if not relative > 0:
-        raise ValueError(f"The 'relative' parameter of near_ties must be > 0. Got {relative!r} instead.")
+        raise InputError(f"The 'relative' parameter of near_ties must be > 0. Got {relative!r} instead.")
     ordered = sorted(((float(v), s) for s, v in scores.items() if np.isfinite(v)), reverse=True)
     if len(ordered) < 2:
         return []

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from transfer.errors import InputError
+
 Metric = Literal["l2", "ip"]
 Backend = Literal["auto", "faiss", "torch"]
 
@@ -26,17 +28,17 @@ def faiss_available() -> bool:
 
 def _check(queries: np.ndarray, base: np.ndarray, k: int, metric: str) -> None:
     if queries.ndim != 2 or base.ndim != 2 or queries.shape[1] != base.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"The 'queries' and 'base' parameters of nearest_neighbors must be 2-D with the same dimension. "
             f"Got shapes {queries.shape} and {base.shape}."
         )
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= base.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"The 'k' parameter of nearest_neighbors must be an int in [1, {base.shape[0]}] (the base size). "
             f"Got {k!r} instead."
         )
     if metric not in ("l2", "ip"):
-        raise ValueError(f"The 'metric' parameter of nearest_neighbors must be 'l2' or 'ip'. Got {metric!r} instead.")
+        raise InputError(f"The 'metric' parameter of nearest_neighbors must be 'l2' or 'ip'. Got {metric!r} instead.")
 
 
 def nearest_neighbors(
@@ -60,7 +62,7 @@ def nearest_neighbors(
     if backend == "faiss" or (backend == "auto" and faiss_available()):
         return _faiss_search(queries, base, k, metric, torch.device(device))
     if backend not in ("auto", "torch"):
-        raise ValueError(
+        raise InputError(
             f"The 'backend' parameter of nearest_neighbors must be 'auto', 'faiss' or 'torch'. Got {backend!r}."
         )
     return _torch_search(queries, base, k, metric, torch.device(device), block_size)

@@ -12,27 +12,59 @@ everything here is also reachable there, but this is the one entry point a user 
     advice = ts.advise_sources(ws, "my_task")  # expected gains, intervals, advice.attrs["dont_transfer"]
     ts.select_subset(ws, "my_pool", "my_task", method="gio", budget=0.2)
     ts.Results(ws).recommend_sources("my_task", method="advisor")
+    plan = ts.plan_rank(ts.RankRequest("my_task", methods=("esm-logme",), workspace=str(ws.root)))
+    ts.run_plan(plan)  # exactly what the plan says (plan.estimated_s: its cost, before any work)
 
 Every function takes the workspace first (a `Workspace`, a folder, or None for ``$TRANSFERSCOPE_WORKSPACE`` or
-``./transferscope-workspace``) and forwards other keyword arguments to the flow it names. Flows (and with them
-Prefect and torch) are imported on first call, so ``import transferscope`` is quick.
+``./transferscope-workspace``) and forwards other keyword arguments to the flow it names. Each long request also
+has its request and plan types and its planner here (`RankRequest`, `plan_rank`, `RankPlan`; `SelectionRequest`,
+`plan_selection`, `SelectionPlan`; `MeasureRequest`, `plan_measure`, `MeasurePlan`; `MeasureSelectionRequest`,
+`plan_measure_selection`, `MeasureSelectionPlan`), and `run_plan` runs a plan with its flow. Flows and these types
+(and with them Prefect and torch) are imported on first use, so ``import transferscope`` is quick.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from store.errors import InputError
 from store.results import Results
 from store.task_files import load_task
 from store.tasks import Task
 from store.workspace import Workspace
 
+# The request and plan types and the planners of the long flows, each with the module that defines it (imported on
+# first access, PEP 562); the flow that runs each module's plans (`run_plan`).
+PLANNING = {
+    **dict.fromkeys(("RankRequest", "RankPlan", "plan_rank"), "flows.rank"),
+    **dict.fromkeys(("SelectionRequest", "SelectionPlan", "plan_selection"), "flows.select"),
+    **dict.fromkeys(("MeasureRequest", "MeasurePlan", "plan_measure"), "flows.measure"),
+    **dict.fromkeys(
+        ("MeasureSelectionRequest", "MeasureSelectionPlan", "plan_measure_selection"), "flows.measure_selection"
+    ),
+}
+PLAN_FLOWS = {
+    "flows.rank": "rank_sources",
+    "flows.select": "select_training_subset",
+    "flows.measure": "measure_transfer",
+    "flows.measure_selection": "measure_selection",
+}
+
 __all__ = [
+    "MeasurePlan",
+    "MeasureRequest",
+    "MeasureSelectionPlan",
+    "MeasureSelectionRequest",
+    "RankPlan",
+    "RankRequest",
     "Results",
+    "SelectionPlan",
+    "SelectionRequest",
     "Task",
     "Workspace",
     "add_task",
@@ -43,11 +75,43 @@ __all__ = [
     "load_task",
     "measure_selection",
     "measure_transfer",
+    "plan_measure",
+    "plan_measure_selection",
+    "plan_rank",
+    "plan_selection",
     "rank_sources",
+    "run_plan",
     "select_subset",
 ]
 
 WorkspaceLike = Workspace | str | os.PathLike[str] | None
+
+
+def __getattr__(name: str) -> Any:
+    """Import a request or plan type or a planner (`PLANNING`) on first access and keep it as this module's
+    attribute."""
+    if name not in PLANNING:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(PLANNING[name]), name)
+    globals()[name] = value
+    return value
+
+
+def run_plan(plan: Any) -> pd.DataFrame | dict[str, Any]:
+    """Run exactly what ``plan`` says with its flow and return what the flow returns: a `RankPlan` (or
+    `RankRequest`) with `flows.rank.rank_sources` (the ranking), a `SelectionPlan` with
+    `flows.select.select_training_subset` (the selection's summary: subset id, sizes, run id), a `MeasurePlan` with
+    `flows.measure.measure_transfer` (the measured gains) and a `MeasureSelectionPlan` with
+    `flows.measure_selection.measure_selection` (one row per trial). A request is planned first."""
+    kind = type(plan)
+    if PLANNING.get(kind.__name__) != kind.__module__:
+        raise InputError(
+            "The 'plan' parameter of run_plan must be a plan or request of plan_rank, plan_selection, plan_measure or "
+            f"plan_measure_selection. Got {kind.__name__} instead."
+        )
+    import flows
+
+    return getattr(flows, PLAN_FLOWS[kind.__module__])(plan)
 
 
 def _root(workspace: WorkspaceLike) -> str:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from store.errors import ExpectedError
+from store.errors import ExpectedError, InputError
 from store.workspace import WORKSPACE_ENV
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def main(
 
         try:
             check_runner_options(dask_address, dask_local)
-        except ValueError as err:
+        except InputError as err:
             raise typer.BadParameter(str(err), param_hint="--dask-address/--dask-local") from None
     ctx.obj = {
         "workspace": workspace,
@@ -93,18 +93,24 @@ def cell_text(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def parse_ints(text: str, option: str) -> tuple[int, ...]:
+    """'0,1,2' → (0, 1, 2); anything else is a bad value of ``option``."""
+    try:
+        return tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated ints; got {text!r}", param_hint=option) from None
+
+
 BUDGET_HELP = "small (500 examples, 1 epoch, max_length 64: CPU demos) or paper (<= 10,000 examples, 3 epochs)."
 esm_app = typer.Typer(help="Build, export and import Embedding Space Maps.", no_args_is_help=True)
 app.add_typer(esm_app, name="esm")
 
 
-# Failures a user can act on (bad input, a missing or corrupt artefact, missing measurements). A bare KeyError is
-# a bug, not one of these: only store.errors' KeyError subclasses (an unknown task, a missing split) are expected.
-EXPECTED_ERRORS = (ExpectedError, ValueError, LookupError, FileNotFoundError)
-
-
 def is_expected(err: BaseException | None) -> bool:
-    return isinstance(err, EXPECTED_ERRORS) and type(err) is not KeyError
+    """Whether ``err`` is a failure the user can act on (bad input, a missing or corrupt artefact, missing
+    measurements): only the typed `ExpectedError`s. A bare ValueError, KeyError or FileNotFoundError, from our code
+    or numpy's, is a bug and keeps its traceback."""
+    return isinstance(err, ExpectedError)
 
 
 class HideExpectedTracebacks(logging.Filter):
@@ -128,8 +134,8 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
             logger.addFilter(hide)
         try:
             return command(*args, **kwargs)
-        except EXPECTED_ERRORS as err:
-            if debug or not is_expected(err):
+        except ExpectedError as err:
+            if debug:
                 raise
             console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True, highlight=False)
             raise typer.Exit(2) from None

@@ -8,7 +8,7 @@ import pandas as pd
 import typer
 from rich.markup import escape
 
-from flows.cli.common import BUDGET_HELP, app, console, print_frame, with_runner
+from flows.cli.common import BUDGET_HELP, app, console, parse_ints, print_frame, with_runner
 from store.errors import ExpectedError
 from store.workspace import Workspace
 
@@ -64,12 +64,14 @@ def rank(
     advised = "advisor" in methods
     recipe_budget: str | dict = budget
     if advised:
+        from flows.advisor import default_recipe
         from store.advice import measured_knowledge
         from transfer.advisor import DEFAULT_INPUTS
+        from transfer.encoder import DEFAULT_MODEL
 
-        knowledge = measured_knowledge(ws, exclude=target)
+        knowledge = measured_knowledge(ws, default_recipe(DEFAULT_MODEL), exclude=target)
         methods = tuple(m for m in methods if m != "advisor") or DEFAULT_INPUTS
-        recipe_budget = knowledge.input_budget
+        recipe_budget = knowledge.recipe.source_recipe
     plan = plan_rank(
         RankRequest(
             target,
@@ -82,11 +84,7 @@ def rank(
             workspace=str(ws.root),
         )
     )
-    if plan.esms:
-        title = f"plan: ESMs for {len(names)} sources, about {plan.estimated_s:.0f} s ({plan.rate})"
-        print_frame(plan.esm_frame(), title=title)
-    else:
-        console.print(f"plan: {len(methods)} method(s) over {len(names)} sources")
+    print_plan(plan)
     if verify:
         console.print(verification_plan(knowledge.seconds_per_run, verify, target))
     if dry_run:
@@ -112,6 +110,22 @@ def rank(
                     f"{NEAR_TIE:.1%} of their size)",
                     soft_wrap=True,
                 )
+
+
+def print_plan(plan: RankPlan) -> None:
+    """What a ranking will compute: its methods and sources and, when a method reads the sources' fine-tuned
+    checkpoints, the source fine-tunes (each once, however many methods read it) and the time, per source."""
+    methods, n = plan.request.methods, len(plan.sources)
+    line = f"plan: {len(methods)} method(s) ({', '.join(methods)}) over {n} sources"
+    if not plan.work:
+        console.print(line, soft_wrap=True)
+        return
+    bound = "at most " if plan.request.prefilter else ""
+    line += (
+        f"; {bound}{plan.fine_tunes} source fine-tune(s) of {plan.recipe.epochs} epoch(s), about "
+        f"{plan.estimated_s:.0f} s{' at most' if bound else ''} with the forward passes ({plan.rate})"
+    )
+    print_frame(plan.work_frame(), title=line)
 
 
 def warn_failures(result: object) -> None:
@@ -174,7 +188,7 @@ def measure(
         MeasureRequest(
             target,
             tuple(sources.split(",")) if sources else None,
-            tuple(int(s) for s in seeds.split(",")),
+            parse_ints(seeds, "--seeds"),
             budget,
             device=ctx.obj["device"],
             workspace=ctx.obj["workspace"],
@@ -200,5 +214,11 @@ def evaluate(ctx: typer.Context, target: Annotated[str, typer.Argument(help="Tar
     from flows.evaluate import evaluate_rankings
 
     table = pd.DataFrame(evaluate_rankings(target=target, workspace=ctx.obj["workspace"]))
-    keep = [c for c in ("regret@1", "regret@3", "ndcg@5", "spearman", "kendall", "top1_hit") if c in table.columns]
-    print_frame(table[keep].reset_index(), title=f"ranking quality for {target}")
+    shown = ("regret@1", "regret@3", "points_lost@1", "points_lost@3", "ndcg@5", "spearman", "kendall", "top1_hit")
+    print_frame(table[[c for c in shown if c in table.columns]].reset_index(), title=f"ranking quality for {target}")
+    console.print(
+        "regret@k: % of the best performance (no transfer included) lost by taking the best of the top k; "
+        "points_lost@k: the same loss in points of the target's primary metric (accuracy points for "
+        "classification), what following the ranking costs; both lower is better, the rest higher.",
+        soft_wrap=True,
+    )

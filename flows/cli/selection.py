@@ -76,26 +76,24 @@ def select(
     from flows.select import SelectionRequest, plan_selection, select_training_subset
     from store.selections import export_selection, find_selection, selection_frame
 
-    try:
-        plan = plan_selection(
-            SelectionRequest(
-                pool,
-                tuple(target),
-                method,
-                parse_budget(budget),
-                pool_split=pool_split,
-                target_split=target_split,
-                quantize=quantize,
-                method_params={k: _json_or_text(v) for k, v in parse_pairs(",".join(param or []), "--param").items()},
-                label_map=parse_pairs(label_map, "--label-map") if label_map else None,
-                seed=seed,
-                device=ctx.obj["device"],
-                workspace=ctx.obj["workspace"],
-            )
+    if out is not None and not out.parent.is_dir():
+        raise typer.BadParameter(f"expected a file in an existing folder; got '{out}'", param_hint="--out")
+    plan = plan_selection(
+        SelectionRequest(
+            pool,
+            tuple(target),
+            method,
+            parse_budget(budget),
+            pool_split=pool_split,
+            target_split=target_split,
+            quantize=quantize,
+            method_params={k: _json_or_text(v) for k, v in parse_pairs(",".join(param or []), "--param").items()},
+            label_map=parse_pairs(label_map, "--label-map") if label_map else None,
+            seed=seed,
+            device=ctx.obj["device"],
+            workspace=ctx.obj["workspace"],
         )
-    except (ValueError, KeyError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    )
     embeds = ", ".join(f"{e.task}/{e.split} ({e.n} texts)" for e in plan.to_embed) or "nothing"
     console.print(
         f"plan: {method} on {plan.n_pool} pool examples ({len(plan.leaked_ids)} dropped as leaked into a target's "
@@ -139,22 +137,18 @@ def measure_selection_cmd(
     from flows.measure_selection import MeasureSelectionRequest, measure_selection, plan_measure_selection
     from store.results import Results
 
-    try:
-        plan = plan_measure_selection(
-            MeasureSelectionRequest(
-                pool,
-                tuple(target),
-                arms={m: {"method": m} for m in method} if method else None,  # None: DEFAULT_ARMS
-                budgets=tuple(budget or (0.1, 0.2, 0.5)),
-                seeds=tuple(seed or (0, 1, 2)),
-                label_map=parse_pairs(label_map, "--label-map") if label_map else None,
-                device=ctx.obj["device"],
-                workspace=ctx.obj["workspace"],
-            )
+    plan = plan_measure_selection(
+        MeasureSelectionRequest(
+            pool,
+            tuple(target),
+            arms={m: {"method": m} for m in method} if method else None,  # None: DEFAULT_ARMS
+            budgets=tuple(budget or (0.1, 0.2, 0.5)),
+            seeds=tuple(seed or (0, 1, 2)),
+            label_map=parse_pairs(label_map, "--label-map") if label_map else None,
+            device=ctx.obj["device"],
+            workspace=ctx.obj["workspace"],
         )
-    except (ValueError, KeyError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    )
     selections = sum(not t.selection.stored for t in plan.todo)
     console.print(
         f"plan: {len(plan.todo)} fine-tunes to do ({len(plan.runs) * len(plan.request.seeds) - len(plan.todo)} "

@@ -10,6 +10,7 @@ import pandas as pd
 import typer
 
 from flows.cli.common import BUDGET_HELP, app, console, esm_app, print_frame, tasks_app, with_runner
+from store.errors import ExpectedError, InputError
 from store.workspace import Workspace
 
 
@@ -33,7 +34,6 @@ def tasks_add(
     from store.catalog import put_task
     from store.hf_tasks import load_hf_task
     from store.task_files import load_task_dir, load_task_file
-    from store.tasks import TaskValidationError
 
     options: dict[str, Any] = {
         "kind": kind,
@@ -41,28 +41,27 @@ def tasks_add(
         "text_pair_column": text_pair_column,
         "label_column": label_column,
     }
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the task's warnings are printed once, below
-            if path.startswith("hf:"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the task's warnings are printed once, below
+        if path.startswith("hf:"):
+            try:
                 task = load_hf_task(path[3:], name, **options)
-            elif Path(path).is_dir():
-                task = load_task_dir(
-                    path, name, label_names=labels.split(",") if labels else None, license=license, **options
-                )
-            else:
-                task = load_task_file(
-                    path,
-                    name,
-                    split=split,
-                    split_column=split_column,
-                    label_names=labels.split(",") if labels else None,
-                    license=license,
-                    **options,
-                )
-    except (TaskValidationError, ImportError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+            except ImportError as err:  # the hf extra is not installed; the message says how to install it
+                raise ExpectedError(str(err)) from None
+        elif Path(path).is_dir():
+            task = load_task_dir(
+                path, name, label_names=labels.split(",") if labels else None, license=license, **options
+            )
+        else:
+            task = load_task_file(
+                path,
+                name,
+                split=split,
+                split_column=split_column,
+                label_names=labels.split(",") if labels else None,
+                license=license,
+                **options,
+            )
     changed = put_task(Workspace(ctx.obj["workspace"]), task)
     state = "stored" if changed else "unchanged (same content already stored)"
     console.print(f"task [bold]{task.name}[/bold]: {task.kind}, {task.input}, {task.counts()} — {state}")
@@ -169,6 +168,8 @@ def esm_import(
     from store.esms import import_esms
     from transfer.encoder import model_fingerprint, resolve_model_path
 
+    if not Path(directory).is_dir():
+        raise InputError(f"The DIRECTORY of `esm import` must be an existing folder. Got '{directory}' instead.")
     fingerprint = model_fingerprint(resolve_model_path(base_model))
     sources = import_esms(Workspace(ctx.obj["workspace"]), directory, base_fp=fingerprint)
     console.print(f"imported {len(sources)} ESMs: {', '.join(sources)}")

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from flows.cli.common import app, console, print_frame
+from store.errors import InputError
 from store.workspace import WORKSPACE_ENV, SQLError, Workspace
 
 
@@ -28,11 +29,7 @@ def import_cmd(ctx: typer.Context, directory: Annotated[Path, typer.Argument(hel
     from store.archive import import_workspace
     from store.workspace import resolve_root
 
-    try:
-        ws = import_workspace(directory, resolve_root(ctx.obj["workspace"]))
-    except ValueError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    ws = import_workspace(directory, resolve_root(ctx.obj["workspace"]))
     console.print(f"imported into {ws.root}; every artefact matches its checksum")
 
 
@@ -84,11 +81,7 @@ def report(
     """Build a static HTML report (gains, rankings, quality, task map, runs) from the store; opens offline."""
     from reports.html import build_report
 
-    try:
-        index = build_report(Workspace(ctx.obj["workspace"]), out, target=target)
-    except LookupError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    index = build_report(Workspace(ctx.obj["workspace"]), out, target=target)
     console.print(f"report written to {index}  (open {index.as_uri()} in a browser)")
 
 
@@ -136,7 +129,7 @@ def serve(
             refresh=crons.get("refresh", SCHEDULES.refresh),
             measure_grid=crons.get("measure_grid", SCHEDULES.measure_grid),
         )
-    except ValueError as err:
+    except InputError as err:
         raise typer.BadParameter(str(err), param_hint="--cron") from None
     names = [name for item in targets or [] for name in item.split(",") if name]
     missing = sorted(set(names) - set(list_tasks(Workspace(ctx.obj["workspace"]))["name"]))

@@ -1,0 +1,33 @@
+"""The source advisor: one learned, calibrated estimate of each source's gain for a target, from every ranking
+method's score and what measured transfer already knows. One module per role:
+
+- `transfer.advisor.features`: the pair features (method z-scores and percentiles, task descriptors, priors from
+  other targets' measured gains), with the measurement-free part computed once;
+- `transfer.advisor.learner`: `SourceAdvisor` (a scikit-learn estimator; learner chosen by nested
+  leave-one-target-out error) and `advise_target`, the entry point;
+- `transfer.advisor.intervals`: CV+ intervals over targets (Barber et al. 2021);
+- `transfer.advisor.verification`: re-ranking by a few measured fine-tunes;
+- `transfer.advisor.evaluation`: gains from measured runs and the strict leave-one-target-out harness.
+"""
+
+from transfer.advisor.evaluation import leave_one_target_out, mean_gains, seed_gains
+from transfer.advisor.features import (
+    CHEAP_INPUTS,
+    DEFAULT_INPUTS,
+    PairFeatures,
+    describe_tasks,
+    descriptor_features,
+    method_features,
+    prior_features,
+    profile_similarity,
+)
+from transfer.advisor.intervals import cv_plus_interval
+from transfer.advisor.learner import Advice, SourceAdvisor, advise_target, candidate_learners, nested_loto_predictions
+from transfer.advisor.verification import verified_ranking
+
+__all__ = [
+    "CHEAP_INPUTS", "DEFAULT_INPUTS", "Advice", "PairFeatures", "SourceAdvisor", "advise_target", "candidate_learners",
+    "cv_plus_interval", "describe_tasks", "descriptor_features", "leave_one_target_out", "mean_gains",
+    "method_features", "nested_loto_predictions", "prior_features", "profile_similarity", "seed_gains",
+    "verified_ranking",
+]  # fmt: skip
