@@ -43,7 +43,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.progress import progress
-from store.errors import InputError
+from store.errors import InputError, MissingDependencyError
 from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
 
@@ -78,7 +78,9 @@ def task_runner(dask_address: str | None = None, dask_local: int | None = None) 
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError:
-        raise ImportError("Dask task runners need the 'prefect-dask' package (pip install prefect-dask).") from None
+        raise MissingDependencyError(
+            "Dask task runners need the 'prefect-dask' package (pip install prefect-dask)."
+        ) from None
     if dask_address is not None:
         return DaskTaskRunner(address=dask_address)
     return DaskTaskRunner(

@@ -50,7 +50,7 @@ import torch
 
 from selection.budget import resolve_budget
 from transfer.checks import check_choice, check_positive_int
-from transfer.errors import InputError
+from transfer.errors import InputError, MissingDependencyError
 
 Stop = Literal[
     "increase", "max_resets", "min_difference", "sequential_increase_tolerance", "min_kl", "data_size", "budget"
@@ -298,9 +298,9 @@ def gio_select(
         return d * total_log / (n * m) - xx_term + _correction(k, m, n)
 
     def objective(v: torch.Tensor, m: int) -> torch.Tensor:
-        """KL(X ‖ W ∪ {v}) up to terms free of v. The column uses (x − v)², not the expanded form: the descent is
-        chaotic near target points (a 1e-17 change can move v by 1e-2 over 150 steps in the d = 8 fixtures), and
-        this form keeps the recorded reference picks."""
+        """KL(X ‖ W ∪ {v}) up to terms free of v. The column uses (x − v)², not the expanded form, which cancels.
+        The descent is chaotic near target points (a 1e-17 change can move v by 1e-2 over 150 steps in the d = 8
+        fixtures), so there rounding, not the algorithm, decides the picks (see tests/test_gio.py)."""
         col = ((x - v) ** 2).sum(1).clamp(_CLIP_LOW, _CLIP_HIGH)
         return d * (log_sum + _log_r(col, eps).sum()) / (n * (m + 1))
 
@@ -524,7 +524,9 @@ def gio_quantized(
     try:
         import faiss
     except ImportError:
-        raise ImportError(f"{owner} needs faiss for k-means: pip install faiss-cpu (or faiss-gpu on CUDA).") from None
+        raise MissingDependencyError(
+            f"{owner} needs faiss for k-means: pip install faiss-cpu (or faiss-gpu on CUDA)."
+        ) from None
 
     def kmeans(points: np.ndarray, n_clusters: int) -> Any:
         model = faiss.Kmeans(points.shape[1], n_clusters, niter=kmeans_iter, seed=seed)

@@ -4,11 +4,11 @@ traceback."""
 
 from __future__ import annotations
 
-from transfer.errors import ExpectedError, InputError, MissingResultError
+from transfer.errors import ExpectedError, InputError, MissingDependencyError, MissingResultError
 
 __all__ = [
-    "CorruptArtifactError", "ExpectedError", "InputError", "MissingResultError", "MissingSplitError",
-    "UnknownTaskError",
+    "CorruptArtifactError", "ExpectedError", "InputError", "MissingDependencyError", "MissingResultError",
+    "MissingSplitError", "UnknownTaskError",
 ]  # fmt: skip
 
 

