@@ -489,8 +489,12 @@ def reference_section() -> str:
             f"<h3>Transfer atlas: {int(atlas.runs.sum())} measured fine-tunes over {len(atlas)} targets</h3>"
             "<p class='meta'>Per target: the best source's mean gain over fine-tuning on the target alone, the "
             "mean over its sources and the share of sources that help (points; <code>python -m bench "
-            "transfer_atlas</code>).</p>"
+            "transfer_atlas</code>), and whether the target can judge a ranking (<code>python -m bench "
+            "atlas_targets</code>): the baseline's skill over chance, (score − chance) / (1 − chance), must reach 0.1, "
+            "and sources must differ beyond seed noise (block ANOVA p &lt; 0.05); reliability is the split-half "
+            "Spearman–Brown reliability of the 5-seed mean ranking, the ceiling for any method.</p>"
         )
+        tested = "informative" in atlas
         rows = [
             [
                 _fmt(r.target),
@@ -501,27 +505,47 @@ def reference_section() -> str:
                 f'<td class="num">{r.mean_gain:+.1f}</td>',
                 f'<td class="num">{r.helps:.0%}</td>',
             ]
+            + (
+                [
+                    f'<td class="num">{_fmt(r.skill, 2)}</td>',
+                    f'<td class="num">{_fmt(r.anova_p, 3)}</td>',
+                    f'<td class="num">{_fmt(r.reliability, 2)}</td>',
+                    "yes" if pd.notna(r.informative) and bool(r.informative) else "no",
+                ]
+                if tested
+                else []
+            )
             for r in atlas.itertuples()
         ]
         headers = ["target", "runs", "sources", "best source", "its gain", "mean gain", "sources that help"]
+        headers += ["baseline skill", "ANOVA p", "reliability", "informative"] if tested else []
         out.append(_table(headers, rows, css_class="atlas"))
     ranking = committed_ranking_quality()
     if ranking is not None and len(ranking[0]) and "ndcg@5_mean" in ranking[0]:
         table, meta = ranking
         coverage = "complete atlas" if meta["complete"] else f"the {len(meta['targets'] or [])} complete atlas targets"
-        out.append(
-            f"<h3>Ranking quality on {escape(coverage)}</h3><p class='meta'>Mean ± std over targets. "
-            f"{escape(LOSS_MEANING)} NDCG@5 and Spearman: higher is better (<code>python -m bench "
-            "ranking_quality</code>).</p>"
-        )
+        informative = meta["table_informative"]
         shown = [m for m in ("regret@1", "points_lost@1", "ndcg@5", "spearman") if f"{m}_mean" in table]
-        rows = [
-            [_fmt(r["method"])]
-            + [f'<td class="num">{_fmt(r[f"{m}_mean"], 2)} ± {_fmt(r.get(f"{m}_std"), 2)}</td>' for m in shown]
-            for r in table.to_dict("records")
-        ]
         labels = {"ndcg@5": "NDCG@5", "spearman": "Spearman"}
-        out.append(_table(["method", *(labels.get(m, m) for m in shown)], rows, css_class="reference-quality"))
+        tables = [(f"the {len(meta['informative_targets'] or [])} informative atlas targets", informative)]
+        for title, frame in [*(tables if len(informative) else []), (coverage, table)]:
+            out.append(
+                f"<h3>Ranking quality on {escape(title)}</h3><p class='meta'>Mean ± std over targets; Δ NDCG@5: the "
+                "paired difference to the best single method ± the half-width of its 95% interval over targets. "
+                f"{escape(LOSS_MEANING)} NDCG@5 and Spearman: higher is better (<code>python -m bench "
+                "ranking_quality</code>).</p>"
+            )
+            rows = [
+                [_fmt(r["method"])]
+                + [f'<td class="num">{_fmt(r[f"{m}_mean"], 2)} ± {_fmt(r.get(f"{m}_std"), 2)}</td>' for m in shown]
+                + [
+                    f'<td class="num">{_fmt(r.get("ndcg@5_minus_best_mean"), 2)} ± '
+                    f"{_fmt(r.get('ndcg@5_minus_best_ci95'), 2)}</td>"
+                ]
+                for r in frame.to_dict("records")
+            ]
+            headers = ["method", *(labels.get(m, m) for m in shown), "Δ NDCG@5"]
+            out.append(_table(headers, rows, css_class="reference-quality"))
     selection = committed_selection_quality()
     if selection is not None:
         out.append(

@@ -20,12 +20,15 @@ from transfer.advisor import mean_gains
 
 def atlas_summary(folder: Path = SHIPPED_ATLAS) -> pd.DataFrame | None:
     """Per target of the atlas's main recipe (the most common): runs, sources measured, the best source and its
-    mean gain, the mean gain over sources and the share of sources that help (points)."""
+    mean gain, the mean gain over sources and the share of sources that help (points), and, where
+    ``atlas_targets.csv`` (`bench.atlas_targets`) is shipped, its informativeness tests: skill, anova_p,
+    reliability, informative."""
     path = folder / ATLAS_RUNS
     if not path.exists():
         return None
     runs = pd.read_parquet(path)
-    runs = runs[runs.recipe == runs.recipe.mode().iloc[0]]
+    recipe = runs.recipe.mode().iloc[0]
+    runs = runs[runs.recipe == recipe]
     gains = mean_gains(runs[["target", "source", "seed", "value"]])
     rows = []
     for target, frame in gains.groupby("target"):
@@ -41,11 +44,18 @@ def atlas_summary(folder: Path = SHIPPED_ATLAS) -> pd.DataFrame | None:
                 "helps": float((frame.gain > 0).mean()),
             }
         )
-    return pd.DataFrame(rows)
+    summary = pd.DataFrame(rows)
+    tests = folder / "atlas_targets.csv"
+    if tests.exists():
+        signal = pd.read_csv(tests)
+        signal = signal[signal.recipe == recipe][["target", "skill", "anova_p", "reliability", "informative"]]
+        summary = summary.merge(signal, on="target", how="left")
+    return summary
 
 
 def committed_ranking_quality(folder: Path = SHIPPED_ATLAS) -> tuple[pd.DataFrame, dict] | None:
-    """(the per-method table, sorted by mean NDCG@5; {targets, complete, best_single_method, atlas_recipe})."""
+    """(the per-method table over every target, sorted by mean NDCG@5; {targets, complete, best_single_method,
+    atlas_recipe, informative_targets, table_informative: the same table over the informative targets})."""
     path = folder / "ranking_quality.json"
     if not path.exists():
         return None
@@ -53,7 +63,13 @@ def committed_ranking_quality(folder: Path = SHIPPED_ATLAS) -> tuple[pd.DataFram
     table = pd.DataFrame(result.get("table", []))
     if "ndcg@5_mean" in table:
         table = table.sort_values("ndcg@5_mean", ascending=False)
-    meta = {k: result.get(k) for k in ("targets", "complete", "best_single_method", "atlas_recipe")}
+    meta = {
+        k: result.get(k) for k in ("targets", "complete", "best_single_method", "atlas_recipe", "informative_targets")
+    }
+    informative = pd.DataFrame(result.get("table_informative", []))
+    if "ndcg@5_mean" in informative:
+        informative = informative.sort_values("ndcg@5_mean", ascending=False).reset_index(drop=True)
+    meta["table_informative"] = informative
     return table.reset_index(drop=True), meta
 
 

@@ -405,3 +405,22 @@ def test_report_prints_the_stored_interval_level_and_unbounded_bounds(tmp_path):
     assert "90% interval" in page and "80%" not in page
     assert "-1.0 to 2.0" in page and "unbounded to unbounded" in page
     assert "a single fine-tune varies more" in page
+
+
+def test_reference_section_shows_which_atlas_targets_are_informative_and_their_table():
+    """The committed atlas's per-target informativeness tests and the ranking table over the informative targets
+    (with the paired 95% interval), beside the all-targets table."""
+    from reports.html import reference_section
+    from store.benchmarks import committed_ranking_quality
+
+    page = reference_section()
+    _, meta = committed_ranking_quality()
+    informative = meta["informative_targets"]
+    assert informative and len(meta["table_informative"])
+    assert "<th>baseline skill</th><th>ANOVA p</th><th>reliability</th><th>informative</th>" in page
+    for target in ("cb", "cola"):
+        row = page[page.index(f"<td>{target}</td>") :].split("</tr>")[0]
+        assert row.endswith("<td>yes</td>" if target in informative else "<td>no</td>")
+    assert f"Ranking quality on the {len(informative)} informative atlas targets" in page
+    assert page.index("informative atlas targets") < page.index("Ranking quality on complete atlas")
+    assert "<th>Δ NDCG@5</th>" in page
