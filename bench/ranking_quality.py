@@ -67,7 +67,9 @@ def complete_targets(atlas: pd.DataFrame, grid: list[tuple[str, list[str]]], see
 
 
 def import_runs(ws: Workspace, atlas: pd.DataFrame, target: str, sources: list[str], seeds: tuple[int, ...]) -> None:
-    """Store the atlas runs of ``target`` in the workspace (those it lacks) and summarise them over ``seeds``."""
+    """Store the atlas runs of ``target`` in the workspace (those it lacks) and summarise them over ``seeds``. Runs
+    are matched by config only: the atlas records no start keys, so they are stored without one (a later
+    `measure_transfer` of the same runs measures them again, `store.measured.put_transfer_result`)."""
     from flows.measure import summarise
     from store.measured import done_transfer_runs, put_transfer_result
 
@@ -199,8 +201,14 @@ def committed_quality(atlas: pd.DataFrame, scores: pd.DataFrame, targets: list[s
             for m, f in frame.groupby("method")
         }
         prior = gains[gains.target != target].groupby("source").gain.mean().to_dict()
-        measured = {s: runs.loc[s].tolist() for s in runs.index}
-        rows += [{"target": target, **row} for row in evaluate_target(predicted, measured, prior=prior)]
+        means = runs.mean(axis=1)
+        per_seed = {s: runs.loc[s].tolist() for s in runs.index}
+        rows += [
+            {"target": target, **row}
+            for row in evaluate_target(
+                predicted, means.drop("").to_dict(), float(means[""]), runs=per_seed, prior=prior
+            )
+        ]
     long = pd.DataFrame(rows)
     return long.pivot_table(index=["target", "method"], columns="metric", values="value", dropna=False).reset_index()
 

@@ -1,9 +1,9 @@
 """Flow ``evaluate_rankings``: score every stored ranking of a target against its measured transfer.
 
-Measured: the newest measurement config's runs (``transfer_gains`` names the config and its sources), each source's
-mean over the seeds every pair has, with the mean no-transfer baseline of those seeds. Predicted: each method's
-newest ranking, oriented so higher = better. Scored by `transfer.metrics.evaluate_target`, beside three reference
-rows: ``random`` (the metrics' expectation over ``n_random`` seeded random orders),
+Measured: the newest measurement config's per-source mean performance (``transfer_gains``), with the mean
+no-transfer baseline; the one-seed oracle reads its per-seed runs (the seeds every run has). Predicted: each
+method's newest ranking, oriented so higher = better. Scored by `transfer.metrics.evaluate_target`, beside three
+reference rows: ``random`` (the metrics' expectation over ``n_random`` seeded random orders),
 ``source-prior`` (each source's mean gain on the other measured targets: Choshen et al. 2022 find much of transfer
 is the source's general quality) and ``one-seed-oracle`` (rank by one seed's measured runs, scored against the mean
 of the other seeds, averaged over the seed: the ceiling that seed noise puts on any ranker; needs >= 2 seeds).
@@ -44,11 +44,12 @@ def evaluate_rankings(
         ranking_runs[str(method)] = ranking.run_id.iloc[0]
     prior = ws.read("source_prior", {"target": target})
     runs = ws.read("primary_transfer_results", {"config_hash": gains.config_hash.iloc[0], "target": target})
-    runs = runs.pivot(index="source", columns="seed", values="value")
-    runs = runs.loc[runs.index.intersection(["", *gains.source])].dropna(axis=1)  # the seeds every pair has
+    runs = runs.pivot(index="source", columns="seed", values="value").dropna(axis=1)  # the seeds every run has
     rows = evaluate_target(
         predicted,
-        {s: runs.loc[s].tolist() for s in runs.index},
+        dict(zip(gains.source, gains.source_mean, strict=True)),
+        float(gains.baseline_mean.iloc[0]),
+        runs={s: runs.loc[s].tolist() for s in runs.index},
         prior=dict(zip(prior.source, prior.prior, strict=True)),
         ks=ks,
         n_random=n_random,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from prefect import get_run_logger
 
-from flows.checkpoints import SourceData, ensure_checkpoint
+from flows.checkpoints import SourceData, checkpoint_key, ensure_checkpoint
 from flows.gradient_rows import LabelledRows, method_settings
 from flows.progress import progress
 from selection.budget import resolve_budget
@@ -27,7 +27,7 @@ from selection.stratify import stratified_take
 from store.checkpoints import CheckpointKey
 from store.errors import InputError
 from store.features import features_key, find_features, put_features
-from store.runs import canonical_json, config_hash
+from store.runs import config_hash
 from store.tasks import Task
 from store.workspace import Workspace
 from transfer.encoder import model_fingerprint, resolve_model_path
@@ -52,23 +52,10 @@ def warmup_checkpoint(
         data_hash=config_hash({"example_ids": [rows.example_ids[i] for i in chosen]}),
         n_dropped=0,
     )
+    base_fp = model_fingerprint(resolve_model_path(model))
+    key = checkpoint_key(data, WARMUP_RECIPE, model=model, base_fp=base_fp, seed=seed)
     directory = ensure_checkpoint(
-        ws,
-        data,
-        WARMUP_RECIPE,
-        model=model,
-        base_fp=model_fingerprint(resolve_model_path(model)),
-        seed=seed,
-        device=device,
-        run_id=run_id,
-    )
-    key = CheckpointKey(
-        base_model=model,
-        base_fp=model_fingerprint(resolve_model_path(model)),
-        task=pool.name,
-        content_hash=data.data_hash,
-        recipe_json=canonical_json(WARMUP_RECIPE.as_dict()),
-        seed=seed,
+        ws, data, WARMUP_RECIPE, model=model, base_fp=base_fp, seed=seed, device=device, run_id=run_id
     )
     return load_fine_tuned(directory, device=device), key
 

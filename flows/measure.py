@@ -1,10 +1,11 @@
 """Flow ``measure_transfer``: the ground truth — fine-tune on the target alone and after each source, per seed.
 
 Each (source, seed) run is its own Prefect task and is stored as soon as it finishes, keyed by the measurement
-config (target, budgets, model, caps), so a crashed or extended grid resumes without redoing finished runs; a
-`MeasureRequest` is planned once (`plan_measure`, a frozen `MeasurePlan` with the runs still to do). Source
-checkpoints come from the cache shared with ESMs. Per pair, the summary (mean gain, its spread, share of positive
-seeds, paired t-test) is rewritten from all stored seeds at the end.
+config (target, budgets, model, caps) with what it started from (the source checkpoint's key, or the base model's
+fingerprint), so a crashed or extended grid resumes without redoing finished runs, and a run whose source rows or
+base weights changed since is measured again; a `MeasureRequest` is planned once (`plan_measure`, a frozen
+`MeasurePlan` with the runs still to do). Source checkpoints come from the cache shared with ESMs. Per pair, the
+summary (mean gain, its spread, share of positive seeds, paired t-test) is rewritten from all stored seeds at the end.
 """
 
 from __future__ import annotations
@@ -18,20 +19,20 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.checkpoints import ensure_checkpoint, source_data
-from flows.embed import EncoderSettings
+from flows.checkpoints import checkpoint_key, ensure_checkpoint, source_data, sources_data
 from flows.progress import progress
 from flows.rank import recipe_for_budget
 from flows.runners import gather
 from store.catalog import catalog_digest, check_plan_current, get_task, list_tasks
+from store.checkpoints import stored_checkpoints
 from store.errors import InputError
-from store.measured import done_transfer_runs, put_transfer_gains, put_transfer_result
+from store.measured import MeasurementRecipe, done_transfer_runs, put_transfer_gains, put_transfer_result
 from store.rates import fine_tune_rate
 from store.runs import config_hash, recorded_run
 from store.tasks import Task, ensure_split
 from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
-from transfer.encoder import DEFAULT_MODEL
+from transfer.encoder import DEFAULT_MODEL, model_fingerprint, resolve_model_path
 from transfer.finetune import TARGET_RECIPE, Recipe, sample_indices
 from transfer.groundtruth import Split, summarise_gains, train_and_evaluate
 
@@ -60,36 +61,31 @@ def target_splits(goal: Task, recipe: Recipe, max_test: int, seed: int) -> tuple
 def measure_run(
     workspace: str, target: str, source: str, seed: int, setup_json: str, config: str, run_id: str
 ) -> Deferred[dict[str, float]]:
-    """One fine-tuning run on the target (from the base encoder, or from ``source``'s checkpoint); the flow stores
-    it as soon as it finishes (`flows.runners.gather`)."""
+    """One fine-tuning run on the target (from the base encoder, or from ``source``'s checkpoint), stored with the
+    key of what it started from (the checkpoint's, or the base model's fingerprint); the flow commits it as soon as
+    it finishes (`flows.runners.gather`)."""
     setup = json.loads(setup_json)
     ws = WorkerWorkspace(workspace)
     goal = get_task(ws, target)
     target_recipe, source_recipe = Recipe(**setup["target_recipe"]), Recipe(**setup["source_recipe"])
     train, test = target_splits(goal, target_recipe, setup["max_test"], seed)
-    start = setup["model"]
+    model, device = setup["model"], setup["device"]
+    base_fp = model_fingerprint(resolve_model_path(model))
+    start, start_key = model, base_fp
     if source != BASELINE:
-        base = EncoderSettings.of_recipe(source_recipe, setup["model"], setup["device"]).load()
         data = source_data(ws, source, source_recipe, seed)
-        start = str(
-            ensure_checkpoint(
-                ws,
-                data,
-                source_recipe,
-                model=setup["model"],
-                base_fp=base.fingerprint,
-                seed=seed,
-                device=setup["device"],
-                run_id=run_id,
-            )
+        start_key = checkpoint_key(data, source_recipe, model=model, base_fp=base_fp, seed=seed).cache_key
+        directory = ensure_checkpoint(
+            ws, data, source_recipe, model=model, base_fp=base_fp, seed=seed, device=device, run_id=run_id
         )
+        start = str(directory)
     name = f"fine-tune {target} from {source or 'the base model'} (seed {seed})"
     with progress(name, target_recipe.examples(len(train.texts)), "example") as advance:
         metrics = train_and_evaluate(
-            train, test, n_classes=goal.n_classes, start=start, recipe=target_recipe, seed=seed, device=setup["device"],
+            train, test, n_classes=goal.n_classes, start=start, recipe=target_recipe, seed=seed, device=device,
             progress=advance,
         )  # fmt: skip
-    put_transfer_result(ws, config, target, source, seed, metrics, run_id)
+    put_transfer_result(ws, config, target, source, seed, metrics, run_id, start_key=start_key)
     get_run_logger().info("%s <- %s (seed %d): %.4f", target, source or "no transfer", seed, metrics["primary"])
     return ws.deferred(metrics)
 
@@ -140,42 +136,64 @@ class MeasureRequest:
 @dataclass(frozen=True)
 class MeasurePlan:
     """A validated, costed `MeasureRequest`: the sources, the measurement ``setup`` (hashed as ``config``, the key
-    stored runs are found by), the (source, seed) runs still to do (``BASELINE`` = no transfer), and their cost:
-    ``target_examples`` x epochs per run at the workspace's measured ``rate``, plus a source fine-tune per
-    (source, seed) whose checkpoint is not cached yet. ``catalog``: the stored tasks it was made against."""
+    stored runs are found by), ``start_keys`` (source, seed, start key) for every run of the grid (what it starts
+    from: the source checkpoint's `flows.checkpoints.checkpoint_key`, or the base model's fingerprint for
+    ``BASELINE`` = no transfer), the (source, seed) runs still to do (`pending`), and their cost: ``target_examples``
+    x epochs per run, plus ``source_fine_tunes`` (the runs to do whose source checkpoint is not cached yet;
+    ``source_example_epochs`` in all), at the workspace's measured ``rate``. ``catalog``: the stored tasks it was
+    made against."""
 
     request: MeasureRequest
     catalog: str
     sources: tuple[str, ...]
     setup: dict[str, Any]
     config: str
+    start_keys: tuple[tuple[str, int, str], ...]
     todo: tuple[tuple[str, int], ...]
     target_examples: int
+    source_fine_tunes: int
+    source_example_epochs: int
     estimated_s: float
     rate: str
 
 
+def pending(
+    start_keys: tuple[tuple[str, int, str], ...], done: dict[tuple[str, int], str | None]
+) -> tuple[tuple[str, int], ...]:
+    """The runs of ``start_keys`` ((source, seed, start key) each) that ``done`` (`store.measured.done_transfer_runs`)
+    lacks or holds from another start (or from an unrecorded one, None)."""
+    return tuple((s, seed) for s, seed, key in start_keys if done.get((s, seed)) != key)
+
+
 def plan_measure(request: MeasureRequest) -> MeasurePlan:
-    """Check ``request`` against the workspace and plan it: the runs not yet stored and what they cost."""
+    """Check ``request`` against the workspace and plan it: the runs not yet stored from the start they would make
+    now (each source's rows worked out as `flows.rank.plan_rank` does, leakage guard read once), and their cost."""
     r = request
     ws = Workspace(r.workspace)
     goal = get_task(ws, r.target)
     names = r.sources or tuple(n for n in list_tasks(ws)["name"] if n != r.target)
-    target_recipe = r.target_recipe
-    setup = {
-        "model": r.model,
-        "source_recipe": recipe_for_budget(r.budget).as_dict(),
-        "target_recipe": target_recipe.as_dict(),
-        "max_test": r.max_test,
-        "target_content": goal.content_hash,
-    }
+    target_recipe, source_recipe = r.target_recipe, recipe_for_budget(r.budget)
+    recipe = MeasurementRecipe(r.model, source_recipe.as_dict(), target_recipe.as_dict(), r.max_test)
+    setup = recipe.setup(goal.content_hash)  # the advisor finds these runs by the same hash (store.advice)
+    base_fp = model_fingerprint(resolve_model_path(r.model))
+    start_keys, tunes = [], {}  # tunes: {(source, seed): (checkpoint key, example-epochs of its fine-tune)}
+    for seed in r.seeds:
+        start_keys.append((BASELINE, seed, base_fp))
+        for name, data in sources_data(ws, list(names), source_recipe, seed).items():
+            key = checkpoint_key(data, source_recipe, model=r.model, base_fp=base_fp, seed=seed).cache_key
+            start_keys.append((name, seed, key))
+            tunes[name, seed] = (key, source_recipe.examples(len(data.texts)))
     config = config_hash(setup)
-    done = done_transfer_runs(ws, config, r.target)
-    todo = tuple((s, seed) for seed in r.seeds for s in [BASELINE, *names] if (s, seed) not in done)
+    todo = pending(tuple(start_keys), done_transfer_runs(ws, config, r.target))
+    cached = stored_checkpoints(ws)
+    fine_tunes = [tunes[run][1] for run in todo if run[0] != BASELINE and tunes[run][0] not in cached]
     examples = min(goal.counts().get("train", 0), target_recipe.max_examples)
     rate = fine_tune_rate(ws)
-    estimate = rate.seconds(len(todo) * examples * target_recipe.epochs)
-    return MeasurePlan(r, catalog_digest(ws), tuple(names), setup, config, todo, examples, estimate, rate.basis)
+    estimate = rate.seconds(len(todo) * examples * target_recipe.epochs + sum(fine_tunes))
+    return MeasurePlan(
+        r, catalog_digest(ws), tuple(names), setup, config, tuple(start_keys), todo, examples, len(fine_tunes),
+        sum(fine_tunes), estimate, rate.basis,
+    )  # fmt: skip
 
 
 @flow(name="measure_transfer", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
@@ -198,7 +216,8 @@ def measure_transfer(plan: MeasurePlan | MeasureRequest) -> pd.DataFrame:
     with recorded_run(ws, "measure_transfer", params, device=r.device) as run:
         run_id = run.run_id
         done = done_transfer_runs(ws, plan.config, r.target)  # a plan run again (after a crash) skips what landed
-        todo = [(name, seed) for name, seed in plan.todo if (name, seed) not in done]
+        left = set(pending(plan.start_keys, done))
+        todo = [run for run in plan.todo if run in left]
         get_run_logger().info(
             "measure_transfer %s: %d runs to do, %d already stored",
             r.target,

@@ -1,5 +1,6 @@
 """VoG for ``select_training_subset`` (Agarwal et al. 2022): fine-tune on the pool, the variance of input gradients
-across its checkpoints per example (`selection.vog`), stored once per pool, then a strategy takes the budget.
+across its checkpoints per example (`selection.vog`), stored once per pool under everything that produced them
+(`vog_score_config`), then a strategy takes the budget.
 """
 
 from __future__ import annotations
@@ -16,7 +17,27 @@ from selection.vog import keep_hardest, prune_easiest, vog_scores, weighted_samp
 from store.runs import config_hash
 from store.tasks import Task
 from store.workspace import Workspace
+from transfer.encoder import model_fingerprint, resolve_model_path
 from transfer.finetune import SMALL_BUDGET
+
+
+def vog_score_config(pool: Task, pool_rows: LabelledRows, settings: dict[str, Any], *, model: str, seed: int) -> str:
+    """The config hash VoG scores of ``pool_rows`` are stored under: the base model's fingerprint (not its name),
+    the pool rows (ids and labels), the fine-tuning recipe (`SMALL_BUDGET`), its seed (the one run its checkpoints
+    are taken from) and the scoring parameters (``settings`` n_checkpoints, normalize); not the strategy or budget,
+    which only read the scores."""
+    return config_hash(
+        {
+            "method": "vog",
+            "pool": pool.name,
+            "content": config_hash({"ids": pool_rows.example_ids, "labels": pool_rows.labels.tolist()}),
+            "base_fp": model_fingerprint(resolve_model_path(model)),
+            "recipe": SMALL_BUDGET.as_dict(),
+            "n_checkpoints": settings["n_checkpoints"],
+            "normalize": settings["normalize"],
+            "seed": seed,
+        }
+    )
 
 
 def vog_order(
@@ -33,19 +54,10 @@ def vog_order(
 ) -> tuple[list[str], pd.DataFrame, str]:
     """VoG selection among the ``allowed`` rows of the whole pool split: (example ids in order, the normalised VoG
     of the allowed rows, the scores' config hash). VoG depends only on the pool (fine-tune on it, K checkpoints),
-    so its scores are stored under a config without the strategy or budget and reused for every other subset."""
+    so its scores are stored under `vog_score_config`, without the strategy or budget, and reused for every other
+    subset."""
     settings = method_settings("vog", options)
-    score_config = config_hash(
-        {
-            "method": "vog",
-            "pool": pool.name,
-            "content": config_hash({"ids": pool_rows.example_ids}),
-            "model": model,
-            "n_checkpoints": settings["n_checkpoints"],
-            "normalize": settings["normalize"],
-            "seed": seed,
-        }
-    )
+    score_config = vog_score_config(pool, pool_rows, settings, model=model, seed=seed)
     ids = np.array(pool_rows.example_ids)
     stored = ws.read("example_scores", {"config_hash": score_config, "pool": pool.name})
     if len(stored) == len(ids):
@@ -58,6 +70,7 @@ def vog_order(
                 n_classes=pool.n_classes,
                 text_pairs=pool_rows.pairs,
                 model=model,
+                recipe=SMALL_BUDGET,
                 n_checkpoints=settings["n_checkpoints"],
                 normalize=settings["normalize"],
                 seed=seed,

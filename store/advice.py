@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from store.measured import MeasurementRecipe
+from store.measured import MeasurementRecipe, complete_recipe
 from store.workspace import Workspace, query
 
 SHIPPED_ATLAS = Path(str(resources.files("reports").joinpath("results")))
@@ -105,6 +105,34 @@ def enough_measured(runs: pd.DataFrame) -> bool:
     return int((paired.groupby("source").seed.nunique() >= MIN_JOIN_SEEDS).sum()) >= MIN_JOIN_SOURCES
 
 
+def well_measured(runs: pd.DataFrame) -> pd.DataFrame:
+    """One target's ``runs`` without the sources measured on fewer than `MIN_JOIN_SEEDS` seeds paired with a
+    baseline (their mean gain is mostly seed noise)."""
+    baseline_seeds = set(runs.seed[runs.source == ""])
+    paired = runs[runs.seed.isin(baseline_seeds)]
+    seeds = paired[paired.source != ""].groupby("source").seed.nunique()
+    keep = {"", *seeds.index[seeds >= MIN_JOIN_SEEDS]}
+    return paired[paired.source.isin(keep)].reset_index(drop=True)
+
+
+def recipe_rankings(ws: Workspace, target: str, recipe: MeasurementRecipe) -> pd.DataFrame:
+    """``target``'s newest ranking by each method among the `rank_sources` runs made under ``recipe``'s source
+    recipe and encoder (a checkpoint method's scores depend on both), without the advisor's and fused rankings
+    (`SCORE_COLUMNS`)."""
+    rows = ws.read("target_rankings", {"target": target})
+    if not len(rows):
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    params = {run: json.loads(text) for run, text in zip(rows.run_id, rows.params_json, strict=False)}
+    matching = {
+        run
+        for run, p in params.items()
+        if p.get("model") == recipe.model and complete_recipe(p.get("recipe") or {}) == recipe.source_recipe
+    }
+    rows = rows[rows.run_id.isin(matching) & ~rows.method.str.startswith(("advisor", "fused-"))]
+    newest = rows.groupby("method").created_at.transform("max")
+    return rows[rows.created_at == newest].assign(target=target)[SCORE_COLUMNS].reset_index(drop=True)
+
+
 def measured_knowledge(
     ws: Workspace, default: MeasurementRecipe, *, exclude: str | None = None, atlas: str | None = None
 ) -> Knowledge:
@@ -119,27 +147,36 @@ def measured_knowledge(
     origin = dict(shipped.origin) if shipped else {}
     ignored: dict[str, str] = {}
     listed = ws.read("list_tasks")
+    measured_any = set(ws.read("measured_targets").target)
     for name, content in zip(listed.name, listed.content_hash, strict=True):
+        if name == exclude or name not in measured_any:
+            continue
         config = recipe.config(content)
         mine = ws.read("primary_transfer_results", {"config_hash": config, "target": name})
-        if name == exclude or not len(mine):
+        if not len(mine):
+            ignored[name] = (
+                "measured only under other recipes than the advisor's; `transferscope measure "
+                f"{name} --advisor-recipe` measures it so that it can join"
+            )
             continue
         mine = mine.assign(target=name)[RUN_COLUMNS]
         if shipped is not None and shipped.configs.get(name) == config:  # the atlas's own measurement: add seeds
             merged = pd.concat([runs[name], mine]).drop_duplicates(["source", "seed"], keep="last")
             runs[name], origin[name] = merged.reset_index(drop=True), "atlas+workspace"
             continue
-        ranked = ws.read("latest_rankings_all_methods", {"target": name}).assign(target=name)
-        ranked = ranked[~ranked.method.str.startswith(("advisor", "fused-"))][SCORE_COLUMNS]
+        ranked = recipe_rankings(ws, name, recipe)
         if not enough_measured(mine):
             ignored[name] = (
                 f"{len(mine)} runs under the advisor's recipe; it needs {MIN_JOIN_SOURCES} sources on "
                 f"{MIN_JOIN_SEEDS}+ seeds with baselines"
             )
         elif not len(ranked):
-            ignored[name] = f"measured but not ranked (`transferscope rank {name}`)"
+            ignored[name] = (
+                "measured but not ranked under the advisor's source recipe and encoder (`transferscope rank "
+                f"{name} --method advisor` ranks it so)"
+            )
         else:
-            runs[name], scores[name], origin[name] = mine, ranked, "workspace"
+            runs[name], scores[name], origin[name] = well_measured(mine), ranked, "workspace"
     keep = sorted(t for t in origin if t != exclude)
     tasks = [shipped.tasks] if shipped else []
     tasks.append(listed.set_index("name")[TASK_COLUMNS])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from store.errors import MissingDependencyError
-from store.task_files import task_from_table
+from store.task_records import task_from_table
 from store.tasks import SPLITS, Kind, Task, TaskValidationError, check_name
 
 
@@ -19,7 +21,10 @@ def load_hf_task(
     text_pair_column: str | None = None,
     label_column: str = "label",
 ) -> Task:
-    """Load a Hugging Face dataset (needs the ``hf`` extra and a reachable hub, or a local datasets cache).
+    """Load a Hugging Face dataset (needs the ``hf`` extra): a hub name (a reachable hub, or the local datasets
+    cache), a local dataset repository (``datasets.load_dataset``: data files such as
+    ``data/train-00000-of-00001.parquet``, configs from its README's YAML header) or a folder written by
+    ``save_to_disk`` (``datasets.load_from_disk``; a saved single dataset is its recorded split, else ``train``).
 
     Split names ``validation``/``dev``/``val`` map to ``validation``; class names come from the ``ClassLabel``
     feature when the dataset declares one."""
@@ -29,10 +34,21 @@ def load_hf_task(
         raise MissingDependencyError(
             "Loading Hugging Face datasets needs the 'datasets' package: pip install 'transferscope[hf]'."
         ) from None
-    try:
-        loaded = datasets.load_dataset(dataset, config)
-    except (FileNotFoundError, ConnectionError) as err:  # no such dataset; the hub unreachable and it is not cached
-        raise TaskValidationError(f"Dataset {dataset!r} (config {config!r}) could not be loaded: {err}") from None
+    saved_files = (datasets.config.DATASETDICT_JSON_FILENAME, datasets.config.DATASET_STATE_JSON_FILENAME)
+    if any((Path(dataset) / file).is_file() for file in saved_files):  # a folder written by save_to_disk
+        if config is not None:
+            raise TaskValidationError(
+                f"The 'config' parameter must be None for a folder written by save_to_disk ({dataset!r}). "
+                f"Got {config!r} instead."
+            )
+        loaded = datasets.load_from_disk(dataset)
+        if isinstance(loaded, datasets.Dataset):
+            loaded = {str(loaded.split or "train"): loaded}
+    else:
+        try:
+            loaded = datasets.load_dataset(dataset, config)
+        except (FileNotFoundError, ConnectionError, ValueError) as err:  # no such dataset or config; hub unreachable
+            raise TaskValidationError(f"Dataset {dataset!r} (config {config!r}) could not be loaded: {err}") from None
     aliases = {"dev": "validation", "val": "validation"}
     frames = []
     label_names = None

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from selection.quality import summarise_selection
 from store.advice import read_advice
 from store.errors import InputError, MissingResultError
 from store.selections import budget_kind, find_selection, selection_frame, selection_results
 from store.workspace import Workspace
+from transfer.arms import summarise_selection
 
 
 class Results:
@@ -166,7 +166,7 @@ class Results:
 
     def selection_quality(self, pool: str | None = None) -> pd.DataFrame:
         """What the subsets of ``pool`` (None: the newest measured pool) were worth: the newest
-        ``measure_selection`` of it, summarised per (target, arm, budget) by `selection.quality.summarise_selection`
+        ``measure_selection`` of it, summarised per (target, arm, budget) by `transfer.arms.summarise_selection`
         (share of the full-pool score with its seed spread, paired difference to random; target ``"all"``
         averages the targets). ``frame.attrs`` holds the pool and the measurement's config hash."""
         runs = selection_results(self.workspace, pool=pool)

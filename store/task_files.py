@@ -1,9 +1,10 @@
-"""Task readers for files and tables: a directory of ``{train,validation,test}.{jsonl,csv,parquet}`` (with an
-optional ``meta.json``), one file (optionally with a split column), a pandas DataFrame or Arrow table; and
-`load_task`, which picks the reader for a source (a Hugging Face name goes to `store.hf_tasks`).
+"""Task readers for files: a directory of ``{train,validation,test}.{jsonl,csv,parquet}`` (with an optional
+``meta.json``) or one file (optionally with a split column); and `load_task`, which picks the reader for a source
+(a DataFrame or Arrow table goes to `store.task_records.task_from_table`, a Hugging Face name to `store.hf_tasks`).
 
-Every reader turns records into `store.tasks.RawRow` s located by file and line (or row) and validates them with
-`store.tasks.build_task`; errors name the task, the file, the line and what was expected.
+Every reader turns records into `store.tasks.RawRow` s located by file and line (or row) with
+`store.task_records` and validates them with `store.tasks.build_task`; errors name the task, the file, the line
+and what was expected.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from store.tasks import (
-    FORMATS,
-    PAIR_COLUMNS,
-    SPLITS,
-    TEXT_COLUMNS,
-    Kind,
-    RawRow,
-    Task,
-    TaskValidationError,
-    build_task,
-    check_name,
-)
-
-
-def _location(path: str, line: int, kind: str = "line") -> str:
-    return f"file '{path}', {kind} {line}" if path else f"row {line}"
+from store.task_records import rows_from_records, task_from_records, task_from_table
+from store.tasks import FORMATS, SPLITS, Kind, RawRow, Task, TaskValidationError, build_task, check_name
 
 
 def _decode(task: str, path: Path, data: bytes) -> str:
@@ -82,55 +69,6 @@ def _read_records(task: str, path: Path) -> list[tuple[dict[str, Any], int]]:
     raise TaskValidationError(f"Task {task!r}, file '{path}': unsupported format {suffix!r}; expected {FORMATS}.")
 
 
-def _pick_column(
-    task: str, where: str, columns: Iterable[str], explicit: str | None, candidates: Sequence[str], role: str
-) -> str | None:
-    columns = list(columns)
-    if explicit is not None:
-        if explicit not in columns:
-            raise TaskValidationError(
-                f"Task {task!r}, {where}: missing {role} column {explicit!r}; found columns {columns}."
-            )
-        return explicit
-    return next((c for c in candidates if c in columns), None)
-
-
-def _rows_from_records(
-    task: str,
-    path: str,
-    records: list[tuple[dict[str, Any], int]],
-    *,
-    text_column: str | None,
-    text_pair_column: str | None,
-    label_column: str,
-    row_kind: str = "line",
-) -> list[RawRow]:
-    if not records:
-        return []
-    first = records[0][0]
-    where = f"file '{path}'" if path else "table"
-    text_col = _pick_column(task, where, first.keys(), text_column, TEXT_COLUMNS, "text")
-    if text_col is None:
-        raise TaskValidationError(
-            f"Task {task!r}, {where}: missing text column; expected one of {list(TEXT_COLUMNS)} or an explicit "
-            f"text_column, found {list(first.keys())}."
-        )
-    pair_col = _pick_column(task, where, first.keys(), text_pair_column, PAIR_COLUMNS, "text pair")
-    rows = []
-    for record, number in records:
-        loc = _location(path, number, row_kind)
-        if label_column not in record:
-            raise TaskValidationError(
-                f"Task {task!r}, {loc}: missing label field {label_column!r}; expected a class name, class index "
-                "or number."
-            )
-        if text_col not in record:
-            raise TaskValidationError(f"Task {task!r}, {loc}: missing text field {text_col!r}.")
-        pair = record.get(pair_col) if pair_col else None
-        rows.append(RawRow(record[text_col], pair, record[label_column], loc))
-    return rows
-
-
 def _read_meta(path: Path) -> dict[str, Any]:
     meta_path = path / "meta.json"
     if not meta_path.exists():
@@ -171,7 +109,7 @@ def load_task_dir(
             )
         if files:
             records = _read_records(name, files[0])
-            rows_by_split[split] = _rows_from_records(
+            rows_by_split[split] = rows_from_records(
                 name,
                 str(files[0]),
                 records,
@@ -216,7 +154,7 @@ def load_task_file(
         raise TaskValidationError(f"The 'path' parameter must be an existing file. Got '{path}' instead.")
     name = check_name(name or path.stem)
     records = _read_records(name, path)
-    return _task_from_records(
+    return task_from_records(
         name,
         str(path),
         records,
@@ -227,98 +165,6 @@ def load_task_file(
         kind=kind,
         label_names=label_names,
         source_uri=str(path.resolve()),
-        license=license,
-    )
-
-
-def _task_from_records(
-    name: str,
-    path: str,
-    records: list[tuple[dict[str, Any], int]],
-    *,
-    split: str,
-    split_column: str | None,
-    row_kind: str,
-    columns: tuple[str | None, str | None, str],
-    kind: Kind | None,
-    label_names: Sequence[str] | None,
-    source_uri: str,
-    license: str | None,
-) -> Task:
-    """Group records by split, read their (text, pair, label) ``columns`` and validate them into a `Task`."""
-    text_column, text_pair_column, label_column = columns
-    grouped = _group_by_split(name, path, records, split, split_column, row_kind)
-    rows_by_split = {
-        s: _rows_from_records(
-            name,
-            path,
-            recs,
-            text_column=text_column,
-            text_pair_column=text_pair_column,
-            label_column=label_column,
-            row_kind=row_kind,
-        )
-        for s, recs in grouped.items()
-    }
-    return build_task(name, rows_by_split, kind=kind, label_names=label_names, source_uri=source_uri, license=license)
-
-
-def _group_by_split(
-    task: str,
-    path: str,
-    records: list[tuple[dict[str, Any], int]],
-    split: str,
-    split_column: str | None,
-    row_kind: str,
-) -> dict[str, list[tuple[dict[str, Any], int]]]:
-    if split_column is None:
-        return {split: records}
-    grouped: dict[str, list[tuple[dict[str, Any], int]]] = {}
-    for record, number in records:
-        value = record.get(split_column)
-        if value not in SPLITS:
-            raise TaskValidationError(
-                f"Task {task!r}, {_location(path, number, row_kind)}: split column {split_column!r} is {value!r}; "
-                f"expected one of {list(SPLITS)}."
-            )
-        grouped.setdefault(str(value), []).append((record, number))
-    return grouped
-
-
-def task_from_table(
-    data: pd.DataFrame | pa.Table,
-    name: str,
-    *,
-    split: str = "train",
-    split_column: str | None = "split",
-    kind: Kind | None = None,
-    label_names: Sequence[str] | None = None,
-    text_column: str | None = None,
-    text_pair_column: str | None = None,
-    label_column: str = "label",
-    source_uri: str = "",
-    license: str | None = None,
-) -> Task:
-    """Build a task from a pandas DataFrame or Arrow table (rows are numbered from 1 in errors)."""
-    name = check_name(name)
-    frame = data.to_pandas() if isinstance(data, pa.Table) else data
-    if not isinstance(frame, pd.DataFrame):
-        raise TaskValidationError(
-            f"The 'data' parameter of task_from_table must be a pandas DataFrame or pyarrow Table. Got "
-            f"{type(data).__name__} instead."
-        )
-    records = [(rec, i + 1) for i, rec in enumerate(frame.to_dict(orient="records"))]
-    return _task_from_records(
-        name,
-        "",
-        records,
-        split=split,
-        split_column=split_column if split_column in frame.columns else None,
-        row_kind="row",
-        columns=(text_column, text_pair_column, label_column),
-        kind=kind,
-        label_names=label_names,
-        source_uri=source_uri or "memory",
         license=license,
     )
 

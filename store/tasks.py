@@ -4,9 +4,10 @@ A task is a named dataset with splits (``train``/``validation``/``test``), a tex
 label: a class index for classification, a float for regression. Its canonical form is an Arrow table with the
 columns ``example_id, split, text, text_pair, label`` plus the label names, kind and provenance held on `Task`.
 
-`build_task` turns raw rows (`RawRow`, from any reader: `store.task_files` for directories, files and tables,
-`store.hf_tasks` for Hugging Face datasets) into a `Task`. Validation is strict and happens before anything is
-stored: every problem raises `TaskValidationError` naming the task, the file, the line or row and what was expected.
+`build_task` turns raw rows (`RawRow`, from any reader: `store.task_files` for directories and files,
+`store.task_records` for tables, `store.hf_tasks` for Hugging Face datasets) into a `Task`. Validation is strict
+and happens before anything is stored: every problem raises `TaskValidationError` naming the task, the file, the
+line or row and what was expected.
 """
 
 from __future__ import annotations

@@ -98,13 +98,27 @@ def test_knowledge_takes_only_the_advisors_recipe_and_enough_of_it(tmp_path, wor
     measure("t4", atlas.recipe, sources, (0, 1), 0.45)  # a new target, enough: joins
     measure("t5", atlas.recipe, sources[:4], (0, 1), 0.45)  # four sources: not enough
     measure("t6", atlas.recipe, sources, (0,), 0.45)  # one seed: not enough
-    for target in ("t2", "t3", "t4", "t5", "t6"):
-        put_ranking(workspace, run_id, config, target, "mmd", dict.fromkeys(sources, 1.0), higher_is_better=False)
-        put_ranking(workspace, run_id, config, target, "advisor", dict.fromkeys(sources, 1.0), higher_is_better=True)
+    ranked, _ = start_run(workspace, "rank_sources", {"recipe": RECIPE, "model": "m"})  # the advisor's recipe
+    elsewhere, _ = start_run(workspace, "rank_sources", {"recipe": {**RECIPE, "epochs": 2}, "model": "m"})
+    for target in ("t2", "t3", "t5", "t6"):
+        put_ranking(workspace, ranked, config, target, "mmd", dict.fromkeys(sources, 1.0), higher_is_better=False)
+        put_ranking(workspace, ranked, config, target, "advisor", dict.fromkeys(sources, 1.0), higher_is_better=True)
+    put_ranking(workspace, elsewhere, config, "t4", "mmd", dict.fromkeys(sources, 1.0), higher_is_better=False)
+    measure("t4", atlas.recipe, ["s9"], (2,), 0.45)  # one more source on one seed: too noisy to keep
     knowledge = measured_knowledge(workspace, other, exclude="t1", atlas=str(folder))
     assert knowledge.recipe == atlas.recipe  # with an atlas, its recipe is the advisor's whatever the default
+    # t4 is measured enough but ranked only under another source recipe: its features would not compare
+    assert knowledge.origin == {"t2": "atlas", "t3": "workspace"}
+    assert (
+        set(knowledge.ignored) == {"t2", "t4", "t5", "t6"} and "needs 5 sources on 2+ seeds" in knowledge.ignored["t5"]
+    )
+    assert "only under other recipes" in knowledge.ignored["t2"] and "--advisor-recipe" in knowledge.ignored["t2"]
+    assert "not ranked under the advisor's source recipe" in knowledge.ignored["t4"]
+    put_ranking(workspace, ranked, config, "t4", "mmd", dict.fromkeys(sources, 1.0), higher_is_better=False)
+    knowledge = measured_knowledge(workspace, other, exclude="t1", atlas=str(folder))
     assert knowledge.origin == {"t2": "atlas", "t3": "workspace", "t4": "workspace"}
-    assert set(knowledge.ignored) == {"t5", "t6"} and "needs 5 sources on 2+ seeds" in knowledge.ignored["t5"]
+    t4 = knowledge.runs[knowledge.runs.target == "t4"]
+    assert "s9" not in set(t4.source) and len(t4) == 13  # the one-seed source is left out, the rest kept
     assert set(knowledge.runs.target) == set(knowledge.scores.target) == {"t2", "t3", "t4"}
     assert set(knowledge.scores.method) == {"mmd"}  # the advisor never learns from its own past output
     t2 = knowledge.runs[knowledge.runs.target == "t2"]
@@ -165,3 +179,28 @@ def test_cpu_seconds_per_run_without_device_column_or_cpu_rows():
     runs = pd.DataFrame({"seconds": [10.0, 30.0, 50.0]})
     assert cpu_seconds_per_run(runs) == 30.0  # an atlas that does not say where it ran: every run
     assert cpu_seconds_per_run(runs.assign(device="NVIDIA H200")) is None  # GPU rows only: no CPU cost to quote
+
+
+def test_the_advisor_finds_runs_measured_under_the_atlas_recipe_by_the_measure_plans_own_hash(shared_tasks, workspace):
+    """`plan_measure` under the shipped atlas's recipe stores its runs under exactly the config the atlas's own rows
+    carry and `measured_knowledge` looks up: partial recipe dicts (the atlas writes only the fields it sets) are
+    completed before hashing."""
+    import warnings
+
+    from flows.measure import MeasureRequest, plan_measure
+    from store.catalog import put_task
+    from store.task_files import load_task_dir
+
+    atlas = shipped_atlas()
+    assert atlas is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in ("cb", "rte"):
+            put_task(workspace, load_task_dir(shared_tasks / name))
+    recipe = atlas.recipe
+    request = MeasureRequest(
+        "cb", ("rte",), (0,), recipe.source_recipe, recipe.target_recipe, max_test=recipe.max_test,
+        model=recipe.model, workspace=str(workspace.root),
+    )  # fmt: skip
+    content = workspace.read("list_tasks").set_index("name").content_hash["cb"]
+    assert plan_measure(request).config == recipe.config(content) == atlas.configs["cb"]

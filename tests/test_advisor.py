@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 
 from transfer.advisor import (
     PairFeatures,
@@ -149,20 +150,23 @@ def test_inner_folds_recompute_the_priors_without_the_held_out_target():
     changed = measured.copy()
     changed.loc[changed.target == "t1", "gain"] += 50.0  # only t1's own gains differ
 
-    def nested(gains):
-        return nested_loto_predictions(
-            RIDGE["ridge"], lambda kept: training_rows(features, gains, kept), gains, targets
-        )
+    def nested(gains, rows):
+        def fit(kept):
+            X, y = rows(kept)
+            train = y.gain.notna().to_numpy()
+            return clone(RIDGE["ridge"]).fit(X[train], y.gain[train].to_numpy())
+
+        return nested_loto_predictions(fit, rows, gains, targets)
+
+    def honest(gains):
+        return nested(gains, lambda kept: training_rows(features, gains, kept))
 
     # t1's held-out predictions never see t1's gains: not in the fit, not in any row's source prior or transitive
-    assert nested(changed).loc["t1"].to_numpy() == pytest.approx(nested(measured).loc["t1"].to_numpy(), abs=1e-9)
+    assert honest(changed).loc["t1"].to_numpy() == pytest.approx(honest(measured).loc["t1"].to_numpy(), abs=1e-9)
 
     def features_once(gains):  # what a non-nested loop does: one feature matrix from every target's gains
-        return nested_loto_predictions(
-            RIDGE["ridge"],
-            lambda kept: (training_rows(features, gains, targets)[0], training_rows(features, gains, kept)[1]),
-            gains,
-            targets,
+        return nested(
+            gains, lambda kept: (training_rows(features, gains, targets)[0], training_rows(features, gains, kept)[1])
         )
 
     # ...which this test would catch: there t1's gains reach the other rows' priors and move its predictions
@@ -191,6 +195,8 @@ def test_too_few_training_targets_give_infinite_bounds():
     scores, measured, tasks = synthetic(n_targets=4, n_sources=6, seed=5)
     advice = advise_target(scores, measured, tasks, "t0", learners=RIDGE)  # 3 training targets at 80%
     assert np.isposinf(advice.gains.upper).all() and np.isneginf(advice.gains.lower).all()
+    features = PairFeatures.build(scores, tasks)
+    assert SourceAdvisor(learners=RIDGE).fit(features, measured[measured.target != "t0"]).folds_ == []  # none fitted
     assert not advice.dont_transfer  # an infinite upper bound never says "don't transfer"
 
 

@@ -67,6 +67,57 @@ def direct_imports(packages: tuple[str, ...], forbidden: set[str]) -> list[str]:
     return offenders
 
 
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("transfer", {"store", "selection", "flows"}),
+        ("selection", {"store", "flows"}),
+        ("store", {"selection", "flows"}),  # store may use transfer/, never the layers above it
+    ],
+)
+def test_no_import_points_up_the_layers(package, forbidden):
+    """Import statements, not only what loads at import time: a lazy import inside a function counts too."""
+    assert direct_imports((package,), forbidden) == []
+
+
+def package_imports(package: str) -> dict[str, set[str]]:
+    """Each module of ``package`` (dotted name) -> the modules of ``package`` that its import statements name, at
+    any depth, lazy ones included; ``from a import b`` names ``a`` and, when it is a module, ``a.b``."""
+    import ast
+
+    files = {}
+    for path in (ROOT / package).rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for module, path in files.items():
+        named = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                named |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: counted up from the module's own package
+                    parts = module.split(".")
+                    parts = parts[: len(parts) - node.level + (path.name == "__init__.py")]
+                    base = ".".join([*parts, *([node.module] if node.module else [])])
+                named |= {base} | {f"{base}.{a.name}" for a in node.names}
+        graph[module] = {m for m in named if m in files and m != module}
+    return graph
+
+
+@pytest.mark.parametrize("package", ["transfer", "selection", "store", "flows", "reports", "bench"])
+def test_modules_import_each_other_in_no_circle(package):
+    """A circle (a imports b, b imports a, lazily or not) means the two are one module split in two, or that a
+    piece both need belongs below them."""
+    from graphlib import CycleError, TopologicalSorter
+
+    try:
+        tuple(TopologicalSorter(package_imports(package)).static_order())
+    except CycleError as err:
+        pytest.fail(f"{package} modules import each other in a circle: {' -> '.join(err.args[1])}")
+
+
 def test_only_store_imports_duckdb():
     assert direct_imports(("flows", "transfer", "selection", "reports", "bench"), {"duckdb"}) == []
 

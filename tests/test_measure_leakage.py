@@ -4,7 +4,6 @@ no source may train on any of those rows, in the measurement, the ranking checkp
 from __future__ import annotations
 
 import json
-import types
 
 import pandas as pd
 import pytest
@@ -67,10 +66,6 @@ def test_sources_never_train_on_a_carved_targets_held_out_texts(carved_workspace
             held[seed] = test.texts
         return {"primary": 0.5}
 
-    encoder = types.SimpleNamespace(
-        of_recipe=lambda *a: types.SimpleNamespace(load=lambda: types.SimpleNamespace(fingerprint="fp"))
-    )
-    monkeypatch.setattr(flows.measure, "EncoderSettings", encoder)
     monkeypatch.setattr(flows.measure, "ensure_checkpoint", checkpoint)
     monkeypatch.setattr(flows.measure, "train_and_evaluate", train_and_evaluate)
     request = MeasureRequest(

@@ -288,3 +288,43 @@ def test_strategy_errors_name_the_parameter():
         weighted_sample([1.0, np.nan], 1)
     with pytest.raises(ValueError, match="'scores' parameter of keep_hardest .* Got shape \\(2, 2\\)"):
         keep_hardest(np.ones((2, 2)), 1)
+
+
+def test_stored_vog_scores_are_keyed_by_the_base_weights_and_the_recipe(tmp_path, monkeypatch):
+    """The config VoG scores are stored and found under (`flows.vog.vog_order`'s third value) changes when the base
+    model's weights change under the same path and when the fine-tuning recipe changes; not with the strategy,
+    which only reads the scores. Scoring is replaced by a recorder; the model is a directory the key only reads."""
+    import logging
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    import flows.vog
+    from flows.gradient_rows import labelled_rows
+    from store.task_files import task_from_table
+    from store.workspace import Workspace
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"first weights")
+    texts = [f"the film {i} is {'good' if i % 2 else 'bad'}" for i in range(20)]
+    pool = task_from_table(pd.DataFrame({"text": texts, "label": [t.split()[-1] for t in texts]}), "films")
+    rows = labelled_rows(pool, pool, "train", None, max_rows=None, seed=0)
+    scored = SimpleNamespace(scores=np.arange(20.0), seconds={"fine_tune": 0.0, "gradients": 0.0})
+    monkeypatch.setattr(flows.vog, "vog_scores", lambda *a, **k: scored)
+    monkeypatch.setattr(flows.vog, "get_run_logger", lambda: logging.getLogger(__name__))
+    ws = Workspace(tmp_path / "ws")
+
+    def config(**options):
+        options = {"n_checkpoints": 3, **options}
+        allowed = np.ones(20, dtype=bool)
+        return flows.vog.vog_order(ws, pool, rows, allowed, 5, options, model=str(model), seed=0, device="cpu")[2]
+
+    first = config()
+    assert config(strategy="keep_hardest") == first and config(n_checkpoints=4) != first
+    (model / "model.safetensors").write_bytes(b"other weights")  # the same name and path
+    second = config()
+    assert second != first
+    monkeypatch.setattr(flows.vog, "SMALL_BUDGET", Recipe(lr=1e-4, batch_size=16, epochs=2, max_examples=500))
+    assert config() != second

@@ -356,26 +356,24 @@ def random_expectation(
 
 def evaluate_target(
     predicted: Mapping[str, Mapping[str, float]],
-    runs: Mapping[str, Sequence[float]],
+    measured: Mapping[str, float],
+    baseline: float,
     *,
+    runs: Mapping[str, Sequence[float]] | None = None,
     prior: Mapping[str, float] | None = None,
     ks: Iterable[int] = (1, 3, 5),
     n_random: int = 200,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Every ranking of one target scored against its measured runs, beside the reference rows.
+    """Every ranking of one target scored against its measured transfer, beside the reference rows.
 
-    ``predicted``: {method: {source: score, oriented so higher = better}}; ``runs``: {source: per-seed primary
-    metric [S]}, the no-transfer baseline under '' (every source and the baseline on the same S seeds, paired by
-    position); ``prior``: {source: its mean gain on other targets} for the ``source-prior`` row. Measured truth:
-    each source's mean over the seeds, against the baseline's mean. Rows (method, n_sources, metric, value) for
-    each method (over the sources it scored, ≥ 2, NaN scores dropped), ``source-prior``, ``random``
-    (`random_expectation`) and, with S ≥ 2, ``one-seed-oracle`` (`one_seed_oracle`)."""
+    ``predicted``: {method: {source: score, oriented so higher = better}}; ``measured``: {source: its mean primary
+    metric over the seeds}, ``baseline`` the no-transfer mean; ``runs``: the per-seed primary metrics {source: [S]}
+    with the baseline under '' (every source on the same S seeds, paired by position), for the ``one-seed-oracle``
+    row (`one_seed_oracle`, when S ≥ 2); ``prior``: {source: its mean gain on other targets} for the
+    ``source-prior`` row. Rows (method, n_sources, metric, value) for each method (over the measured sources it
+    scored, ≥ 2, NaN scores dropped), ``source-prior``, ``random`` (`random_expectation`) and the oracle."""
     ks = tuple(ks)
-    if "" not in runs:
-        raise InputError("The 'runs' parameter of evaluate_target needs the no-transfer baseline under ''. Got none.")
-    measured = {s: float(np.mean(v)) for s, v in runs.items() if s != ""}
-    baseline = float(np.mean(runs[""]))
     rows: list[dict[str, Any]] = []
 
     def add(method: str, scores: Mapping[str, float] | None) -> None:
@@ -392,10 +390,11 @@ def evaluate_target(
     rows.extend(
         {"method": "random", "n_sources": len(measured), "metric": m, "value": v} for m, v in expectation.items()
     )
-    if len(runs[""]) >= 2:
-        oracle = one_seed_oracle({s: runs[s] for s in measured}, runs[""], ks=ks)
+    if runs is not None and "" in runs and len(runs[""]) >= 2:
+        per_source = {s: runs[s] for s in measured if s in runs}
+        oracle = one_seed_oracle(per_source, runs[""], ks=ks)
         rows.extend(
-            {"method": "one-seed-oracle", "n_sources": len(measured), "metric": m, "value": v}
+            {"method": "one-seed-oracle", "n_sources": len(per_source), "metric": m, "value": v}
             for m, v in oracle.items()
         )
     return rows

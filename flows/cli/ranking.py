@@ -179,27 +179,40 @@ def measure(
     sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: every other task).")] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
     budget: Annotated[str, typer.Option(help=BUDGET_HELP)] = "small",
+    advisor_recipe: Annotated[
+        bool,
+        typer.Option(
+            "--advisor-recipe",
+            help="Measure under the advisor's recipe (the shipped atlas's source and target recipes and held-out cap, "
+            "instead of --budget's), so the runs join what the advisor learns from.",
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
 ) -> None:
     """Measure real transfer to TARGET: fine-tune on it alone and after each source, per seed (resumable)."""
     from flows.measure import MeasureRequest, measure_transfer, plan_measure
 
-    plan = plan_measure(
-        MeasureRequest(
-            target,
-            tuple(sources.split(",")) if sources else None,
-            parse_ints(seeds, "--seeds"),
-            budget,
-            device=ctx.obj["device"],
-            workspace=ctx.obj["workspace"],
-        )
-    )
+    names = tuple(sources.split(",")) if sources else None
+    common = {"device": ctx.obj["device"], "workspace": ctx.obj["workspace"]}
+    if advisor_recipe:
+        from flows.advisor import default_recipe
+        from store.advice import measured_knowledge
+        from transfer.encoder import DEFAULT_MODEL
+
+        recipe = measured_knowledge(Workspace(ctx.obj["workspace"]), default_recipe(DEFAULT_MODEL)).recipe
+        request = MeasureRequest(
+            target, names, parse_ints(seeds, "--seeds"), recipe.source_recipe, recipe.target_recipe,
+            max_test=recipe.max_test, model=recipe.model, **common,
+        )  # fmt: skip
+    else:
+        request = MeasureRequest(target, names, parse_ints(seeds, "--seeds"), budget, **common)
+    plan = plan_measure(request)
     n_seeds, epochs = len(plan.request.seeds), plan.request.target_recipe.epochs
     console.print(
         f"plan: {len(plan.todo)} target fine-tunes ({n_seeds} seeds x {len(plan.sources)} sources + baseline, "
         f"{n_seeds * (len(plan.sources) + 1) - len(plan.todo)} already stored), {plan.target_examples} examples x "
-        f"{epochs} epochs each, about {plan.estimated_s / 60:.0f} min at {plan.rate}, plus one source fine-tune per "
-        "(source, seed) not yet cached",
+        f"{epochs} epochs each, and {plan.source_fine_tunes} source fine-tunes (checkpoints not yet cached, "
+        f"{plan.source_example_epochs} example-epochs); about {plan.estimated_s / 60:.0f} min in all at {plan.rate}",
         soft_wrap=True,
     )
     if dry_run:

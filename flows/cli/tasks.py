@@ -18,7 +18,13 @@ from store.workspace import Workspace
 def tasks_add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Task name.")],
-    path: Annotated[str, typer.Argument(help="Task directory, a jsonl/csv/parquet file, or hf:DATASET.")],
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="Task directory, a jsonl/csv/parquet file, or hf:DATASET (a hub name, a local dataset repository "
+            "or a save_to_disk folder)."
+        ),
+    ],
     kind: Annotated[
         str | None, typer.Option(help="'classification' or 'regression' (default: meta.json/inferred).")
     ] = None,
@@ -29,6 +35,7 @@ def tasks_add(
     split_column: Annotated[str | None, typer.Option(help="Column holding train/validation/test.")] = None,
     labels: Annotated[str | None, typer.Option(help="Declared class names, comma-separated, in index order.")] = None,
     license: Annotated[str | None, typer.Option(help="Licence to record with the task.")] = None,
+    config: Annotated[str | None, typer.Option(help="Configuration of an hf: dataset (e.g. emotion).")] = None,
 ) -> None:
     """Validate a task and store it in the workspace (nothing is written if validation fails)."""
     from store.catalog import put_task
@@ -44,7 +51,7 @@ def tasks_add(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the task's warnings are printed once, below
         if path.startswith("hf:"):
-            task = load_hf_task(path[3:], name, **options)
+            task = load_hf_task(path[3:], name, config=config, **options)
         elif Path(path).is_dir():
             task = load_task_dir(
                 path, name, label_names=labels.split(",") if labels else None, license=license, **options

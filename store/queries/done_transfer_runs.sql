@@ -1,3 +1,3 @@
-SELECT DISTINCT source, seed
+SELECT source, seed, start_key
 FROM transfer_results
-WHERE config_hash = $config_hash AND target = $target;
+WHERE config_hash = $config_hash AND target = $target AND metric = 'primary';

@@ -69,7 +69,7 @@ def leave_one_target_out(
         quality = ranking_quality(advice.gains.expected_gain.to_dict(), measured, baseline=base / 100, ks=ks)
         inside = (truth >= advice.gains.lower) & (truth <= advice.gains.upper)
         calibration = {
-            "coverage": float(inside.mean()),
+            "coverage": float(inside[truth.notna()].mean()),  # over the measured sources
             "width": float((advice.gains.upper - advice.gains.lower).mean()),
             "dont_transfer": float(advice.dont_transfer),
             "nothing_helps": float(truth.max() <= 0),

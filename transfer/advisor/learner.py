@@ -19,16 +19,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
+from threadpoolctl import threadpool_limits
 
 from transfer.advisor.features import PairFeatures
 from transfer.advisor.intervals import cv_plus_interval
 from transfer.errors import InputError
 
-MIN_TARGETS = 3  # the learner is chosen by leave-one-target-out error: at least two targets in every inner fold
+# Hundreds of fits and predictions on a few hundred rows each: one OpenMP thread apiece (boosted trees' threads
+# cost more than they save at this size, and thrash on a busy machine: 10x slower measured on 2 loaded cores).
+ONE_THREAD = threadpool_limits.wrap(limits=1, user_api="openmp")
+MIN_TARGETS = 3  # the learner is chosen by leave-one-target-out error among at least two other targets
 
 
 def candidate_learners(seed: int) -> dict[str, object]:
@@ -41,7 +46,9 @@ def candidate_learners(seed: int) -> dict[str, object]:
     from sklearn.preprocessing import StandardScaler
 
     return {
-        "ridge": make_pipeline(SimpleImputer(keep_empty_features=True), StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 11))),
+        "ridge": make_pipeline(
+            SimpleImputer(keep_empty_features=True), StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 11))
+        ),
         "boosted-trees": make_pipeline(
             SimpleImputer(keep_empty_features=True),
             HistGradientBoostingRegressor(max_depth=3, max_iter=150, learning_rate=0.05, random_state=seed),
@@ -59,22 +66,21 @@ def training_rows(features: PairFeatures, gains: pd.DataFrame, targets: list[str
 
 
 def nested_loto_predictions(
-    model: object,
+    fit: Callable[[list[str]], object],
     rows: Callable[[list[str]], tuple[pd.DataFrame, pd.DataFrame]],
     gains: pd.DataFrame,
     targets: list[str],
 ) -> pd.Series:
     """Leave-one-target-out predictions over ``targets`` with the features recomputed inside every fold: for each
-    t1, ``model`` is fitted on the other targets' pairs with features from their gains alone (``rows(T')``:
-    `training_rows` of the target list T') and predicts t1's pairs. Returns the predictions of every measured pair
-    of ``targets`` (index (target, source))."""
+    t1, the model ``fit(T')`` fitted on the other targets T' (their pairs, with features from their gains alone:
+    ``rows(T')``, `training_rows` of T') predicts t1's pairs, whose features ``rows(T')`` also computes without
+    t1's gains. Returns the predictions of every measured pair of ``targets`` (index (target, source))."""
     out = []
     for held in targets:
-        X, y = rows([t for t in targets if t != held])
-        train = y.gain.notna().to_numpy()
+        kept = [t for t in targets if t != held]
+        X, _ = rows(kept)
         mine = (X.index.get_level_values("target") == held) & gains_known(gains, held, X.index)
-        fitted = clone(model).fit(X[train], y.gain[train].to_numpy())  # type: ignore[arg-type]
-        out.append(pd.Series(fitted.predict(X[mine]), index=X.index[mine]))
+        out.append(pd.Series(fit(kept).predict(X[mine]), index=X.index[mine]))  # type: ignore[attr-defined]
     return pd.concat(out)
 
 
@@ -120,6 +126,7 @@ class SourceAdvisor(BaseEstimator):
         self.seed = seed
         self.learners = learners
 
+    @ONE_THREAD
     def fit(self, features: PairFeatures, gains: pd.DataFrame) -> SourceAdvisor:
         if not isinstance(self.alpha, float | int) or not 0 < self.alpha < 1:
             raise InputError(f"The 'alpha' parameter of SourceAdvisor must be in (0, 1). Got {self.alpha!r} instead.")
@@ -134,15 +141,20 @@ class SourceAdvisor(BaseEstimator):
         self.gains_ = gains
         self.targets_ = targets
         self._known_rows: dict[frozenset[str], tuple[pd.DataFrame, pd.DataFrame]] = {}
+        self._fits: dict[tuple[str, frozenset[str]], object] = {}
         whole = self._procedure(targets)
         self.learner_, self.model_, self.loto_errors_ = whole.learner, whole.model, whole.errors
         X, y = self._rows(targets)
         train = y.gain.notna().to_numpy()
         self.columns_ = list(X.columns)
         self.means_ = X[train].mean()
-        self.folds_ = [self._procedure([t for t in targets if t != held]) for held in targets]
+        # CV+ needs (1 - alpha)(K + 1) <= K units to bound anything: with fewer targets the bounds are infinite,
+        # and the folds that would set them are not fitted.
+        finite = (1 - self.alpha) * (len(targets) + 1) <= len(targets) + 1e-9
+        self.folds_ = [self._procedure([t for t in targets if t != held]) for held in targets] if finite else []
         self.residuals_ = []
-        for held, fold in zip(targets, self.folds_, strict=True):
+        for fold in self.folds_:
+            (held,) = set(targets) - set(fold.targets)
             X_k, _ = self._rows(fold.targets)
             mine = (X_k.index.get_level_values("target") == held) & gains_known(gains, held, X_k.index)
             truth = gains.set_index(["target", "source"]).gain.reindex(X_k.index[mine]).to_numpy()
@@ -156,27 +168,39 @@ class SourceAdvisor(BaseEstimator):
             self._known_rows[key] = training_rows(self.features_, self.gains_, sorted(key))
         return self._known_rows[key]
 
+    def _fit(self, name: str, targets: list[str]) -> object:
+        """Candidate ``name`` fitted on ``targets``' pairs with features from their gains, once per set of targets:
+        the nested folds meet one training set from both sides (T minus {k, t} is an inner fold of fold k and of
+        fold t; the final fit of fold k is an inner fit of the whole), so caching halves the fits."""
+        key = (name, frozenset(targets))
+        if key not in self._fits:
+            X, y = self._rows(targets)
+            train = y.gain.notna().to_numpy()
+            model = dict(self.learners or candidate_learners(self.seed))[name]
+            self._fits[key] = clone(model).fit(X[train], y.gain[train].to_numpy())  # type: ignore[attr-defined]
+        return self._fits[key]
+
     def _procedure(self, targets: list[str]) -> Fitted:
         """Choose the learner by nested leave-one-target-out error over ``targets`` and fit it on them."""
-        learners = dict(self.learners or candidate_learners(self.seed))
         truth = self.gains_.set_index(["target", "source"]).gain
         errors = {}
-        for name, model in learners.items():
-            predicted = nested_loto_predictions(model, self._rows, self.gains_, targets)
+        for name in self.learners or candidate_learners(self.seed):
+            predicted = nested_loto_predictions(partial(self._fit, name), self._rows, self.gains_, targets)
             absolute = (truth.reindex(predicted.index) - predicted).abs()
             errors[name] = float(absolute.groupby(level="target").mean().mean())
         learner = min(errors, key=errors.__getitem__)
-        X, y = self._rows(targets)
-        train = y.gain.notna().to_numpy()
-        model = clone(learners[learner]).fit(X[train], y.gain[train].to_numpy())  # type: ignore[attr-defined]
-        return Fitted(targets=targets, learner=learner, model=model, errors=errors)
+        return Fitted(targets=targets, learner=learner, model=self._fit(learner, targets), errors=errors)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Expected gains in points [n] of pairs with features ``X`` computed from every training target's gains."""
         return np.asarray(self.model_.predict(X[self.columns_]), np.float64)  # type: ignore[attr-defined]
 
     def interval(self, target: str) -> tuple[np.ndarray, np.ndarray]:
-        """CV+ (lower, upper) [sources of ``target``] at level 1 - alpha, in ``features_``' row order."""
+        """CV+ (lower, upper) [sources of ``target``] at level 1 - alpha, in ``features_``' row order; ±inf when too
+        few training targets back the level."""
+        if not self.folds_:
+            n = int((self.features_.targets() == target).sum())
+            return np.full(n, -np.inf), np.full(n, np.inf)
         centres = []
         for fold in self.folds_:
             X_k, _ = self._rows(fold.targets)
@@ -196,6 +220,7 @@ class SourceAdvisor(BaseEstimator):
             out[column] = base - self.predict(moved)
         return pd.DataFrame(out, index=X.index)
 
+    @ONE_THREAD
     def advise(self, target: str, top: int = 3) -> Advice:
         """Advice for ``target``'s sources (a target of ``features_`` outside the training targets)."""
         if target in self.targets_:
