@@ -15,6 +15,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench import transfer_atlas
@@ -47,7 +48,7 @@ def target_rows(atlas: pd.DataFrame) -> pd.DataFrame:
             for seed in values.columns
         ]
         signal = target_signal(
-            values.loc[""].to_numpy(), chance, values.drop(index="").to_numpy(), goal.kind == "regression"
+            values.loc[""].to_numpy(), np.asarray(chance), values.drop(index="").to_numpy(), goal.kind == "regression"
         )
         rows.append(
             {
