@@ -9,13 +9,16 @@ cached checkpoint (fine-tuned on the source recipe), a new head, then the target
 batch 16, lr 5e-5, 6% warm-up, max_length 64, length-bucketed batches), evaluated on at most 1,000 held-out rows.
 Beside each seed's runs, the no-transfer baseline of that target and seed.
 
-Stages, in order: ``recipe`` measures 2 targets x 6 sources x 2 seeds (`RECIPE_SEEDS`) under both candidate
-source recipes (``small``: 500 examples x 1 epoch; ``medium``: 1,000 x 2) and compares them; ``grid`` measures the
-atlas under `ATLAS_RECIPE` (on a lent GPU machine: `bench.atlas_device`). Every finished run is appended to the
-committed table at once (temporary file, then rename), with its config hash, recipes, model, weights dtype, where it
-ran, its wall time and library versions, so a session that ends mid-grid loses nothing: the next run skips every
-row already in the table. ``--quick``: one small target, two sources, two seeds, tiny recipes, written beside the
-workspace instead of the committed table (CI runs it).
+Stages, in order: ``recipe`` measures 2 targets x 6 sources x 2 seeds (`RECIPE_SEEDS`) under both candidate source
+recipes (``small``: 500 examples x 1 epoch; ``medium``: 1,000 x 2) and compares them; ``grid`` measures the atlas
+under `ATLAS_RECIPE` (on a lent GPU machine: `bench.atlas_device`); ``pilot`` screens the v2 candidate targets
+(`CANDIDATES`) cheaply before any of them gets a grid: its baseline and 3 contrasting sources (`pilot_sources`) x 2
+seeds each, under the atlas's recipes, and the pair tasks and cola, which do not learn from 300 examples, again
+under the separately named target recipe ``medium+t1000`` (1,000 target examples; `TARGET_RECIPES`). Every finished
+run is appended to the committed table at once (temporary file, then rename), with its config hash, recipes, model,
+weights dtype, where it ran, its wall time and library versions, so a session that ends mid-grid loses nothing: the
+next run skips every row already in the table. ``--quick``: one small target, two sources, two seeds, tiny recipes,
+written beside the workspace instead of the committed table (CI runs it).
 """
 
 from __future__ import annotations
@@ -54,6 +57,21 @@ SOURCE_RECIPES: dict[str, dict[str, Any]] = {
     "medium": {**COMMON, "epochs": 2, "max_examples": 1000},
 }
 TARGET_RECIPE: dict[str, Any] = {**COMMON, "epochs": 3, "max_examples": 300}
+# Named (source recipe, target recipe) pairs: a target measured under two target recipes is two atlas targets.
+TARGET_RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "small": ("small", TARGET_RECIPE),
+    "medium": ("medium", TARGET_RECIPE),
+    "medium+t1000": ("medium", {**TARGET_RECIPE, "max_examples": 1000}),
+}
+CANDIDATES = (  # atlas v2 targets to pilot (issue #29); none is reserved
+    "sst2", "sst5", "subj", "mpqa", "uci_sentiment_amazon", "uci_sentiment_imdb", "tweeteval_sentiment",
+    "tweeteval_emotion", "tweeteval_offensive", "tweeteval_emoji", "tweeteval_stance_atheism",
+    "tweeteval_stance_climate", "tweeteval_stance_hillary", "ag_news", "clickbait", "liar", "hate_offensive_davidson",
+    "sick_nli", "sick_relatedness", "atis_intent", "banking77", "clinc150",
+)  # fmt: skip
+LARGER_TARGET_CANDIDATES = ("cola", "rte", "mrpc", "wic")  # at chance or the majority class with 300 examples
+PILOT_SOURCES = ("sst2", "ag_news", "sick_nli")  # sentiment, topic, NLI pairs: three unlike kinds of transfer
+PILOT_SEEDS = (0, 1)
 MAX_TEST = 1000
 ATLAS_RECIPE = "medium"
 QUICK: dict[str, Any] = {
@@ -108,6 +126,7 @@ def measure_one(
     """Measure one (target, source, seed) run (and the seed's baseline if missing); append what is new."""
     from flows.measure import MeasureRequest, measure_transfer
 
+    target_recipe = setup["target_recipe"] or TARGET_RECIPES[recipe_name][1]
     start = time.perf_counter()
     measure_transfer(
         MeasureRequest(
@@ -115,7 +134,7 @@ def measure_one(
             (source,),
             (seed,),
             recipe,
-            setup["target_recipe"],
+            target_recipe,
             max_test=setup["max_test"],
             device=setup["device"],
             workspace=str(ws.root),
@@ -149,7 +168,7 @@ def measure_one(
                 "value": row["primary"],
                 "metrics": json.dumps({k: v for k, v in row.items() if k not in KEY and v == v}, sort_keys=True),
                 "source_recipe": json.dumps(recipe, sort_keys=True),
-                "target_recipe": json.dumps(setup["target_recipe"], sort_keys=True),
+                "target_recipe": json.dumps(target_recipe, sort_keys=True),
                 "max_test": setup["max_test"],
                 "model": "all-MiniLM-L6-v2",
                 "measured_at": pd.Timestamp.now("UTC").isoformat(timespec="seconds"),
@@ -204,6 +223,11 @@ def compare_recipes(table: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def pilot_sources(target: str) -> tuple[str, ...]:
+    """`PILOT_SOURCES` for ``target``, with trec in place of the target itself."""
+    return tuple("trec" if source == target else source for source in PILOT_SOURCES)
+
+
 def plan(quick: bool, stage: str) -> list[tuple[str, dict, str, str, int]]:
     """The runs of a stage, in order: (recipe name, source recipe, target, source, seed)."""
     if quick:
@@ -220,6 +244,14 @@ def plan(quick: bool, stage: str) -> list[tuple[str, dict, str, str, int]]:
             for name, recipe in SOURCE_RECIPES.items()
             for seed in RECIPE_SEEDS
             for source in RECIPE_SOURCES
+        ]
+    if stage == "pilot":
+        screens = [(ATLAS_RECIPE, t) for t in CANDIDATES] + [("medium+t1000", t) for t in LARGER_TARGET_CANDIDATES]
+        return [
+            (name, SOURCE_RECIPES[TARGET_RECIPES[name][0]], target, source, seed)
+            for name, target in screens
+            for seed in PILOT_SEEDS
+            for source in pilot_sources(target)
         ]
     recipe = SOURCE_RECIPES[ATLAS_RECIPE]
     return [
@@ -246,11 +278,11 @@ def atlas_workspace(names: list[str], quick: bool = False) -> Any:
 
 
 def run(quick: bool = False, stage: str = "all", device: str = "cpu", path: Path | None = None) -> None:
-    stages = ("quick",) if quick else ("recipe", "grid") if stage == "all" else (stage,)
+    stages = ("quick",) if quick else ("recipe", "grid", "pilot") if stage == "all" else (stage,)
     workspace = WORKSPACE / ("quick" if quick else "full")
     path = path or (workspace / "transfer_atlas.parquet" if quick else ATLAS)
     setup = {
-        "target_recipe": QUICK["target_recipe"] if quick else TARGET_RECIPE,
+        "target_recipe": QUICK["target_recipe"] if quick else None,  # None: `TARGET_RECIPES` by the run's name
         "max_test": QUICK["max_test"] if quick else MAX_TEST,
         "device": device,
         "provenance": provenance(device),
