@@ -1,16 +1,15 @@
 """Flow ``evaluate_rankings``: score every stored ranking of a target against its measured transfer.
 
-Measured: the newest measurement config's per-source mean performance (``transfer_gains``), with the mean
-no-transfer baseline; the one-seed oracle reads its per-seed runs (the seeds every run has). Predicted: each
-method's newest ranking, oriented so higher = better. Scored by `transfer.metrics.evaluate_target`, beside three
-reference rows: ``random`` (the metrics' expectation over ``n_random`` seeded random orders),
-``source-prior`` (each source's mean gain on the other measured targets: Choshen et al. 2022 find much of transfer
-is the source's general quality) and ``one-seed-oracle`` (rank by one seed's measured runs, scored against the mean
-of the other seeds, averaged over the seed: the ceiling that seed noise puts on any ranker; needs >= 2 seeds).
-Metrics: `transfer.metrics.ranking_quality`, among them regret@k (% of the best performance, no transfer included,
-lost by the best of the top k) and points_lost@k (the same loss in points: what a user pays); one stored row per
-(method, metric) in ``ranking_quality``.
-"""
+Measured: the per-source mean performance of the target's current measurement (``transfer_gains`` through the view
+``current_measurements``), with the mean no-transfer baseline; the one-seed oracle reads its per-seed runs (the
+seeds every run has). Predicted: each method's newest ranking, oriented so higher = better. Scored by
+`transfer.metrics.evaluate_target`, beside three reference rows: ``random`` (the metrics' expectation over
+``n_random`` seeded random orders), ``source-prior`` (each source's mean gain on the other measured targets: Choshen
+et al. 2022 find much of transfer is the source's general quality) and ``one-seed-oracle`` (rank by one seed's
+measured runs, scored against the mean of the other seeds, averaged over the seed: the ceiling that seed noise puts
+on any ranker; needs >= 2 seeds). Metrics: `transfer.metrics.ranking_quality`, among them regret@k (% of the best
+performance, no transfer included, lost by the best of the top k) and points_lost@k (the same loss in points: what a
+user pays); one stored row per (method, metric) in ``ranking_quality``."""
 
 from __future__ import annotations
 

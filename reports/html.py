@@ -6,7 +6,8 @@ are embedded, and there is no JavaScript. Sections:
 
 1. the advisor's newest advice per target, from whichever method stored it last (``advisor`` or ``advisor+verify``:
    expected gains, intervals, "don't transfer", verification);
-2. measured gains (targets × sources heatmap of ``transfer_gains``, newest measurement config per target);
+2. measured gains (targets × sources heatmap of ``transfer_gains``, each target's current measurement:
+   ``current_measurements``);
 3. per target, each method's newest predicted ranking (``pair_scores``) beside the measured ranking;
 4. ranking quality (``Results.method_quality``);
 5. a 2-D PCA map of the tasks' train-split embedding centroids (``embedding_vectors``, one encoder config);
@@ -197,7 +198,7 @@ def bound(value: float) -> str:
 
 
 def latest_gains(ws: Workspace, target: str | None) -> pd.DataFrame:
-    """Per target, the newest measurement config's gains (one row per target and source)."""
+    """Per target, its current measurement's gains (``current_measurements``; one row per target and source)."""
     frame = _read(ws, "report_latest_gains")
     return frame[frame.target == target] if target is not None else frame
 

@@ -5,13 +5,15 @@ the per-seed runs ``transfer_atlas.parquet``, every ranking method's scores of t
 ``atlas_method_scores.parquet``, the atlas tasks' descriptors ``atlas_tasks.csv``; written by ``python -m bench
 ranking_quality``) plus the workspace's own measurements, under one rule: only runs measured under the advisor's
 `MeasurementRecipe` (the atlas's encoder, source recipe, target recipe and ``max_test``) count, since a gain under
-another recipe is another quantity. A workspace target measured under the atlas's exact config (same recipe, same
-data) adds its seeds to the atlas's (its own replacing the atlas's of the same source and seed); any other workspace
-target joins, replacing an atlas target of its name, only with `MIN_JOIN_SOURCES` sources each measured on at least
-`MIN_JOIN_SEEDS` seeds with their baselines (a mean gain from one seed is mostly seed noise, and the features rank a
-target's sources within it) and a stored ranking to read its features from; the others are listed as ignored, with
-why. ``$TRANSFERSCOPE_ATLAS`` points at another atlas folder (``none``: the workspace alone). `put_advice` stores
-one advice batch in one transaction.
+another recipe is another quantity, and of a workspace target only its current measurement (the view
+``current_measurements``, the one definition of a target's measurement that its gains, the source prior and the
+report read too): a target last measured under another recipe is ignored. A workspace target measured under the
+atlas's exact config (same recipe, same data) adds its seeds to the atlas's (its own replacing the atlas's of the
+same source and seed); any other workspace target joins, replacing an atlas target of its name, only with
+`MIN_JOIN_SOURCES` sources each measured on at least `MIN_JOIN_SEEDS` seeds with their baselines (a mean gain from
+one seed is mostly seed noise, and the features rank a target's sources within it) and a stored ranking to read its
+features from; the others are listed as ignored, with why. ``$TRANSFERSCOPE_ATLAS`` points at another atlas folder
+(``none``: the workspace alone). `put_advice` stores one advice batch in one transaction.
 """
 
 from __future__ import annotations
@@ -147,19 +149,18 @@ def measured_knowledge(
     origin = dict(shipped.origin) if shipped else {}
     ignored: dict[str, str] = {}
     listed = ws.read("list_tasks")
-    measured_any = set(ws.read("measured_targets").target)
+    current = {str(t): runs for t, runs in ws.read("current_transfer_runs").groupby("target")}
     for name, content in zip(listed.name, listed.content_hash, strict=True):
-        if name == exclude or name not in measured_any:
+        if name == exclude or name not in current:
             continue
         config = recipe.config(content)
-        mine = ws.read("primary_transfer_results", {"config_hash": config, "target": name})
-        if not len(mine):
+        if current[name].config_hash.iloc[0] != config:
             ignored[name] = (
-                "measured only under other recipes than the advisor's; `transferscope measure "
+                "its current measurement is under another recipe than the advisor's; `transferscope measure "
                 f"{name} --advisor-recipe` measures it so that it can join"
             )
             continue
-        mine = mine.assign(target=name)[RUN_COLUMNS]
+        mine = current[name][RUN_COLUMNS].reset_index(drop=True)
         if shipped is not None and shipped.configs.get(name) == config:  # the atlas's own measurement: add seeds
             merged = pd.concat([runs[name], mine]).drop_duplicates(["source", "seed"], keep="last")
             runs[name], origin[name] = merged.reset_index(drop=True), "atlas+workspace"

@@ -35,6 +35,7 @@ from store.errors import ExpectedError, InputError
 
 SCHEMA_DIR = Path(__file__).with_name("schema")
 QUERY_DIR = Path(__file__).with_name("queries")
+DERIVED_VIEW_DIR = Path(__file__).with_name("views")  # views over the tables (one SELECT per file), everywhere
 SQLError = duckdb.Error  # what a bad `Workspace.sql` statement raises (callers need not import duckdb)
 DEFAULT_WORKSPACE = "transferscope-workspace"
 WORKSPACE_ENV = "TRANSFERSCOPE_WORKSPACE"
@@ -177,10 +178,13 @@ class Workspace:
             con.execute(query(name), dict(params or {}))
 
     def read(self, name: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        """Run one stored read query against the catalog and return a DataFrame."""
+        """Run one stored read query against the catalog (with the derived views, `derived_views`) and return a
+        DataFrame."""
         with self._lock.hold():
             con = self._connect()
             try:
+                for view, select in derived_views().items():
+                    con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS {select}')
                 return con.execute(query(name), dict(params or {})).df()
             finally:
                 con.close()
@@ -251,7 +255,8 @@ class Workspace:
         self._sync_views_database()
 
     def view_definitions(self) -> dict[str, str]:
-        """``CREATE VIEW`` statements for every catalog table snapshot and every artefact kind present."""
+        """``CREATE VIEW`` statements for every catalog table snapshot, every artefact kind present and, once the
+        tables they read are there, the derived views (`derived_views`)."""
         definitions = {}
         for snapshot in sorted(self.tables_dir.glob("*.parquet")):
             definitions[snapshot.stem] = f"SELECT * FROM read_parquet('{_sql_path(snapshot)}')"
@@ -259,6 +264,8 @@ class Workspace:
             if next(self.root.glob(pattern), None) is not None:
                 files = f"read_parquet('{_sql_path(self.root / pattern)}', union_by_name = true)"
                 definitions[name] = select.replace("files", files)
+        if "transfer_gains" in definitions:
+            definitions.update(derived_views())
         return definitions
 
     def attach_views(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -307,6 +314,13 @@ class Workspace:
             finally:
                 con.close()
             time.sleep(0.05 * attempt)
+
+
+@functools.cache
+def derived_views() -> dict[str, str]:
+    """{name: SELECT} of the views over catalog tables (``store/views/<name>.sql``), defined once and created in
+    every place SQL runs: catalog reads (`Workspace.read`), ad-hoc SQL (`Workspace.sql`) and ``views.duckdb``."""
+    return {path.stem: path.read_text(encoding="utf-8") for path in sorted(DERIVED_VIEW_DIR.glob("*.sql"))}
 
 
 def _sql_path(path: Path) -> str:

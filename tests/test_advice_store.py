@@ -68,6 +68,7 @@ def tiny_task(name: str):
 
 
 def test_knowledge_takes_only_the_advisors_recipe_and_enough_of_it(tmp_path, workspace):
+    from flows.measure import summarise
     from store.catalog import put_task
     from store.measured import MeasurementRecipe
 
@@ -85,12 +86,14 @@ def test_knowledge_takes_only_the_advisors_recipe_and_enough_of_it(tmp_path, wor
     run_id, config = start_run(workspace, "test", {})
 
     def measure(target, recipe, names, seeds, value):
+        """Store runs and their gain summary, as `measure_transfer` does (the summary makes the config current)."""
         for seed in seeds:
             put_transfer_result(workspace, recipe.config(tasks[target]), target, "", seed, {"primary": 0.4}, run_id)
             for source in names:
                 put_transfer_result(
                     workspace, recipe.config(tasks[target]), target, source, seed, {"primary": value}, run_id
                 )
+        summarise(workspace, recipe.config(tasks[target]), target, list(names), tuple(seeds), run_id)
 
     measure("t3", atlas.recipe, sources, (0, 1), 0.3)  # enough under the atlas's recipe: replaces the atlas's t3
     measure("t2", other, sources, (0, 1, 2), 0.9)  # another target recipe: never joins, however much
@@ -112,7 +115,8 @@ def test_knowledge_takes_only_the_advisors_recipe_and_enough_of_it(tmp_path, wor
     assert (
         set(knowledge.ignored) == {"t2", "t4", "t5", "t6"} and "needs 5 sources on 2+ seeds" in knowledge.ignored["t5"]
     )
-    assert "only under other recipes" in knowledge.ignored["t2"] and "--advisor-recipe" in knowledge.ignored["t2"]
+    assert "current measurement is under another recipe" in knowledge.ignored["t2"]
+    assert "--advisor-recipe" in knowledge.ignored["t2"]
     assert "not ranked under the advisor's source recipe" in knowledge.ignored["t4"]
     put_ranking(workspace, ranked, config, "t4", "mmd", dict.fromkeys(sources, 1.0), higher_is_better=False)
     knowledge = measured_knowledge(workspace, other, exclude="t1", atlas=str(folder))
@@ -126,10 +130,14 @@ def test_knowledge_takes_only_the_advisors_recipe_and_enough_of_it(tmp_path, wor
     t3 = knowledge.runs[knowledge.runs.target == "t3"]
     assert sorted(set(t3.value)) == [0.3, 0.4] and len(t3) == 12  # the workspace's runs, not the atlas's
     alone = measured_knowledge(workspace, other, exclude="t3", atlas="none")
-    assert alone.recipe == other and alone.origin == {"t2": "workspace"}
+    assert alone.recipe == other and alone.origin == {}  # t2's current measurement is the `short` one
+    measure("t2", other, sources, (0, 1, 2), 0.9)  # measured again under `other`: that is t2's current one now
+    alone = measured_knowledge(workspace, other, exclude="t3", atlas="none")
+    assert alone.origin == {"t2": "workspace"}
 
 
 def test_the_atlas_own_config_adds_seeds_instead_of_replacing(tmp_path, workspace):
+    from flows.measure import summarise
     from store.catalog import put_task
 
     folder = write_atlas(tmp_path, targets=("t1", "t2", "t3", "t4"))
@@ -142,6 +150,7 @@ def test_the_atlas_own_config_adds_seeds_instead_of_replacing(tmp_path, workspac
     run_id, _ = start_run(workspace, "test", {})
     for source, value in (("", 0.5), ("a", 0.7)):  # one verification seed: too little alone, but the same recipe
         put_transfer_result(workspace, atlas.recipe.config(content), "t2", source, 2, {"primary": value}, run_id)
+    summarise(workspace, atlas.recipe.config(content), "t2", ["a"], (2,), run_id)
     knowledge = measured_knowledge(workspace, atlas.recipe, exclude="t1", atlas=str(folder))
     assert knowledge.origin["t2"] == "atlas+workspace" and not knowledge.ignored
     t2 = knowledge.runs[knowledge.runs.target == "t2"]
@@ -204,3 +213,54 @@ def test_the_advisor_finds_runs_measured_under_the_atlas_recipe_by_the_measure_p
     )  # fmt: skip
     content = workspace.read("list_tasks").set_index("name").content_hash["cb"]
     assert plan_measure(request).config == recipe.config(content) == atlas.configs["cb"]
+
+
+def test_every_reader_takes_a_targets_current_measurement(tmp_path, workspace):
+    """Target t measured under two configs (first A, the advisor's recipe, then B): its gains (and evaluation),
+    the source prior of another target, the report and the advisor all read B, t's current measurement, and
+    nothing mixes A into it; asked for A, the advisor ignores t instead of reading A's older runs."""
+    from flows.measure import summarise
+    from reports.html import latest_gains
+    from store.catalog import put_task
+    from store.measured import MeasurementRecipe
+
+    sources = [f"s{i}" for i in range(5)]
+    for name in ("t", "u"):
+        put_task(workspace, tiny_task(name))
+    content = workspace.read("list_tasks").set_index("name").content_hash
+    recipe_a = MeasurementRecipe("m", RECIPE, RECIPE, 1000)
+    recipe_b = MeasurementRecipe("m", RECIPE, {**RECIPE, "epochs": 3}, 1000)
+    run_id, config = start_run(workspace, "rank_sources", {"recipe": RECIPE, "model": "m"})
+
+    def measure(target, recipe, gains):
+        """Two seeds of runs with ``gains`` (points) over a 0.5 baseline, summarised as `measure_transfer` does."""
+        for seed in (0, 1):
+            base = 0.5 + seed / 1000
+            put_transfer_result(workspace, recipe.config(content[target]), target, "", seed, {"primary": base}, run_id)
+            for source, gain in zip(sources, gains, strict=True):
+                value = {"primary": base + gain / 100}
+                put_transfer_result(workspace, recipe.config(content[target]), target, source, seed, value, run_id)
+        summarise(workspace, recipe.config(content[target]), target, sources, (0, 1), run_id)
+
+    measure("t", recipe_a, [5, 4, 3, 2, 1])
+    measure("u", recipe_b, [1, 1, 1, 1, 1])
+    measure("t", recipe_b, [-1, -2, -3, -4, 6])  # t's current measurement from now on
+    put_ranking(workspace, run_id, config, "t", "mmd", dict.fromkeys(sources, 1.0), higher_is_better=False)
+    current = recipe_b.config(content["t"])
+    expected = {"s0": -1.0, "s1": -2.0, "s2": -3.0, "s3": -4.0, "s4": 6.0}
+
+    plain = workspace.sql("SELECT target, config_hash FROM current_measurements ORDER BY target")  # plain SQL too
+    assert plain.config_hash.tolist() == [current, recipe_b.config(content["u"])]
+    gains = workspace.read("latest_transfer_gains", {"target": "t"})
+    assert set(gains.config_hash) == {current}
+    assert (100 * gains.set_index("source").mean_gain).round(6).to_dict() == expected
+    prior = workspace.read("source_prior", {"target": "u"})
+    assert (100 * prior.set_index("source").prior).round(6).to_dict() == expected and set(prior.n_targets) == {1}
+    report = latest_gains(workspace, "t")
+    assert set(report.config_hash) == {current}
+    assert (100 * report.set_index("source").mean_gain).round(6).to_dict() == expected
+    knowledge = measured_knowledge(workspace, recipe_b, exclude="u", atlas="none")
+    runs = knowledge.runs[knowledge.runs.seed == 0].set_index("source").value
+    assert {s: round(100 * (runs[s] - runs[""]), 6) for s in sources} == expected
+    stale = measured_knowledge(workspace, recipe_a, exclude="u", atlas="none")
+    assert "t" not in stale.origin and "current measurement is under another recipe" in stale.ignored["t"]
