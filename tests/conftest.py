@@ -36,11 +36,18 @@ def encoder():
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """One Prefect test server for the whole session (start-up costs 12-30 s on 2 cores)."""
+    """One Prefect test server for the whole session (start-up costs 12-30 s on 2 cores). While it runs,
+    ``PREFECT_API_URL`` points at it, so the CLI processes a test starts report to it instead of each starting a
+    temporary server of its own (12 s apiece on 2 cores)."""
+    from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
-        yield
+        os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
+        try:
+            yield
+        finally:
+            del os.environ["PREFECT_API_URL"]
 
 
 @pytest.fixture()
@@ -67,3 +74,57 @@ def sst2_small_tuned(shared_tasks, tmp_path_factory):
         device="cpu",
     )
     return tuned, save_fine_tuned(tuned, tmp_path_factory.mktemp("ckpt") / "sst2-small")
+
+
+@pytest.fixture(scope="session")
+def quick_atlas(tmp_path_factory, prefect_harness):
+    """`bench.transfer_atlas`'s quick grid measured once per session (real MiniLM, real flows): (its workspace
+    folder, its atlas table's path, the first run's printed result). Tests copy it (`copy_quick_atlas`) instead of
+    measuring the six runs again."""
+    import contextlib
+    import io
+    import json
+
+    from bench import transfer_atlas
+
+    root = tmp_path_factory.mktemp("quick-atlas")
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setattr(transfer_atlas, "WORKSPACE", root / "ws")
+        transfer_atlas.run(quick=True)
+    first = json.loads(printed.getvalue().splitlines()[-1])
+    return root / "ws", root / "ws" / "quick" / "transfer_atlas.parquet", first
+
+
+@pytest.fixture()
+def copy_quick_atlas(quick_atlas, tmp_path, monkeypatch):
+    """A private copy of the session's quick atlas workspace, with `bench.transfer_atlas.WORKSPACE` pointing at it:
+    (workspace folder, atlas path, the first run's result)."""
+    import shutil
+
+    from bench import transfer_atlas
+
+    folder, path, first = quick_atlas
+    shutil.copytree(folder, tmp_path / "ws")
+    monkeypatch.setattr(transfer_atlas, "WORKSPACE", tmp_path / "ws")
+    return tmp_path / "ws", tmp_path / "ws" / path.relative_to(folder), first
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> str:
+    """A local encoder folder: MiniLM's configuration shrunk to 2 layers of width 64 with seeded random weights, and
+    MiniLM's tokenizer. For tests of plumbing (runners, concurrency, resumption), where what a model learns is not
+    asserted; it embeds and fine-tunes in a fraction of MiniLM's time."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from transfer.encoder import resolve_model_path
+
+    base = resolve_model_path()
+    config = AutoConfig.from_pretrained(base)
+    config.update({"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128})
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-encoder")
+    AutoModel.from_config(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    return str(folder)

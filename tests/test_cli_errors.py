@@ -54,7 +54,7 @@ CASES = [
 ]
 
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]  # CLI processes report to its server
 
 
 @pytest.mark.parametrize(("args", "message"), CASES, ids=[c[0][0] + "-" + c[0][1] for c in CASES])

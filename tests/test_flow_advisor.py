@@ -20,7 +20,7 @@ from store.results import Results
 from store.task_files import load_task_dir
 from store.workspace import Workspace
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]  # CLI processes report to its server
 TARGET = "uci_sentiment_imdb"  # not an atlas target, not reserved
 SOURCES = ["uci_sentiment_amazon", "tweeteval_stance_atheism", "rte"]  # rte is an atlas source: it has a prior
 INPUTS = ("centroid-cosine", "mmd")

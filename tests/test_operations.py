@@ -18,7 +18,7 @@ from store.gc import collect_garbage
 from store.task_files import load_task_dir
 from store.workspace import Workspace
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]  # CLI processes report to its server
 TASKS = ("uci_sentiment_amazon", "uci_sentiment_yelp", "uci_sentiment_imdb")
 
 

@@ -7,13 +7,13 @@ import logging
 import os
 import subprocess
 import sys
-import warnings
+from subprocess import PIPE
 
 import pytest
 
 from flows.progress import PROGRESS_ENV, progress
 from store.catalog import put_task
-from store.task_files import load_task_dir
+from store.task_files import load_task_dir, task_from_table
 from store.workspace import Workspace
 
 
@@ -37,23 +37,22 @@ def test_a_forced_terminal_draws_the_bar(monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_the_cli_is_quiet_off_a_terminal_and_shows_bars_on_one(tmp_path, shared_tasks):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        put_task(Workspace(tmp_path / "ws"), load_task_dir(shared_tasks / "uci_sentiment_imdb"))
+def test_the_cli_is_quiet_off_a_terminal_and_shows_bars_on_one(tmp_path, shared_tasks, prefect_harness):
+    """Two real CLI processes side by side, each embedding a 40-row slice of a real task (the bar's behaviour does
+    not depend on the rows' number)."""
+    rows = load_task_dir(shared_tasks / "uci_sentiment_imdb").split("train").to_pandas().head(40)
+    task = task_from_table(rows[["text", "label"]], "imdb40")
 
-    def embed(mode: str | None, workspace: str) -> subprocess.CompletedProcess:
+    def embed(mode: str | None, folder: str) -> subprocess.Popen:
+        put_task(Workspace(tmp_path / folder), task)
         env = {k: v for k, v in os.environ.items() if k != PROGRESS_ENV} | ({PROGRESS_ENV: mode} if mode else {})
-        command = [sys.executable, "-m", "flows.cli", "--workspace", workspace, "--device", "cpu", "embed"]
-        return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+        command = [sys.executable, "-m", "flows.cli", "--workspace", str(tmp_path / folder), "--device", "cpu"]
+        return subprocess.Popen([*command, "embed"], stdout=PIPE, stderr=PIPE, text=True, env=env)
 
-    (tmp_path / "ws2").mkdir()
-    put_task(Workspace(tmp_path / "ws2"), load_task_dir(shared_tasks / "uci_sentiment_imdb"))
-    quiet = embed(None, str(tmp_path / "ws"))
-    assert quiet.returncode == 0, quiet.stderr
-    assert "text/s]" not in quiet.stderr and "%|" not in quiet.stderr  # no bar
-    assert "embed uci_sentiment_imdb/train: " in quiet.stdout + quiet.stderr  # one line per step instead
-    shown = embed("always", str(tmp_path / "ws2"))
-    assert shown.returncode == 0, shown.stderr
-    bar = "embed uci_sentiment_imdb/train: 100%"
-    assert bar in shown.stderr and "800/800" in shown.stderr and "text/s]" in shown.stderr
+    quiet_run, shown_run = embed(None, "ws"), embed("always", "ws2")
+    (quiet_out, quiet_err), (_, shown_err) = quiet_run.communicate(timeout=600), shown_run.communicate(timeout=600)
+    assert quiet_run.returncode == 0, quiet_err
+    assert "text/s]" not in quiet_err and "%|" not in quiet_err  # no bar
+    assert "embed imdb40/train: " in quiet_out + quiet_err  # one line per step instead
+    assert shown_run.returncode == 0, shown_err
+    assert "embed imdb40/train: 100%" in shown_err and "40/40" in shown_err and "text/s]" in shown_err

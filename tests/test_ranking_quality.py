@@ -36,9 +36,8 @@ def test_summary_table_pairs_methods_with_the_best_single_method():
 
 @pytest.mark.slow
 def test_quick_ranking_quality_imports_the_atlas_and_evaluates_every_method(
-    tmp_path, monkeypatch, capsys, prefect_harness
+    tmp_path, monkeypatch, capsys, copy_quick_atlas
 ):
-    monkeypatch.setattr(transfer_atlas, "WORKSPACE", tmp_path / "ws")
     monkeypatch.setattr(ranking_quality, "RESULTS", tmp_path / "results")
     ranking_quality.run(quick=True)
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

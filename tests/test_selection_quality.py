@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -232,20 +229,14 @@ def test_cli_dry_run_plans_without_training(measured):
 
 
 @pytest.mark.slow
-def test_bench_quick_runs_end_to_end(tmp_path):
+def test_bench_quick_runs_end_to_end(tmp_path, monkeypatch, capsys, prefect_harness):
+    from bench import selection_quality
+
     committed = ROOT / "reports" / "results" / "selection_quality.json"
     before = committed.read_bytes() if committed.exists() else None
-    env = {**os.environ, "TRANSFERSCOPE_BENCH_WORKSPACE": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "selection_quality", "--quick"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    monkeypatch.setattr(selection_quality, "WORKSPACE", tmp_path)
+    selection_quality.run(quick=True)  # what `python -m bench selection_quality --quick` calls, in this process
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     arms = {r["arm"] for r in result["summary"]}
     assert arms == {"full", "gio", "icons", "vog-prune_easiest", "random"}
     assert result["grid"]["n_pool"] == 120 and result["quick"] is True

@@ -70,11 +70,8 @@ def test_gains_and_recipe_comparison_by_hand():
 
 
 @pytest.mark.slow
-def test_quick_atlas_appends_every_run_and_resumes(tmp_path, monkeypatch, capsys, prefect_harness):
-    monkeypatch.setattr(transfer_atlas, "WORKSPACE", tmp_path / "ws")
-    path = tmp_path / "atlas.parquet"
-    transfer_atlas.run(quick=True, path=path)
-    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+def test_quick_atlas_appends_every_run_and_resumes(copy_quick_atlas, capsys):
+    _, path, first = copy_quick_atlas  # the session's quick atlas, measured once (`conftest.quick_atlas`)
     table = transfer_atlas.read_atlas(path)
     assert first["rows_added"] == 6 and first["runs_missing"] == 0
     assert sorted(set(table.source)) == ["", "tweeteval_stance_atheism", "uci_sentiment_amazon"]  # with the baseline
@@ -90,14 +87,12 @@ def test_quick_atlas_appends_every_run_and_resumes(tmp_path, monkeypatch, capsys
 
 
 @pytest.mark.slow
-def test_device_kit_reproduces_the_flow_and_merges_back(tmp_path, monkeypatch, capsys, prefect_harness):
+def test_device_kit_reproduces_the_flow_and_merges_back(tmp_path, copy_quick_atlas):
     """`bench.atlas_device` on CPU with float32 weights: the same rows, recipes and seeds as `measure_transfer`, so
     the same values; merged back, the rows it measured are restored, with where they ran."""
     from bench import atlas_device
 
-    monkeypatch.setattr(transfer_atlas, "WORKSPACE", tmp_path / "ws")
-    path = tmp_path / "atlas.parquet"
-    transfer_atlas.run(quick=True, path=path)
+    _, path, _ = copy_quick_atlas
     flow = transfer_atlas.read_atlas(path)
     target, source = transfer_atlas.QUICK["targets"][0], transfer_atlas.QUICK["sources"][1]
     runs = [(target, "", 1), (target, source, 1)]
