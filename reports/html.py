@@ -192,6 +192,14 @@ def advice_section(ws: Workspace, target: str | None) -> str:
     return "".join(out)
 
 
+def verdict(target: Any) -> str:
+    """A target's informativeness as the report prints it: yes or no for a grid; a pilot screen (baseline and three
+    sources) says whether its baseline learns, its one condition before a grid."""
+    if target.stage == "pilot":
+        return "pilot: learns" if bool(target.learns) else "pilot: does not learn"
+    return "yes" if pd.notna(target.informative) and bool(target.informative) else "no"
+
+
 def bound(value: float) -> str:
     """An interval bound in points; an infinite one (too few targets for the level) as "unbounded"."""
     return "unbounded" if isinstance(value, float) and math.isinf(value) else _fmt(value, 1)
@@ -511,7 +519,7 @@ def reference_section() -> str:
                     f'<td class="num">{_fmt(r.skill, 2)}</td>',
                     f'<td class="num">{_fmt(r.anova_p, 3)}</td>',
                     f'<td class="num">{_fmt(r.reliability, 2)}</td>',
-                    "yes" if pd.notna(r.informative) and bool(r.informative) else "no",
+                    verdict(r),
                 ]
                 if tested
                 else []

@@ -120,3 +120,22 @@ def test_atlas_targets_scores_the_rows_each_seed_evaluated(shared_tasks, tmp_pat
     assert not row.learns and row.n_sources == 4 and row.n_seeds == 3 and row.seeds == "0,1,2"
     table.to_csv(tmp_path / "atlas_targets.csv", index=False)
     assert atlas_targets.informative_targets(tmp_path / "atlas_targets.csv") == []
+
+
+def test_a_pilot_is_screened_but_never_counted_informative(tmp_path):
+    """A target measured on the pilot's three sources is a ``pilot`` row (it passes when its baseline learns); only a
+    grid of at least `MIN_GRID_SOURCES` sources can be informative; anything between is ``partial``."""
+    import pandas as pd
+
+    from bench import atlas_targets, transfer_atlas
+
+    pilot = set(transfer_atlas.pilot_sources("sst2"))
+    assert pilot == {"trec", "ag_news", "sick_nli"}  # sst2 is a pilot source: trec stands in for it
+    assert atlas_targets.stage("sst2", pilot) == "pilot"
+    assert atlas_targets.stage("sst2", pilot | {"cola"}) == "partial"
+    assert atlas_targets.stage("sst2", {f"s{i}" for i in range(atlas_targets.MIN_GRID_SOURCES)}) == "grid"
+    table = pd.DataFrame(
+        {"target": ["a", "b"], "recipe": "medium", "stage": ["pilot", "grid"], "informative": [True, True]}
+    )
+    table.to_csv(tmp_path / "atlas_targets.csv", index=False)
+    assert atlas_targets.informative_targets(tmp_path / "atlas_targets.csv") == ["b"]

@@ -421,6 +421,11 @@ def test_reference_section_shows_which_atlas_targets_are_informative_and_their_t
     for target in ("cb", "cola"):
         row = page[page.index(f"<td>{target}</td>") :].split("</tr>")[0]
         assert row.endswith("<td>yes</td>" if target in informative else "<td>no</td>")
+    pilots = pd.read_csv(SHIPPED_ATLAS / "atlas_targets.csv").query("stage == 'pilot' and recipe == 'medium'")
+    assert len(pilots)  # the atlas v2 pilot screens (bench transfer_atlas --stage pilot)
+    for pilot in pilots.itertuples():
+        row = page[page.index(f"<tr><td>{pilot.target}</td>") :].split("</tr>")[0]
+        assert row.endswith("<td>pilot: learns</td>" if pilot.learns else "<td>pilot: does not learn</td>")
     assert f"Ranking quality on the {len(informative)} informative atlas targets" in page
     assert page.index("informative atlas targets") < page.index("Ranking quality on complete atlas")
     assert "<th>Δ NDCG@5</th>" in page
