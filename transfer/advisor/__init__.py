@@ -7,9 +7,12 @@ method's score and what measured transfer already knows. One module per role:
   leave-one-target-out error) and `advise_target`, the entry point;
 - `transfer.advisor.intervals`: CV+ intervals over targets (Barber et al. 2021);
 - `transfer.advisor.verification`: re-ranking by a few measured fine-tunes;
-- `transfer.advisor.evaluation`: gains from measured runs and the strict leave-one-target-out harness.
+- `transfer.advisor.evaluation`: gains from measured runs and the strict leave-one-target-out harness;
+- `transfer.advisor.best_arm`: sequential measurement as best-arm identification (`GainPosterior`, top-two Thompson
+  sampling, `identify_best`), the measuring step of ``recommend``.
 """
 
+from transfer.advisor.best_arm import GainPosterior, Identified, identify_best, top_two_thompson
 from transfer.advisor.evaluation import leave_one_target_out, mean_gains, seed_gains
 from transfer.advisor.features import (
     CHEAP_INPUTS,
@@ -26,8 +29,8 @@ from transfer.advisor.learner import Advice, SourceAdvisor, advise_target, candi
 from transfer.advisor.verification import verified_ranking
 
 __all__ = [
-    "CHEAP_INPUTS", "DEFAULT_INPUTS", "Advice", "PairFeatures", "SourceAdvisor", "advise_target", "candidate_learners",
-    "cv_plus_interval", "describe_tasks", "descriptor_features", "leave_one_target_out", "mean_gains",
-    "method_features", "nested_loto_predictions", "prior_features", "profile_similarity", "seed_gains",
-    "verified_ranking",
+    "CHEAP_INPUTS", "DEFAULT_INPUTS", "Advice", "GainPosterior", "Identified", "PairFeatures", "SourceAdvisor",
+    "advise_target", "candidate_learners", "cv_plus_interval", "describe_tasks", "descriptor_features",
+    "identify_best", "leave_one_target_out", "mean_gains", "method_features", "nested_loto_predictions",
+    "prior_features", "profile_similarity", "seed_gains", "top_two_thompson", "verified_ranking",
 ]  # fmt: skip
