@@ -5,35 +5,44 @@ best is known (a helpful source; nothing helps: don't transfer)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from transfer.advisor.best_arm import NOISE_PRIOR_DOF, GainPosterior, identify_best, top_two_thompson
+from transfer.advisor.best_arm import (
+    NOISE_PRIOR_DOF,
+    GainPosterior,
+    identify_best,
+    measured_leader,
+    top_two_thompson,
+)
+from transfer.advisor.simulation import Priors, curve, replay_target
 from transfer.errors import InputError
 
 
 def test_posterior_matches_the_hand_worked_conjugate_update():
-    """One source, prior δ ~ N(2, 3²), σ = 1; one baseline pull (50) and one source pull (55): with a flat level the
-    data say δ = 55 − 50 = 5 with variance 2σ², so δ | data ~ N((2/9 + 5/2) / (1/9 + 1/2), 1 / (1/9 + 1/2))."""
+    """One source, prior δ ~ N(2, 3²), σ = 1; one baseline pull (50) and one source pull (55). Given the level the
+    data say δ = 5 with precision 1, so E δ = (2/9 + 5) / (1/9 + 1) = 4.7 and, with w = 1 / (10/9) = 0.9 and the
+    level's own variance σ²/1, Var δ = 0.9 + 0.81 = 1.71."""
     posterior = GainPosterior(np.array([2.0]), np.array([3.0]), noise_sd=1.0)
     mean, covariance = posterior.gains()
     assert mean[1] == pytest.approx(2.0) and covariance[1, 1] == pytest.approx(9.0)  # the prior, before any pull
-    posterior.observe(0, 50.0)
     posterior.observe(1, 55.0)
+    assert posterior.gains()[0][1] == pytest.approx(2.0)  # no baseline pull yet: nothing to measure a gain against
+    posterior.observe(0, 50.0)
     mean, covariance = posterior.gains()
-    precision = 1 / 9 + 1 / 2
-    assert mean[1] == pytest.approx((2 / 9 + 5 / 2) / precision, rel=1e-6)
-    assert covariance[1, 1] == pytest.approx(1 / precision, rel=1e-6)
+    assert mean[1] == pytest.approx(4.7) and covariance[1, 1] == pytest.approx(1.71)
     assert mean[0] == 0.0 and covariance[0, 0] == 0.0  # the baseline's gain is zero by definition
 
 
-def test_a_source_pulled_without_the_baseline_teaches_only_differences():
-    """Two sources pulled, never the baseline: their difference is learned, each gain stays at its prior mean."""
-    posterior = GainPosterior(np.array([0.0, 0.0]), np.array([2.0, 2.0]), noise_sd=0.5)
-    for _ in range(3):
-        posterior.observe(1, 80.0)
-        posterior.observe(2, 76.0)
+def test_a_source_whose_prior_is_far_off_does_not_move_the_others():
+    """The baseline at 70, a source at 67 (3 below) and one at 54 whose prior said +2 ± 2: the far-off arm does not
+    drag the reference, so the first source's gain follows its own data (a joint fit moved it above zero)."""
+    posterior = GainPosterior(np.array([2.0, 2.0]), np.array([2.0, 2.0]), noise_sd=1.0)
+    for arm, value in ((0, 70.0), (1, 67.0), (1, 67.5), (2, 54.0), (1, 66.5), (2, 53.5)):
+        posterior.observe(arm, value)
     mean, covariance = posterior.gains()
-    assert mean[1] - mean[2] == pytest.approx(4.0, abs=0.3) and mean[1] + mean[2] == pytest.approx(0.0, abs=1e-4)
+    assert mean[1] < -1.5 and mean[2] < -10  # each gain from its own pulls against the baseline's
+    assert covariance[1, 2] > 0  # both share the baseline's uncertainty
 
 
 def test_seed_noise_is_updated_by_the_targets_repeated_pulls():
@@ -100,3 +109,67 @@ def test_identify_best_respects_the_budget_and_what_can_be_pulled():
         identify_best(posterior, pull, budget=-1, rng=rng)
     with pytest.raises(InputError, match="'prior_sd' parameter of GainPosterior"):
         GainPosterior(np.zeros(2), np.array([1.0, np.inf]), 1.0)
+
+
+def hand_matrix(shift: float = 0.0) -> pd.DataFrame:
+    """Five seeds of a baseline at 70 (± 0.5 by seed), a good source at 75 and a bad one at 62, plus ``shift`` on
+    every source: points, [arm × seed]."""
+    wobble = np.array([0.5, -0.5, 0.25, -0.25, 0.0])
+    return pd.DataFrame(
+        [70 + wobble, 75 + shift - wobble, 62 + shift + wobble], index=["", "good", "bad"], columns=range(5)
+    )
+
+
+def test_replay_scores_every_policy_against_the_held_out_seeds():
+    """Know-nothing priors and a zero-run score that prefers the bad source: the score's top-1 loses about 13 points
+    of 75; measuring finds the good source; every one of the 10 truth splits is replayed for every policy."""
+    priors = Priors(
+        gain=pd.Series({"good": 0.0, "bad": 0.0}),
+        sd=pd.Series({"good": 5.0, "bad": 5.0}),
+        zero_run_score=pd.Series({"good": 0.1, "bad": 0.9}),
+        noise_sd=1.0,
+    )
+    replays = replay_target(hand_matrix(), priors, budgets=(0, 2, 4, 9))
+    assert len(replays) == 10 * (2 + 3 * 4) and replays.split.nunique() == 10
+    logme = replays[replays.policy == "direct-logme"]
+    assert (logme.chosen == "bad").all() and logme.points_lost.to_numpy() == pytest.approx(13.0, abs=1.0)
+    assert logme.regret.to_numpy() == pytest.approx(100 * 13 / 75, abs=1.5)
+    measured = replays[(replays.policy == "recommend") & (replays.budget == 9)]
+    assert (measured.chosen == "good").all() and (measured.points_lost == 0).all() and (measured.runs <= 9).all()
+    assert (replays[replays.policy == "one-seed-oracle"].chosen == "good").all()
+    verified = replays[(replays.policy == "advisor+verify") & (replays.budget == 4)]
+    assert (verified.runs == 3).all() and (verified.chosen == "good").all()
+    table = curve(replays).set_index(["policy", "budget"])
+    assert table.loc[("recommend", 9), "correct"] == 1.0 and table.loc[("direct-logme", 0), "correct"] == 0.0
+    assert table.loc[("recommend", 9), "sure_correct"] == 1.0 and table.loc[("recommend", 9), "sure_answers"] > 0
+
+
+def test_replay_says_dont_transfer_where_no_source_helps():
+    """Every source shifted 8 points down (the good one now 3 below the baseline), priors that expect +2: with a
+    few fine-tunes the procedure answers "don't transfer" on every split."""
+    priors = Priors(
+        gain=pd.Series({"good": 2.0, "bad": 2.0}),
+        sd=pd.Series({"good": 2.0, "bad": 2.0}),
+        zero_run_score=pd.Series({"good": 0.5, "bad": 0.4}),
+        noise_sd=1.0,
+    )
+    replays = replay_target(hand_matrix(shift=-8.0), priors, budgets=(0, 6))
+    table = curve(replays).set_index(["policy", "budget"])
+    assert table.loc[("recommend", 6), "no_help_cases"] == 10
+    assert table.loc[("recommend", 6), "dont_transfer_correct"] == 1.0
+    assert table.loc[("recommend", 0), "dont_transfer_correct"] == 0.0  # the optimistic prior alone transfers
+    with pytest.raises(InputError, match="'values' parameter of replay_target"):
+        replay_target(hand_matrix().drop(index=""), priors, budgets=(1,))
+
+
+def test_the_answer_is_always_a_measured_arm():
+    """An unmeasured source whose prior says +6 is the likely best, but the answer is the best measured arm (+4),
+    with its chance of beating the unmeasured one too."""
+    rng = np.random.default_rng(0)
+    posterior = GainPosterior(np.array([0.0, 6.0]), np.array([3.0, 1.0]), noise_sd=1.0)
+    posterior.observe(0, 70.0)
+    posterior.observe(1, 74.0)
+    chances = posterior.p_best(rng)
+    assert chances.argmax() == 2
+    best, chance = measured_leader(posterior, chances)
+    assert best == 1 and chance == pytest.approx(chances[1]) and 0.01 < chance < 0.5

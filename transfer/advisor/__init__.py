@@ -9,7 +9,8 @@ method's score and what measured transfer already knows. One module per role:
 - `transfer.advisor.verification`: re-ranking by a few measured fine-tunes;
 - `transfer.advisor.evaluation`: gains from measured runs and the strict leave-one-target-out harness;
 - `transfer.advisor.best_arm`: sequential measurement as best-arm identification (`GainPosterior`, top-two Thompson
-  sampling, `identify_best`), the measuring step of ``recommend``.
+  sampling, `identify_best`), the measuring step of ``recommend``;
+- `transfer.advisor.simulation`: ``recommend`` and its alternatives replayed on measured seeds (`replay_target`).
 """
 
 from transfer.advisor.best_arm import GainPosterior, Identified, identify_best, top_two_thompson

@@ -3,22 +3,27 @@ few fine-tunes at a time until the answer is sure enough.
 
 Arms: 0 is the no-transfer baseline, 1..K the sources. A *pull* of arm a is one target fine-tune at a new seed (from
 the source's checkpoint of that seed: like the atlas, a pull resamples the source fine-tune's seed and the target
-fine-tune's); it returns the target's score y in points. The model (`GainPosterior`) is Bayesian linear regression
-over β = (level, δ_1, ..., δ_K)::
+fine-tune's); it returns the target's score y in points. Gains are measured against the baseline's own pulls::
 
-    y = level + δ_a + ε,   δ_0 = 0,   ε ~ N(0, σ²)
-    level ~ flat,   δ_a ~ N(g_a, s_a²)   (the advisor's expected gain and the scale of its interval)
+    y_0 = L + ε,   y_a = L + δ_a + ε,   ε ~ N(0, σ²),   δ_a ~ N(g_a, s_a²)   (the advisor's gain and its scale)
 
-so sources compare through their gains over the same unknown level, and which arm is best depends on δ alone. The
-posterior is Gaussian: Λ = Λ₀ + XᵀX / σ², μ = Λ⁻¹ (Λ₀ m₀ + Xᵀy / σ²). The seed noise σ² starts from the pooled
-atlas value σ₀² (worth `NOISE_PRIOR_DOF` observations) and is updated by the target's own repeated pulls (scaled
-inverse-χ² update with the within-arm sum of squares): σ² = (ν₀ σ₀² + Σ_a Σ_i (y_ai − ȳ_a)²) / (ν₀ + Σ_a (n_a − 1)).
+with the level L known only from the baseline's pulls (flat prior: L ~ N(ȳ_0, σ²/n_0)); source pulls do not feed
+back into L, so an arm whose prior is far off cannot drag the reference and with it every other gain (a joint fit
+would). Given L, each gain is the conjugate normal update, w_a = (n_a/σ²) / (1/s_a² + n_a/σ²)::
+
+    E δ_a = (g_a/s_a² + n_a (ȳ_a − ȳ_0)/σ²) / (1/s_a² + n_a/σ²)
+    Var δ_a = 1 / (1/s_a² + n_a/σ²) + w_a² σ²/n_0,   Cov(δ_a, δ_b) = w_a w_b σ²/n_0
+
+(before the baseline's first pull, w_a = 0: the prior alone). Which arm is best depends on δ alone (δ_0 = 0). The
+seed noise σ² starts from the pooled atlas value σ₀² (worth `NOISE_PRIOR_DOF` observations) and is updated by the
+target's own repeated pulls (scaled inverse-χ² update with the within-arm sum of squares):
+σ² = (ν₀ σ₀² + Σ_a Σ_i (y_ai − ȳ_a)²) / (ν₀ + Σ_a (n_a − 1)).
 
 Pulls are chosen by top-two Thompson sampling (Russo 2016, "Simple Bayesian algorithms for best arm
 identification"): draw δ from the posterior, its best arm is the leader; with probability β pull the leader, else
 draw again until another arm is best and pull that challenger. `identify_best` pulls the baseline first (every gain
-is relative to it), then stops when the posterior probability that the leading arm is best reaches the confidence,
-or when the budget of pulls is spent.
+is relative to it), then stops when the posterior probability that the leading measured arm is best reaches the
+confidence, or when the budget of pulls is spent; its answer is always an arm it measured (`measured_leader`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ import numpy as np
 from transfer.errors import InputError
 
 NOISE_PRIOR_DOF = 10.0  # the pooled seed noise counts as this many observations of the target's own
-FLAT = 1e-8  # prior precision of the level: flat for any score scale in points
 P_BEST_DRAWS = 4000
 
 
@@ -52,15 +56,14 @@ class GainPosterior:
             raise InputError(f"The 'prior_sd' parameter of GainPosterior must be finite and > 0. Got {prior_sd}.")
         if not (np.isfinite(noise_sd) and noise_sd > 0):
             raise InputError(f"The 'noise_sd' parameter of GainPosterior must be finite and > 0. Got {noise_sd!r}.")
-        self.prior_mean = np.concatenate([[0.0], prior_gain])  # [K+1] (level, δ_1..δ_K)
-        self.prior_precision = np.diag(np.concatenate([[FLAT], 1 / prior_sd**2]))
+        self.prior_gain, self.prior_sd = prior_gain, prior_sd
         self.noise_sd0 = float(noise_sd)
         self.arms: list[int] = []
         self.values: list[float] = []
 
     @property
     def n_arms(self) -> int:
-        return len(self.prior_mean)
+        return len(self.prior_gain) + 1
 
     def observe(self, arm: int, value: float) -> None:
         """Add one pull's score (points) of ``arm`` (0 = baseline)."""
@@ -85,17 +88,21 @@ class GainPosterior:
 
     def gains(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean [K+1], covariance [K+1, K+1]) of the arms' gains over the baseline (row 0 is the baseline's, 0)."""
-        design = np.zeros((len(self.arms), self.n_arms))  # x = e_level + e_a (a ≥ 1)
-        design[:, 0] = 1.0
-        sources = np.asarray(self.arms, dtype=int)
-        design[np.flatnonzero(sources > 0), sources[sources > 0]] = 1.0
-        precision = self.prior_precision + design.T @ design / self.noise_sd() ** 2
-        covariance = np.linalg.inv(precision)
-        mean = covariance @ (
-            self.prior_precision @ self.prior_mean + design.T @ np.asarray(self.values) / self.noise_sd() ** 2
-        )
-        mean, covariance = mean.copy(), covariance.copy()
-        mean[0], covariance[0, :], covariance[:, 0] = 0.0, 0.0, 0.0  # the baseline's gain is 0 by definition
+        arms, values = np.asarray(self.arms, dtype=int), np.asarray(self.values)
+        counts = self.pulls().astype(float)
+        sums = np.bincount(arms, weights=values, minlength=self.n_arms) if len(arms) else np.zeros(self.n_arms)
+        noise = self.noise_sd() ** 2
+        prior = 1 / self.prior_sd**2  # [K]
+        data = counts[1:] / noise if counts[0] else np.zeros(self.n_arms - 1)  # no reference yet: no evidence
+        means = np.divide(sums[1:], counts[1:], out=np.zeros(self.n_arms - 1), where=counts[1:] > 0)
+        reference = sums[0] / counts[0] if counts[0] else 0.0
+        precision = prior + data
+        weight = data / precision
+        mean = np.zeros(self.n_arms)
+        mean[1:] = (self.prior_gain * prior + data * (means - reference)) / precision
+        covariance = np.zeros((self.n_arms, self.n_arms))
+        level_var = noise / counts[0] if counts[0] else 0.0
+        covariance[1:, 1:] = np.outer(weight, weight) * level_var + np.diag(1 / precision)
         return mean, covariance
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -168,7 +175,7 @@ def identify_best(
     stopped = "budget"
     while len(pulled) < budget:
         allowed = np.ones(posterior.n_arms, bool) if available is None else np.asarray(available(), bool)
-        if pulled and posterior.p_best(rng).max() >= confidence:
+        if pulled and measured_leader(posterior, posterior.p_best(rng))[1] >= confidence:
             stopped = "confident"
             break
         if not allowed.any():
@@ -176,9 +183,17 @@ def identify_best(
         arm = 0 if not pulled and allowed[0] else top_two_thompson(posterior, rng, allowed, beta)
         posterior.observe(arm, pull(arm))
         pulled.append(arm)
-    chances = posterior.p_best(rng)
-    if stopped == "budget" and chances.max() >= confidence:
+    best, chance = measured_leader(posterior, posterior.p_best(rng))
+    if stopped == "budget" and chance >= confidence:
         stopped = "confident"
     mean, covariance = posterior.gains()
-    best = int(chances.argmax())
-    return Identified(best, float(chances[best]), mean, np.sqrt(np.diag(covariance)), tuple(pulled), stopped)
+    return Identified(best, chance, mean, np.sqrt(np.diag(covariance)), tuple(pulled), stopped)
+
+
+def measured_leader(posterior: GainPosterior, chances: np.ndarray) -> tuple[int, float]:
+    """(arm, P(best)) of the most probably best arm among those pulled at least once (any arm before the first
+    pull): an answer is only ever an arm that was measured, with the chance that no other arm, measured or not, is
+    better."""
+    pulled = posterior.pulls() > 0
+    best = int(np.where(pulled, chances, -1.0).argmax()) if pulled.any() else int(chances.argmax())
+    return best, float(chances[best])
