@@ -83,9 +83,9 @@ def import_runs(ws: Workspace, atlas: pd.DataFrame, target: str, sources: list[s
     summarise(ws, config, target, sources, seeds, "atlas")
 
 
-def taskweb_spearman(ws: Workspace, targets: list[str], methods: tuple[str, ...], budget: dict) -> pd.DataFrame:
+def taskweb_spearman(ws: Workspace, targets: list[str], methods: tuple[str, ...], recipe: dict) -> pd.DataFrame:
     """Per (target, method): Spearman of the method's scores (oriented, higher = better) with TaskWeb's
-    ``taskweb_score`` over the other shared tasks as sources."""
+    ``taskweb_score`` over the other shared tasks as sources, each fine-tuned under ``recipe`` (the atlas's)."""
     from scipy import stats
 
     from flows.rank import RankRequest, rank_sources
@@ -95,7 +95,7 @@ def taskweb_spearman(ws: Workspace, targets: list[str], methods: tuple[str, ...]
     for target in targets:
         truth = taskweb[taskweb.target == target].set_index("source").taskweb_score
         ranking = pd.DataFrame(
-            rank_sources(RankRequest(target, tuple(truth.index), methods, budget, device="cpu", workspace=str(ws.root)))
+            rank_sources(RankRequest(target, tuple(truth.index), methods, recipe, device="cpu", workspace=str(ws.root)))
         )
         for method, frame in ranking.groupby("method"):
             oriented = frame.set_index("source").score * (1 if frame.higher_is_better.iloc[0] else -1)
@@ -231,12 +231,12 @@ def run(quick: bool = False, stage: str = "all") -> None:
     if quick:
         transfer_atlas.run(quick=True)  # the quick atlas, in its own workspace
         grid = [(t, list(transfer_atlas.QUICK["sources"])) for t in transfer_atlas.QUICK["targets"]]
-        seeds, budget = transfer_atlas.QUICK["seeds"], transfer_atlas.QUICK["recipe"]
+        seeds, recipe = transfer_atlas.QUICK["seeds"], transfer_atlas.QUICK["recipe"]
         workspace = transfer_atlas.WORKSPACE / "quick"
         atlas = transfer_atlas.read_atlas(workspace / "transfer_atlas.parquet")
     else:
         grid = [(t, [s for s in transfer_atlas.SOURCES if s != t]) for t in transfer_atlas.TARGETS]
-        seeds, budget = transfer_atlas.SEEDS, transfer_atlas.SOURCE_RECIPES[transfer_atlas.ATLAS_RECIPE]
+        seeds, recipe = transfer_atlas.SEEDS, transfer_atlas.SOURCE_RECIPES[transfer_atlas.ATLAS_RECIPE]
         workspace = transfer_atlas.WORKSPACE / "full"
         atlas = transfer_atlas.read_atlas()
         atlas = atlas[atlas.recipe == transfer_atlas.ATLAS_RECIPE]
@@ -254,11 +254,11 @@ def run(quick: bool = False, stage: str = "all") -> None:
             json.loads((RESULTS / "ranking_quality.json").read_text())["taskweb"] if not quick else []
         )
     else:
-        external = taskweb_spearman(ws, [t for t in targets if t in taskweb_tasks], methods, budget)
+        external = taskweb_spearman(ws, [t for t in targets if t in taskweb_tasks], methods, recipe)
         for target, sources in grid:
             if target in targets:
                 import_runs(ws, atlas, target, sources, seeds)
-                rank_sources(RankRequest(target, tuple(sources), methods, budget, device="cpu", workspace=str(ws.root)))
+                rank_sources(RankRequest(target, tuple(sources), methods, recipe, device="cpu", workspace=str(ws.root)))
                 evaluate_rankings(target=target, workspace=str(ws.root))
     quality = Results(ws).method_quality()
     quality = quality[quality.target.isin(targets)]
@@ -272,7 +272,7 @@ def run(quick: bool = False, stage: str = "all") -> None:
         complete=len(targets) == len(grid),
         targets_missing=[t for t, _ in grid if t not in targets],
         methods=list(methods),
-        atlas_recipe=budget,
+        atlas_recipe=recipe,
         seconds=round(time.perf_counter() - started, 1),
     )
     if not quick and targets:

@@ -19,7 +19,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.measure import MeasureRequest, measure_transfer
-from flows.rank import RankPlan, RankRequest, fusion_inputs, rank_sources, recipe_for_budget
+from flows.rank import RankPlan, RankRequest, fusion_inputs, rank_sources, recipe_for_name
 from store.advice import SCORE_COLUMNS, Knowledge, measured_knowledge, put_advice
 from store.errors import InputError
 from store.measured import MeasurementRecipe
@@ -44,7 +44,7 @@ DEFAULT_MAX_TEST = 2000
 
 def default_recipe(model: str) -> MeasurementRecipe:
     """The recipe the advisor learns under when there is no atlas: `measure`'s defaults with ``model``."""
-    return MeasurementRecipe(model, recipe_for_budget("small").as_dict(), TARGET_RECIPE.as_dict(), DEFAULT_MAX_TEST)
+    return MeasurementRecipe(model, recipe_for_name("small").as_dict(), TARGET_RECIPE.as_dict(), DEFAULT_MAX_TEST)
 
 
 def knowledge_summary(knowledge: Knowledge) -> str:
@@ -99,10 +99,10 @@ def advise_sources(
     ws = Workspace(workspace)
     knowledge = measured_knowledge(ws, default_recipe(model), exclude=target, atlas=atlas)
     recipe = knowledge.recipe
-    budget = recipe.source_recipe
+    source_recipe = recipe.source_recipe
     asked = None if sources is None else tuple(sources)
     request = RankRequest(
-        target, asked, tuple(inputs), budget, model=model, seed=seed, device=device, workspace=str(ws.root)
+        target, asked, tuple(inputs), source_recipe, model=model, seed=seed, device=device, workspace=str(ws.root)
     )
     if input_plan is not None and input_plan.request != request:
         raise InputError(f"The 'input_plan' parameter of advise_sources plans {input_plan.request}, not {request}.")
@@ -118,7 +118,7 @@ def advise_sources(
         "verify_seeds": list(verify_seeds),
         "knowledge": knowledge.origin,
         "ignored": knowledge.ignored,
-        "recipe": budget,
+        "recipe": source_recipe,
         "model": model,
         "seed": seed,
     }
@@ -158,7 +158,7 @@ def advise_sources(
                     target,
                     tuple(table.index[:verify]),
                     tuple(verify_seeds),
-                    budget,
+                    source_recipe,
                     recipe.target_recipe,
                     max_test=recipe.max_test,  # the advisor's own recipe, so the runs can join what it learns from
                     model=model,

@@ -96,11 +96,10 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
         console.print(f"{task.name}: {task.kind}/{task.input}, {task.counts()}")
     console.rule("2. Embeddings of the training splits (all-MiniLM-L6-v2, mean pooling, cached by content)")
     embedded = ts.embed(ws, [t.name for t in tasks], device=device)
-    total = sum(r["n"] for r in embedded)
-    computed = [r for r in embedded if not r["cached"]]
+    computed = int((~embedded.cached).sum())
     console.print(
-        f"{total} texts in {len(embedded)} splits; {len(computed)} splits computed, "
-        f"{len(embedded) - len(computed)} from the cache"
+        f"{embedded.n.sum()} texts in {len(embedded)} splits; {computed} splits computed, "
+        f"{len(embedded) - computed} from the cache"
     )
     console.rule("3. What the store holds (SQL over the workspace views)")
     show(
@@ -114,9 +113,9 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
         ws.sql(NEAREST_SQL, {"query": tasks[0].split(tasks[0].splits[0]).column("text")[0].as_py()}),
         title=f"nearest stored texts to the first {tasks[0].name} example, by cosine, in SQL",
     )
-    console.rule("4. Which source to fine-tune on first? ESM-LogME (small CPU budget)")
+    console.rule("4. Which source to fine-tune on first? ESM-LogME (small CPU recipe)")
     target, sources = tasks[0].name, [t.name for t in tasks[1:]]
-    ts.rank_sources(ws, target, sources, budget="small", device=device)
+    ts.rank_sources(ws, target, sources, recipe="small", device=device)
     show(results.recommend_sources(target, k=len(sources)), title=f"esm-logme ranking for {target} (higher is better)")
     console.print(f"(score: LogME evidence per example of {target}'s embeddings mapped by each source's ESM)")
     console.rule("5. The advisor: expected gain, its interval, and whether to transfer at all")
@@ -134,7 +133,7 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
     ranked = results.recommend_sources(target, k=len(sources))
     measured = [ranked.source.iloc[0], ranked.source.iloc[-1]]
     gains = ts.measure_transfer(
-        ws, target, measured, seeds=(0,), target_budget=DEMO_TARGET_RECIPE, max_test=DEMO_MAX_TEST, device=device
+        ws, target, measured, seeds=(0,), target_recipe=DEMO_TARGET_RECIPE, max_test=DEMO_MAX_TEST, device=device
     )
     show(
         gains[["source", "baseline_mean", "source_mean", "mean_gain"]],
@@ -158,7 +157,7 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
         pool, goal = pool_target
         for task in pool_target:
             ts.add_task(ws, task)
-        ids, subset = ts.select_subset(ws, pool.name, goal.name, method="gio", budget=0.2, device=device)
+        subset = ts.select_subset(ws, pool.name, goal.name, method="gio", budget=0.2, device=device)
         show(
             subset.head(8)[["rank", "text", "label", "score"]],
             title=f"first GIO picks from {pool.name} for {goal.name}",
@@ -167,7 +166,7 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
         assert selection is not None  # select_subset has just read it
         exported, _ = export_selection(ws, selection, ws.root / "exports" / "subset.jsonl")
         console.print(
-            f"{len(ids)} of {selection.n_pool} {pool.name} examples chosen to match {goal.name} (score: KL(target ‖ "
+            f"{len(subset)} of {selection.n_pool} {pool.name} examples chosen to match {goal.name} (score: KL(target ‖ "
             f"subset) after each pick); exported with its licence metadata to {exported}",
             soft_wrap=True,
         )
@@ -180,7 +179,7 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
             title=f"share of the whole pool's score on {goal.name} (1 seed, 1 epoch; higher is better)",
         )
     console.rule("8. Report")
-    console.print(f"HTML report (opens offline): {ts.build_report(ws)}")
+    console.print(f"HTML report (opens offline): {ts.build_report(ws).path}")
     console.print(
         f'Workspace: {ws.root}  (SQL: `transferscope sql "SELECT * FROM tasks"`, or open '
         f"{ws.views_path} in any DuckDB client)"

@@ -86,13 +86,13 @@ SCHEDULES = Schedules()
 def refresh(
     targets: list[str] | None = None,
     methods: tuple[str, ...] = ("esm-logme",),
-    budget: str | dict = "small",
+    recipe: str | dict[str, Any] = "small",
     model: str = DEFAULT_MODEL,
     device: str = "auto",
     workspace: str | None = None,
 ) -> dict[str, str]:
     """Embed every stored task (cached by content), then rank the sources (every other stored task) of each of
-    ``targets`` with ``methods`` at ``budget`` (as in `rank_sources`).
+    ``targets`` with ``methods``, the sources fine-tuned under ``recipe`` (as in `rank_sources`).
 
     A target is ranked again only when its ranking inputs changed since its last completed refresh: the content of
     any stored task (a new, changed or removed task changes the sources and the leakage guard), or the options.
@@ -108,13 +108,14 @@ def refresh(
     contents = dict(zip(stored["name"], stored["content_hash"], strict=True))
     outcome: dict[str, str] = {}
     for target in targets or []:
-        params = {"target": target, "methods": list(methods), "budget": budget, "model": model, "tasks": contents}
+        # "budget" is the recipe's name before it was renamed: the key stays, so stored refresh hashes still match
+        params = {"target": target, "methods": list(methods), "budget": recipe, "model": model, "tasks": contents}
         if _refreshed(ws, config_hash(params)):
             logger.info("%s: tasks and options unchanged since the last refresh; not ranked again", target)
             outcome[target] = "unchanged"
             continue
         with recorded_run(ws, "refresh", params, device=device):
-            rank_sources(RankRequest(target, None, methods, budget, model, device=device, workspace=str(ws.root)))
+            rank_sources(RankRequest(target, None, methods, recipe, model, device=device, workspace=str(ws.root)))
         outcome[target] = "ranked"
     return outcome
 
@@ -133,13 +134,14 @@ def measure_grid(
     targets: list[str],
     sources: list[str] | None = None,
     seeds: tuple[int, ...] = (0, 1, 2),
-    budget: str | dict = "small",
-    target_budget: str | dict = "small",
+    recipe: str | dict[str, Any] = "small",
+    target_recipe: str | dict[str, Any] = "small",
     device: str = "auto",
     workspace: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The measured-transfer grid: for each of ``targets``, `measure_transfer` from ``sources`` (default: every
-    other stored task; a target is never its own source) over ``seeds``, then `evaluate_rankings` of its stored
+    other stored task; a target is never its own source) over ``seeds`` (fine-tuning recipes ``recipe`` for the
+    sources and ``target_recipe`` for the targets, as in `MeasureRequest`), then `evaluate_rankings` of its stored
     rankings against the measurement. Finished fine-tunes are stored and skipped, so an interrupted or extended
     grid resumes. Returns ``{target: ranking-quality table}`` (method × metric)."""
     root = str(Workspace(workspace).root)
@@ -153,7 +155,7 @@ def measure_grid(
     for target in targets:
         names = others[target]
         names_of = None if names is None else tuple(names)
-        measure_transfer(MeasureRequest(target, names_of, seeds, budget, target_budget, device=device, workspace=root))
+        measure_transfer(MeasureRequest(target, names_of, seeds, recipe, target_recipe, device=device, workspace=root))
         quality[target] = evaluate_rankings(target=target, workspace=root)
     return quality
 

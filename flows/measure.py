@@ -1,7 +1,7 @@
 """Flow ``measure_transfer``: the ground truth — fine-tune on the target alone and after each source, per seed.
 
 Each (source, seed) run is its own Prefect task and is stored as soon as it finishes, keyed by the measurement
-config (target, budgets, model, caps) with what it started from (the source checkpoint's key, or the base model's
+config (target, recipes, model, caps) with what it started from (the source checkpoint's key, or the base model's
 fingerprint), so a crashed or extended grid resumes without redoing finished runs, and a run whose source rows or
 base weights changed since is measured again; a `MeasureRequest` is planned once (`plan_measure`, a frozen
 `MeasurePlan` with the runs still to do). Source checkpoints come from the cache shared with ESMs. Per pair, the
@@ -21,7 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.checkpoints import checkpoint_key, ensure_checkpoint, source_data, sources_data
 from flows.progress import progress
-from flows.rank import recipe_for_budget
+from flows.rank import recipe_for_name, renamed_keywords
 from flows.runners import gather
 from store.catalog import catalog_digest, check_plan_current, get_task, list_tasks
 from store.checkpoints import stored_checkpoints
@@ -37,7 +37,7 @@ from transfer.finetune import TARGET_RECIPE, Recipe, sample_indices
 from transfer.groundtruth import Split, summarise_gains, train_and_evaluate
 
 BASELINE = ""  # the source name of the no-transfer runs
-TARGET_BUDGETS = {"small": TARGET_RECIPE}
+TARGET_RECIPES = {"small": TARGET_RECIPE}  # the named target fine-tuning recipes
 
 
 def target_splits(goal: Task, recipe: Recipe, max_test: int, seed: int) -> tuple[Split, Split]:
@@ -90,20 +90,21 @@ def measure_run(
     return ws.deferred(metrics)
 
 
+@renamed_keywords(budget="recipe", target_budget="target_recipe")  # the old names, until the next release
 @dataclass(frozen=True)
 class MeasureRequest:
     """What `measure_transfer` is asked to measure (checked on construction; `plan_measure` checks it against the
-    workspace). ``sources``: default every other stored task. ``budget`` is the source recipe (as in
-    `flows.rank.RankRequest`); ``target_budget`` the target's (``"small"``: ≤ 1,000 examples, 3 epochs, batch 16,
-    lr 5e-5, 6% warm-up, max_length 64 — enough steps for a few hundred target examples to train; DECISIONS.md)
-    or a dict of `Recipe` fields. Held-out rows: the target's test split, else validation, else 20% of train, at
-    most ``max_test``."""
+    workspace). ``sources``: default every other stored task. ``recipe`` is the sources' fine-tuning recipe (as in
+    `flows.rank.RankRequest`); ``target_recipe`` the target's (`TARGET_RECIPES`: ``"small"``, ≤ 1,000 examples,
+    3 epochs, batch 16, lr 5e-5, 6% warm-up, max_length 64 — enough steps for a few hundred target examples to
+    train; DECISIONS.md) or a dict of `Recipe` fields; ``budget=`` and ``target_budget=`` are their deprecated
+    names. Held-out rows: the target's test split, else validation, else 20% of train, at most ``max_test``."""
 
     target: str
     sources: tuple[str, ...] | None = None
     seeds: tuple[int, ...] = (0, 1, 2)
-    budget: str | dict[str, Any] = "small"
-    target_budget: str | dict[str, Any] = "small"
+    recipe: str | dict[str, Any] = "small"
+    target_recipe: str | dict[str, Any] = "small"
     max_test: int = 2000
     model: str = DEFAULT_MODEL
     device: str = "auto"
@@ -119,18 +120,11 @@ class MeasureRequest:
             raise InputError(
                 f"The 'seeds' parameter of measure_transfer must be a non-empty tuple of ints. Got {self.seeds!r}."
             )
-        recipe_for_budget(self.budget)
-        if not isinstance(self.target_budget, dict) and self.target_budget not in TARGET_BUDGETS:
-            raise InputError(
-                f"The 'target_budget' parameter must be one of {list(TARGET_BUDGETS)} or a dict of Recipe "
-                f"fields. Got {self.target_budget!r} instead."
-            )
+        self.fine_tune_recipes()
 
-    @property
-    def target_recipe(self) -> Recipe:
-        if isinstance(self.target_budget, dict):
-            return Recipe(**self.target_budget)
-        return TARGET_BUDGETS[self.target_budget]
+    def fine_tune_recipes(self) -> tuple[Recipe, Recipe]:
+        """The (source, target) fine-tuning `Recipe`s that ``recipe`` and ``target_recipe`` name."""
+        return recipe_for_name(self.recipe), recipe_for_name(self.target_recipe, TARGET_RECIPES, "target_recipe")
 
 
 @dataclass(frozen=True)
@@ -172,7 +166,7 @@ def plan_measure(request: MeasureRequest) -> MeasurePlan:
     ws = Workspace(r.workspace)
     goal = get_task(ws, r.target)
     names = r.sources or tuple(n for n in list_tasks(ws)["name"] if n != r.target)
-    target_recipe, source_recipe = r.target_recipe, recipe_for_budget(r.budget)
+    source_recipe, target_recipe = r.fine_tune_recipes()
     recipe = MeasurementRecipe(r.model, source_recipe.as_dict(), target_recipe.as_dict(), r.max_test)
     setup = recipe.setup(goal.content_hash)  # the advisor finds these runs by the same hash (store.advice)
     base_fp = model_fingerprint(resolve_model_path(r.model))

@@ -14,10 +14,13 @@ frozen `RankPlan`, and the flow runs that plan.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+import warnings
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -45,37 +48,89 @@ from transfer.embeddings import TextEncoder
 from transfer.encoder import DEFAULT_MODEL, model_fingerprint, resolve_model_path
 from transfer.esm import EmbeddingSpaceMap
 from transfer.esm_logme import esm_logme_scores
-from transfer.finetune import SMALL_BUDGET, SOURCE_RECIPE, Recipe, sample_indices
+from transfer.finetune import MEDIUM_RECIPE, SMALL_BUDGET, SOURCE_RECIPE, Recipe, sample_indices
 from transfer.fusion import FUSIONS, fuse_rankings
 
-BUDGETS = {"small": SMALL_BUDGET, "paper": SOURCE_RECIPE}
+RECIPES = {"small": SMALL_BUDGET, "medium": MEDIUM_RECIPE, "paper": SOURCE_RECIPE}  # named source recipes
 METHODS = ("esm-logme", *MEASURES, *CHECKPOINT_METHODS, "maxsim")
 MAXSIM_SAMPLE = {"max_target_texts": 300, "max_source_texts": 500, "source_tokens": 4000}  # MaxSim's token samples
 CHECKPOINT_READERS = ("esm-logme", *CHECKPOINT_METHODS)  # the methods that read each source's fine-tuned checkpoint
 FORWARD_TEXTS_PER_S = 250  # MiniLM forward passes on 2 idle cores (MEASURED.md): what a plan costs encoding at
+RequestType = TypeVar("RequestType", bound=type)
 
 
-def recipe_for_budget(budget: str | dict) -> Recipe:
-    """The fine-tuning `Recipe` of a source budget: a named one (``"small"``, ``"paper"``) or a dict of `Recipe`
-    fields. (A subset's size is `selection.budget.resolve_budget`, a different thing.)"""
-    if isinstance(budget, dict):
-        return Recipe(**budget)
-    if budget not in BUDGETS:
+def recipe_for_name(
+    recipe: str | dict[str, Any], named: Mapping[str, Recipe] = RECIPES, parameter: str = "recipe"
+) -> Recipe:
+    """The fine-tuning `Recipe` ``recipe`` names: one of ``named`` (default the source recipes, ``"small"`` and
+    ``"paper"``) or a dict of `Recipe` fields; ``parameter`` is the name errors give it. (A subset's size, its
+    budget, is `selection.budget.resolve_budget`, a different thing.)"""
+    if isinstance(recipe, dict):
+        known = [f.name for f in fields(Recipe)]
+        unknown = sorted(set(recipe) - set(known))
+        if unknown:
+            raise InputError(
+                f"The {parameter!r} parameter names fields {unknown} that Recipe does not have; its fields are "
+                f"{known}. Got {recipe!r} instead."
+            )
+        return Recipe(**recipe)
+    if recipe not in named:
         raise InputError(
-            f"The 'budget' parameter must be one of {list(BUDGETS)} or a dict of Recipe fields. Got {budget!r} instead."
+            f"The {parameter!r} parameter must be one of {list(named)} or a dict of Recipe fields. "
+            f"Got {recipe!r} instead."
         )
-    return BUDGETS[budget]
+    return named[recipe]
 
 
+def renamed(
+    owner: str, renames: Mapping[str, str], kwargs: dict[str, Any], positional: Collection[str] = ()
+) -> dict[str, Any]:
+    """``kwargs`` of a call to ``owner`` with each deprecated keyword of ``renames`` (``{old: new}``, accepted for
+    one release) given as its new name, with a `DeprecationWarning` pointing at the code that called ``owner``.
+    Giving an old name and its new one (a keyword, or among the names given ``positional``ly) is an `InputError`."""
+    kwargs = dict(kwargs)
+    for old, new in renames.items():
+        if old not in kwargs:
+            continue
+        if new in kwargs or new in positional:
+            raise InputError(
+                f"{owner} got both {old!r} and {new!r}; {old!r} is the deprecated name of {new!r}: give {new!r} only."
+            )
+        warnings.warn(f"The {old!r} parameter of {owner} is deprecated; use {new!r}.", DeprecationWarning, stacklevel=3)
+        kwargs[new] = kwargs.pop(old)
+    return kwargs
+
+
+def renamed_keywords(**renames: str) -> Callable[[RequestType], RequestType]:
+    """Class decorator of a request dataclass: its constructor also takes the deprecated keywords of ``renames``
+    (``old="new"``, `renamed`). The dataclass's fields (its equality, hash and stored configs) keep the new names."""
+
+    def decorate(cls: RequestType) -> RequestType:
+        init = vars(cls)["__init__"]  # the one @dataclass wrote
+        names = list(inspect.signature(init).parameters)[1:]  # without self
+
+        @functools.wraps(init)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **renamed(cls.__name__, renames, kwargs, names[: len(args)]))
+
+        cls.__init__ = __init__  # type: ignore[misc]
+        return cls
+
+    return decorate
+
+
+@renamed_keywords(budget="recipe")  # the old name, until the next release
 @dataclass(frozen=True)
 class RankRequest:
     """What a user asks `rank_sources` for (checked on construction; `plan_rank` checks it against the workspace).
 
     ``sources``: default every other stored task. ``methods``: ``esm-logme``, the divergence measures of
     `transfer.divergence.MEASURES`, ``direct-logme`` and ``leep`` (from each source's fine-tuned checkpoint,
-    `flows.checkpoint_scores`) and ``maxsim`` (token-level similarity, `flows.maxsim`). ``budget``: ``"small"``
-    (500 examples, 1 epoch, max_length 64: CPU demos), ``"paper"`` (≤ 10,000 examples, 3 epochs, batch 32, lr 2e-5)
-    or a dict of `Recipe` fields, for the source checkpoints (ESMs, direct LogME, LEEP).
+    `flows.checkpoint_scores`) and ``maxsim`` (token-level similarity, `flows.maxsim`). ``recipe``, the fine-tuning
+    recipe of the source checkpoints (ESMs, direct LogME, LEEP): ``"small"`` (500 examples, 1 epoch, max_length 64:
+    CPU demos), ``"medium"`` (1,000 examples, 2 epochs: the transfer atlas's), ``"paper"`` (≤ 10,000 examples,
+    3 epochs, batch 32, lr 2e-5) or a dict of `Recipe` fields (`recipe_for_name`; ``budget=`` is its deprecated
+    name).
     ``prefilter="centroid-cosine:10"`` keeps the 10 best sources by a cheap measure before the other methods run.
     ``fuse="rrf"`` (or ``"borda"``) also stores the fused ranking of ``methods`` as method ``fused-rrf``, with
     ``fuse_weights``. With ``build_missing=False`` a source without a stored ESM is an error."""
@@ -83,7 +138,7 @@ class RankRequest:
     target: str
     sources: tuple[str, ...] | None = None
     methods: tuple[str, ...] = ("esm-logme",)
-    budget: str | dict[str, Any] = "small"
+    recipe: str | dict[str, Any] = "small"
     model: str = DEFAULT_MODEL
     max_target_examples: int = 1000
     max_divergence_examples: int = 2000
@@ -111,7 +166,7 @@ class RankRequest:
             )
         if self.prefilter is not None:
             parse_prefilter(self.prefilter)
-        recipe_for_budget(self.budget)
+        recipe_for_name(self.recipe)
         if self.target in (self.sources or ()):
             raise InputError(f"The target {self.target!r} is also among the sources; a task cannot be its own source.")
 
@@ -185,7 +240,7 @@ def plan_rank(request: RankRequest) -> RankPlan:
     names = r.sources or tuple(n for n in list_tasks(ws)["name"] if n != r.target)
     if not names:
         raise InputError(f"No source tasks to rank for {r.target!r}: add tasks with `transferscope tasks add`.")
-    recipe = recipe_for_budget(r.budget)
+    recipe = recipe_for_name(r.recipe)
     rate = fine_tune_rate(ws)
     reads_checkpoints = any(m in CHECKPOINT_READERS for m in r.methods)
     work = source_work(ws, goal, list(names), r, recipe, rate) if reads_checkpoints else ()
@@ -281,7 +336,7 @@ def esm_logme_ranking(ws: Workspace, goal: Task, names: list[str], plan: RankPla
     missing = [s for s, e in esms.items() if e is None]
     if missing:
         raise MissingResultError(
-            f"No ESM stored for sources {missing} (base model {r.model!r}, this budget); build them "
+            f"No ESM stored for sources {missing} (base model {r.model!r}, this recipe); build them "
             f"with `transferscope esm build {' '.join(missing)}` or rank with build_missing=True."
         )
     base = EncoderSettings.of_recipe(plan.recipe, r.model, r.device).load()
@@ -487,18 +542,19 @@ def higher_is_better(method: str) -> bool:
 @flow(name="build_esms", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
 def build_esms(
     sources: list[str],
-    budget: str | dict = "small",
+    recipe: str | dict[str, Any] = "small",
     model: str = DEFAULT_MODEL,
     seed: int = 0,
     device: str = "auto",
     workspace: str | None = None,
 ) -> dict[str, str]:
-    """Build (or find) the ESM of every source; returns {source: ESM cache key}."""
+    """Build (or find) the ESM of every source, its checkpoint fine-tuned under ``recipe`` (`recipe_for_name`);
+    returns {source: ESM cache key}."""
     ws = Workspace(workspace)
-    recipe = recipe_for_budget(budget)
-    params = {"sources": sorted(sources), "recipe": recipe.as_dict(), "model": model, "seed": seed}
+    recipe_fields = recipe_for_name(recipe).as_dict()
+    params = {"sources": sorted(sources), "recipe": recipe_fields, "model": model, "seed": seed}
     with recorded_run(ws, "build_esms", params, device=device) as run:
-        args = (model, canonical_json(recipe.as_dict()), seed, device, run.run_id)
+        args = (model, canonical_json(recipe_fields), seed, device, run.run_id)
         futures = [build_source_esm.submit(str(ws.root), s, *args) for s in sources]
         keys = dict(zip(sources, gather(ws, futures, "source ESMs", "source"), strict=True))
     return keys

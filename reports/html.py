@@ -416,7 +416,7 @@ def selections_section(ws: Workspace, views: set[str]) -> str:
     out.append(_table(headers, rows, css_class="selections"))
     out.append(
         _note(
-            "Read a subset with Results.select_subset(pool, targets, method, budget); export it with "
+            "Read a subset with Results.stored_subset(pool, targets, method, budget); export it with "
             "`transferscope select ... --out FILE`."
         )
     )

@@ -2,7 +2,7 @@
 
 ``Results(workspace).recommend_sources(target, k=5, method="esm-logme")`` returns the newest run's ranking of one
 method for one target; ``compare_methods(target)`` puts every stored method side by side; ``method_quality()``
-scores the rankings against measured transfer; ``select_subset(pool, targets, method, budget)`` returns a stored
+scores the rankings against measured transfer; ``stored_subset(pool, targets, method, budget)`` returns a stored
 training subset; ``selection_quality(pool)`` says what the subsets were worth when trained on (shares of the
 full-pool score, paired against random). Nothing here computes: rankings come from the ``rank_sources`` flow
 (``transferscope rank TARGET``), subsets from ``select_training_subset`` (``transferscope select``), their measured
@@ -115,13 +115,14 @@ class Results:
             index=["target", "method"], columns="metric", values="value", dropna=False
         ).reset_index()
 
-    def select_subset(
+    def stored_subset(
         self, pool: str, targets: str | Sequence[str], method: str = "gio", budget: int | float | None = 0.2
-    ) -> tuple[list[str], pd.DataFrame]:
+    ) -> pd.DataFrame:
         """The newest stored subset of ``pool`` for ``targets`` by ``method`` at ``budget`` (a float in (0, 1] is a
         fraction of the pool: ``1.0`` the whole pool; an int ≥ 1 a count: ``1`` one example; None the method's own
-        stopping rule). Returns (example ids in selection order, a DataFrame with rank, example_id, text,
-        text_pair, label, score); ``frame.attrs`` holds the subset id, run id and parameters."""
+        stopping rule); it reads, never selects (``transferscope select`` or ``ts.select_subset`` compute one).
+        Returns its rows in selection order: rank, example_id, text, text_pair, label, label_index
+        (classification) and score; ``frame.attrs`` holds the subset id, run id, method and parameters."""
         names = [targets] if isinstance(targets, str) else list(targets)
         kind = budget_kind(budget)
         row = self.workspace.read(
@@ -144,9 +145,9 @@ class Results:
             )
         return self._subset(row.iloc[0])
 
-    def subset(self, subset_id: str) -> tuple[list[str], pd.DataFrame]:
+    def subset(self, subset_id: str) -> pd.DataFrame:
         """The stored training subset with id ``subset_id`` (what ``select_training_subset`` returned), as
-        `select_subset` returns it."""
+        `stored_subset` returns it."""
         selection = find_selection(self.workspace, subset_id)
         if selection is None:
             raise MissingResultError(
@@ -154,7 +155,7 @@ class Results:
             )
         return self._subset(selection)
 
-    def _subset(self, selection: pd.Series) -> tuple[list[str], pd.DataFrame]:
+    def _subset(self, selection: pd.Series) -> pd.DataFrame:
         frame = selection_frame(self.workspace, selection)
         frame.attrs.update(
             subset_id=selection.subset_id,
@@ -162,7 +163,7 @@ class Results:
             params=selection.params_json,
             method=selection.method,
         )
-        return frame.example_id.tolist(), frame
+        return frame
 
     def selection_quality(self, pool: str | None = None) -> pd.DataFrame:
         """What the subsets of ``pool`` (None: the newest measured pool) were worth: the newest

@@ -6,6 +6,7 @@ checked in the store."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -69,6 +70,9 @@ def test_deployments_take_their_schedules_from_one_place(tmp_path, monkeypatch):
     budget = select._parameter_openapi_schema.model_dump()["definitions"]["SelectionRequest"]["properties"]["budget"]
     assert {t["type"] for t in budget["anyOf"]} == {"integer", "number", "null"}
     assert grid._parameter_openapi_schema.model_dump()["required"] == ["targets"]
+    ranked, measured = (set(d._parameter_openapi_schema.model_dump()["properties"]) for d in (refresh, grid))
+    assert "recipe" in ranked and {"recipe", "target_recipe"} <= measured  # fine-tuning recipes, by that name
+    assert not {"budget", "target_budget"} & (ranked | measured)
 
     hourly = replace(SCHEDULES, refresh="0 * * * *", timezone="Europe/Berlin")
     refresh, grid, _, _ = build_deployments("ws", [TARGET], schedules=hourly, active=False)
@@ -141,6 +145,8 @@ def test_refresh_ranks_again_only_when_tasks_change(small_workspace, shared_task
 
     assert refresh(**options) == {TARGET: "unchanged"}
     assert (distinct("cache_key", "embeddings"), distinct("run_id", "pair_scores")) == (embedded, rankings)
+    stored = ws.sql("SELECT params_json FROM runs WHERE flow = 'refresh'").params_json
+    assert [json.loads(p)["budget"] for p in stored] == ["small"]  # the recipe under its old key: hashes still match
 
     put_task(ws, small_task(shared_tasks, POOL, tmp_path / "data", n_train=60))  # a changed source
     assert refresh(**options) == {TARGET: "ranked"}
@@ -159,8 +165,8 @@ def test_measure_grid_measures_and_evaluates_each_target(small_workspace):
         targets=[TARGET],
         sources=[POOL, OTHER, TARGET],  # the target itself is left out of its own sources
         seeds=(0,),
-        budget=TINY,
-        target_budget=TINY,
+        recipe=TINY,
+        target_recipe=TINY,
         device="cpu",
         workspace=str(ws.root),
     )
@@ -274,7 +280,8 @@ def test_serve_runs_an_on_demand_selection_triggered_through_the_api(tmp_path, s
                 as_subflow=False,
             )
         assert run.state is not None and run.state.is_completed(), f"{run.state}\n{tail(tmp_path / 'serve.log')}"
-        ids, frame = Results(ws).select_subset(POOL, TARGET, "random", 40)
+        frame = Results(ws).stored_subset(POOL, TARGET, "random", 40)
+        ids = frame.example_id.tolist()
         pool_ids = set(load_task_dir(shared_tasks / POOL).split("train").column("example_id").to_pylist())
         assert len(ids) == 40 == len(set(ids)) and set(ids) <= pool_ids
         assert frame.attrs["run_id"] in set(ws.sql("SELECT run_id FROM runs WHERE status = 'completed'").run_id)

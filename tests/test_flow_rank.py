@@ -1,4 +1,4 @@
-"""Integration: rank_sources on real tasks with the real model (tiny budget), Results API, ESM reuse, export and
+"""Integration: rank_sources on real tasks with the real model (tiny recipe), Results API, ESM reuse, export and
 import between workspaces, bad input, and the CLI."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def ranking(rank_workspace):
         RankRequest(
             target=TARGET,
             sources=SOURCES,
-            budget=TINY,
+            recipe=TINY,
             device="cpu",
             max_target_examples=400,
             workspace=str(rank_workspace.root),
@@ -73,7 +73,7 @@ def test_second_run_reuses_esms_and_checkpoints(rank_workspace, ranking):
         RankRequest(
             target=TARGET,
             sources=SOURCES,
-            budget=TINY,
+            recipe=TINY,
             device="cpu",
             max_target_examples=400,
             workspace=str(rank_workspace.root),
@@ -95,7 +95,7 @@ def test_a_request_is_planned_once_and_a_plan_runs_as_planned(rank_workspace, ra
     from flows.rank import RankRequest, plan_rank
 
     request = RankRequest(
-        TARGET, tuple(SOURCES), budget=TINY, device="cpu", max_target_examples=400, workspace=str(rank_workspace.root)
+        TARGET, tuple(SOURCES), recipe=TINY, device="cpu", max_target_examples=400, workspace=str(rank_workspace.root)
     )
     reads: list[list[str]] = []
     real_read = flows.rank.sources_data
@@ -120,13 +120,13 @@ def test_bad_input(rank_workspace, ranking):
     from flows.rank import RankRequest
 
     with pytest.raises(ValueError, match="also among the sources"):
-        rank_sources(RankRequest(target=TARGET, sources=[TARGET], budget=TINY, workspace=str(rank_workspace.root)))
+        rank_sources(RankRequest(target=TARGET, sources=[TARGET], recipe=TINY, workspace=str(rank_workspace.root)))
     with pytest.raises(LookupError, match=r"No ESM stored for sources \['poem_sentiment'\]"):
         rank_sources(
             RankRequest(
                 target=TARGET,
                 sources=["poem_sentiment"],
-                budget=TINY,
+                recipe=TINY,
                 device="cpu",
                 workspace=str(rank_workspace.root),
                 build_missing=False,
@@ -148,7 +148,7 @@ def test_divergences_prefilter_and_fusion(rank_workspace, ranking):
             target=TARGET,
             sources=sources,
             methods=("centroid-cosine", "mmd", "esm-logme"),
-            budget=TINY,
+            recipe=TINY,
             device="cpu",
             max_target_examples=400,
             max_divergence_examples=300,
@@ -257,7 +257,7 @@ def test_checkpoint_methods_reuse_the_checkpoints_and_match_an_independent_compu
             target=TARGET,
             sources=SOURCES,
             methods=("direct-logme", "leep", "maxsim"),
-            budget=TINY,
+            recipe=TINY,
             device="cpu",
             max_target_examples=120,
             workspace=str(rank_workspace.root),
@@ -318,15 +318,15 @@ def test_an_esm_is_keyed_by_the_recipe_and_seed_of_its_checkpoint(rank_workspace
     first = list_esms(rank_workspace).set_index("source").cache_key[source]
     count = "SELECT (SELECT count(*) FROM esms) AS e, (SELECT count(*) FROM checkpoints) AS c"
     before = rank_workspace.sql(count)
-    built = build_esms([source], budget=other_lr, device="cpu", workspace=str(rank_workspace.root))
+    built = build_esms([source], recipe=other_lr, device="cpu", workspace=str(rank_workspace.root))
     after = rank_workspace.sql(count)
     assert built[source] != first and (after.e[0], after.c[0]) == (before.e[0] + 1, before.c[0] + 1)
     stored = rank_workspace.sql("SELECT checkpoint_key FROM esms WHERE cache_key = $k", {"k": built[source]})
     tuned = rank_workspace.sql("SELECT cache_key, recipe_json FROM checkpoints ORDER BY created_at DESC LIMIT 1")
     assert stored.checkpoint_key[0] == tuned.cache_key[0] and '"lr":0.0001' in tuned.recipe_json[0]
 
-    def planned(budget, seed=0):
-        request = RankRequest(TARGET, (source,), budget=budget, seed=seed, workspace=str(rank_workspace.root))
+    def planned(recipe, seed=0):
+        request = RankRequest(TARGET, (source,), recipe=recipe, seed=seed, workspace=str(rank_workspace.root))
         return plan_rank(request).work[0]
 
     assert planned(TINY).esm_key == first and planned(other_lr).esm_key == built[source]

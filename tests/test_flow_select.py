@@ -1,5 +1,5 @@
 """Integration: select_training_subset on a real mixed-domain pool with the real model; the selection store,
-Results.select_subset, export round trips, reuse, bad input (nothing half-stored) and the CLI.
+Results.stored_subset, export round trips, reuse, bad input (nothing half-stored) and the CLI.
 
 Pool: a CSV of real training texts from three tasks (Amazon and IMDb review sentences, atheism-stance tweets) plus
 five sentences copied from the target's test split (the leakage guard must drop them); target: Yelp review
@@ -83,8 +83,9 @@ def test_gio_subset_is_stored_served_and_prefers_the_target_domain(select_worksp
     n_pool = sum(len(load_task_dir(shared_tasks / n).split("train")) for n in DOMAINS)
     assert gio_summary["leaked_dropped"] == N_LEAKED and gio_summary["n_pool"] == n_pool
     assert gio_summary["n_selected"] == round(0.1 * n_pool) and not gio_summary["cached"]
-    ids, frame = Results(select_workspace).select_subset("pool", TARGET, method="gio", budget=0.1)
-    assert len(ids) == len(set(ids)) == gio_summary["n_selected"] and frame.example_id.tolist() == ids
+    frame = Results(select_workspace).stored_subset("pool", TARGET, method="gio", budget=0.1)
+    ids = frame.example_id.tolist()
+    assert len(ids) == len(set(ids)) == gio_summary["n_selected"]
     assert frame["rank"].tolist() == list(range(1, len(ids) + 1))
     assert set(frame.label) <= {"negative", "positive", "none", "against", "favor"}
     assert frame.score.notna().all()  # GIO's score: the KL reached when the example was picked
@@ -148,7 +149,7 @@ def test_gio_subsets_match_the_target_better_than_random_ones(select_workspace, 
                     workspace=str(ws.root),
                 )
             )
-            ids, _ = Results(ws).select_subset("pool", TARGET, method=method, budget=0.05)
+            ids = Results(ws).stored_subset("pool", TARGET, method=method, budget=0.05).example_id.tolist()
             kls[method] = gio_kl(target_x.astype(np.float64), pool_x[[row[i] for i in ids]].astype(np.float64))
         gaps.append(kls["random"] - kls["gio"])
     assert min(gaps) > 0, gaps
@@ -179,7 +180,7 @@ def test_a_selection_request_is_planned_once_and_its_plan_runs_as_planned(select
     monkeypatch.setattr(flows.select, "plan_selection", lambda request: pytest.fail("the flow planned a plan again"))
     summary = select_training_subset(plan)
     assert guarded == ["pool"] and summary["subset_id"] == plan.subset_id and summary["n_selected"] == 31
-    assert len(Results(select_workspace).subset(plan.subset_id)[0]) == 31  # read back by the plan's id
+    assert len(Results(select_workspace).subset(plan.subset_id)) == 31  # read back by the plan's id
     monkeypatch.setattr(flows.select, "plan_selection", plan_selection)
     again = select_training_subset(request)  # planned here, once, and found stored
     assert again["cached"] and again["subset_id"] == plan.subset_id and guarded == ["pool", "pool"]
@@ -196,17 +197,19 @@ def test_random_count_budget_and_missing_selection(select_workspace):
     summary = select_training_subset(
         SelectionRequest("pool", TARGET, method="random", budget=50, device="cpu", workspace=str(select_workspace.root))
     )
-    ids, frame = Results(select_workspace).select_subset("pool", TARGET, method="random", budget=50)
+    frame = Results(select_workspace).stored_subset("pool", TARGET, method="random", budget=50)
+    ids = frame.example_id.tolist()
     assert summary["n_selected"] == len(set(ids)) == 50 and frame.score.isna().all()
     with pytest.raises(LookupError, match=r"transferscope select pool --target uci_sentiment_yelp --method random"):
-        Results(select_workspace).select_subset("pool", TARGET, method="random", budget=0.5)
+        Results(select_workspace).stored_subset("pool", TARGET, method="random", budget=0.5)
 
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
 def test_export_round_trips_as_a_task(select_workspace, gio_summary, tmp_path, suffix):
     ws = select_workspace
     selection = find_selection(ws, gio_summary["subset_id"])
-    ids, frame = Results(ws).select_subset("pool", TARGET, method="gio", budget=0.1)
+    frame = Results(ws).stored_subset("pool", TARGET, method="gio", budget=0.1)
+    ids = frame.example_id.tolist()
     path, meta_path = export_selection(ws, selection, tmp_path / f"subset.{suffix}")
     meta = json.loads(meta_path.read_text())
     assert meta["license"] == "mixed: see the source tasks" and meta["n_selected"] == len(ids)
@@ -384,7 +387,8 @@ def icons_summary(select_workspace):
 def test_icons_subset_prefers_the_target_domain_and_scores_the_whole_pool(
     select_workspace, icons_summary, shared_tasks
 ):
-    ids, frame = Results(select_workspace).select_subset("pool", TARGET, method="icons", budget=0.1)
+    frame = Results(select_workspace).stored_subset("pool", TARGET, method="icons", budget=0.1)
+    ids = frame.example_id.tolist()
     assert len(ids) == icons_summary["n_selected"] == round(0.1 * icons_summary["n_pool"])
     picked = domain_of(frame.text.tolist(), shared_tasks)
     assert picked.count("review") / len(picked) > 0.78  # above the pool's share of review sentences
@@ -509,7 +513,7 @@ def test_vog_strategies_share_one_scoring_of_the_pool(select_workspace):
     assert len(scored) == 300 and scored.score.notna().all()
     timings = ws.sql("SELECT timings_json FROM runs WHERE flow = 'select_training_subset' ORDER BY started_at DESC")
     assert json.loads(timings.timings_json[0])["total_s"] < json.loads(timings.timings_json[1])["total_s"] / 3
-    _, newest = Results(ws).select_subset("pool_small", TARGET, method="vog", budget=0.3)
+    newest = Results(ws).stored_subset("pool_small", TARGET, method="vog", budget=0.3)
     assert newest.attrs["subset_id"] == pruned["subset_id"]
     hard = selection_frame(ws, find_selection(ws, hardest["subset_id"]))
     left_out = scored[~scored.example_id.isin(hard.example_id)]

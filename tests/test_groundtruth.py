@@ -1,4 +1,4 @@
-"""Measured transfer: metrics and gain summaries by hand, and the real measure_transfer flow (tiny budgets) with
+"""Measured transfer: metrics and gain summaries by hand, and the real measure_transfer flow (tiny recipes) with
 resumption."""
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def test_measure_transfer_stores_runs_and_resumes(tmp_path, shared_tasks, prefec
     options = {
         "target": "uci_sentiment_imdb",
         "sources": ["uci_sentiment_amazon"],
-        "budget": TINY,
-        "target_budget": TINY,
+        "recipe": TINY,
+        "target_recipe": TINY,
         "max_test": 100,
         "device": "cpu",
         "workspace": str(ws.root),
@@ -91,7 +91,7 @@ def test_measure_transfer_stores_runs_and_resumes(tmp_path, shared_tasks, prefec
     from flows.cli import app
 
     plan = CliRunner().invoke(app, ["--workspace", str(ws.root), "measure", "uci_sentiment_imdb", "--dry-run"])
-    assert plan.exit_code == 0, plan.output  # the CLI's small budgets: none of the TINY runs above count
+    assert plan.exit_code == 0, plan.output  # the CLI's small recipes: none of the TINY runs above count
     assert "plan: 6 target fine-tunes (3 seeds x 1 sources + baseline, 0 already stored)" in plan.output
 
 

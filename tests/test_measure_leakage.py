@@ -69,7 +69,7 @@ def test_sources_never_train_on_a_carved_targets_held_out_texts(carved_workspace
     monkeypatch.setattr(flows.measure, "ensure_checkpoint", checkpoint)
     monkeypatch.setattr(flows.measure, "train_and_evaluate", train_and_evaluate)
     request = MeasureRequest(
-        "short", ("reviews",), seeds=(0, 1, 2), budget=BUDGET, target_budget=BUDGET, device="cpu",
+        "short", ("reviews",), seeds=(0, 1, 2), recipe=BUDGET, target_recipe=BUDGET, device="cpu",
         workspace=str(carved_workspace.root),
     )  # fmt: skip
     measure_transfer(request)

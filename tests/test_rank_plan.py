@@ -64,11 +64,11 @@ def test_a_stored_checkpoint_is_not_fine_tuned_again(plan_workspace):
     """A checkpoint stored under the plan's key is read, not fine-tuned: LEEP then costs only its forward pass, and
     ESM-LogME (its ESM still missing) fits the map from it without a fine-tune."""
     from flows.checkpoints import checkpoint_key, source_data
-    from flows.rank import recipe_for_budget
+    from flows.rank import recipe_for_name
     from store.checkpoints import checkpoint_path, put_checkpoint
     from transfer.encoder import DEFAULT_MODEL, model_fingerprint, resolve_model_path
 
-    recipe, seed = recipe_for_budget(TINY), 7  # a seed of its own: the other tests' plans stay uncached
+    recipe, seed = recipe_for_name(TINY), 7  # a seed of its own: the other tests' plans stay uncached
     data = source_data(plan_workspace, SOURCES[0], recipe, seed)
     fingerprint = model_fingerprint(resolve_model_path(DEFAULT_MODEL))
     key = checkpoint_key(data, recipe, model=DEFAULT_MODEL, base_fp=fingerprint, seed=seed)
@@ -99,3 +99,45 @@ def test_dry_run_prints_the_fine_tunes_of_every_checkpoint_reader(plan_workspace
         assert ("esm_cached" in text) == ("esm-logme" in methods)
     cheap = CliRunner().invoke(app, ["--workspace", root, "rank", TARGET, "--method", "mmd", "--dry-run"])
     assert cheap.exit_code == 0 and "plan: 1 method(s) (mmd) over 2 sources" in " ".join(cheap.output.split())
+
+
+def test_rank_takes_a_recipe_and_budget_for_one_release(plan_workspace):
+    """``rank --recipe`` takes a name or a JSON object of Recipe fields, and ``RankRequest`` its ``recipe``; their old
+    name ``budget`` still works for one release, with a warning (stderr; a DeprecationWarning at the caller's line);
+    giving both is an error naming both."""
+    import json
+
+    from flows.cli import app
+    from flows.rank import RankRequest, recipe_for_name
+    from store.errors import InputError
+
+    def dry(*options: str):
+        args = ["--workspace", str(plan_workspace.root), "--device", "cpu", "rank", TARGET, "--method", "leep"]
+        return CliRunner().invoke(app, [*args, "--sources", ",".join(SOURCES), *options, "--dry-run"])
+
+    new, old = dry("--recipe", json.dumps(TINY)), dry("--budget", json.dumps(TINY))
+    assert new.exit_code == old.exit_code == 0, new.output + old.output
+    assert "2 source fine-tune(s) of 1 epoch(s)" in " ".join(new.stdout.split()) and "64" in new.stdout  # TINY's
+    assert old.stdout == new.stdout and not new.stderr
+    assert old.stderr.strip() == "warning: --budget is deprecated for rank/measure; use --recipe"
+    assert "500" in dry().stdout and "500" not in new.stdout  # the default, small: 500 rows per source
+    both = dry("--recipe", "small", "--budget", "small")
+    assert both.exit_code == 2 and "error: --budget and --recipe both given" in both.stdout
+    esm = ["--workspace", str(plan_workspace.root), "esm", "build", "src", "--recipe", "small", "--budget", "small"]
+    assert "error: --budget and --recipe both given" in CliRunner().invoke(app, esm).stdout  # esm build's too
+    with pytest.warns(DeprecationWarning, match="The 'budget' parameter of RankRequest is deprecated") as caught:
+        request = RankRequest(TARGET, SOURCES, ("leep",), budget=TINY)
+    assert request == RankRequest(TARGET, SOURCES, ("leep",), recipe=TINY) and caught[0].filename == __file__
+    with pytest.raises(InputError, match="RankRequest got both 'budget' and 'recipe'"):
+        RankRequest(TARGET, SOURCES, ("leep",), "paper", budget=TINY)
+    with pytest.raises(InputError, match=r"The 'recipe' parameter must be one of \['small', 'medium', 'paper'\]"):
+        recipe_for_name("large")
+
+
+def test_the_medium_recipe_is_the_atlas_source_recipe():
+    """``--recipe medium`` fine-tunes sources exactly as the transfer atlas did, so its runs and rankings compare."""
+    from bench.transfer_atlas import SOURCE_RECIPES
+    from flows.rank import recipe_for_name
+    from transfer.finetune import Recipe
+
+    assert recipe_for_name("medium") == Recipe(**SOURCE_RECIPES["medium"])

@@ -4,6 +4,7 @@ the task runner the global options choose, and one-line errors."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -101,7 +102,42 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
         raise typer.BadParameter(f"expected comma-separated ints; got {text!r}", param_hint=option) from None
 
 
-BUDGET_HELP = "small (500 examples, 1 epoch, max_length 64: CPU demos) or paper (<= 10,000 examples, 3 epochs)."
+RECIPE_HELP = (
+    "The sources' fine-tuning recipe: small (500 examples, 1 epoch, max_length 64: CPU demos; the default), medium "
+    "(1,000 examples, 2 epochs: the transfer atlas's), paper (<= 10,000 examples, 3 epochs) or a JSON object of "
+    'Recipe fields, e.g. \'{"epochs": 2, "max_examples": 1000}\'.'
+)
+OLD_RECIPE_HELP = "Deprecated name of --recipe (until the next release)."
+
+
+def parse_recipe(
+    recipe: str | None, old: str | None, *, option: str = "--recipe", old_option: str = "--budget", scope: str
+) -> str | dict[str, Any]:
+    """The fine-tuning recipe an option names: a recipe name as it is, a JSON object as a dict of Recipe fields
+    (checked where it is used, `flows.rank.recipe_for_name`); None: ``small``. ``old`` is the value of the option's
+    deprecated spelling ``old_option`` (a warning on stderr names ``scope``, the commands it is deprecated for);
+    giving both is an error naming both."""
+    if old is not None:
+        if recipe is not None:
+            raise ExpectedError(
+                f"{old_option} and {option} both given: {old_option} is the deprecated name of {option}; give "
+                f"{option} only"
+            )
+        typer.echo(f"warning: {old_option} is deprecated for {scope}; use {option}", err=True)
+        recipe = old
+    if recipe is None or not recipe.lstrip().startswith("{"):
+        return "small" if recipe is None else recipe
+    try:
+        fields = json.loads(recipe)
+    except json.JSONDecodeError as err:
+        raise typer.BadParameter(
+            f"expected a recipe name or a JSON object of Recipe fields; got {recipe!r} ({err})", param_hint=option
+        ) from None
+    if not isinstance(fields, dict):
+        raise typer.BadParameter(f"expected a JSON object of Recipe fields; got {recipe!r}", param_hint=option)
+    return fields
+
+
 esm_app = typer.Typer(help="Build, export and import Embedding Space Maps.", no_args_is_help=True)
 app.add_typer(esm_app, name="esm")
 

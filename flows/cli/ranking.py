@@ -8,7 +8,16 @@ import pandas as pd
 import typer
 from rich.markup import escape
 
-from flows.cli.common import BUDGET_HELP, app, console, parse_ints, print_frame, with_runner
+from flows.cli.common import (
+    OLD_RECIPE_HELP,
+    RECIPE_HELP,
+    app,
+    console,
+    parse_ints,
+    parse_recipe,
+    print_frame,
+    with_runner,
+)
 from store.errors import ExpectedError
 from store.workspace import Workspace
 
@@ -30,9 +39,10 @@ def rank(
         ),
     ] = "esm-logme",
     sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: every other task).")] = None,
-    budget: Annotated[
-        str, typer.Option(help=BUDGET_HELP + " The advisor's inputs always use the atlas's recipe.")
-    ] = "small",
+    recipe: Annotated[
+        str | None, typer.Option(help=RECIPE_HELP + " The advisor's inputs always use the atlas's recipe.")
+    ] = None,
+    budget: Annotated[str | None, typer.Option(help=OLD_RECIPE_HELP)] = None,
     fuse: Annotated[str | None, typer.Option(help="Also fuse the methods' rankings: rrf or borda.")] = None,
     prefilter: Annotated[
         str | None, typer.Option(help="MEASURE:M keeps the M best sources by a cheap measure first.")
@@ -53,6 +63,7 @@ def rank(
 
     ws = Workspace(ctx.obj["workspace"])
     methods = tuple(method.split(","))
+    source_recipe = parse_recipe(recipe, budget, scope="rank/measure")
     unknown = [m for m in methods if m not in (*METHODS, "advisor")]
     if unknown:
         raise ExpectedError(f"unknown method(s) {unknown}; choose from {['advisor', *METHODS]}")
@@ -62,7 +73,6 @@ def rank(
         raise ExpectedError("--fuse and --prefilter do not apply to --method advisor: it weighs its inputs itself")
     names = sources.split(",") if sources else [n for n in list_tasks(ws)["name"] if n != target]
     advised = "advisor" in methods
-    recipe_budget: str | dict = budget
     if advised:
         from flows.advisor import default_recipe
         from store.advice import measured_knowledge
@@ -71,13 +81,13 @@ def rank(
 
         knowledge = measured_knowledge(ws, default_recipe(DEFAULT_MODEL), exclude=target)
         methods = tuple(m for m in methods if m != "advisor") or DEFAULT_INPUTS
-        recipe_budget = knowledge.recipe.source_recipe
+        source_recipe = knowledge.recipe.source_recipe
     plan = plan_rank(
         RankRequest(
             target,
             tuple(names),
             methods,
-            recipe_budget,
+            source_recipe,
             prefilter=prefilter,
             fuse=fuse,
             device=ctx.obj["device"],
@@ -178,13 +188,21 @@ def measure(
     target: Annotated[str, typer.Argument(help="Target task.")],
     sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: every other task).")] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
-    budget: Annotated[str, typer.Option(help=BUDGET_HELP)] = "small",
+    recipe: Annotated[str | None, typer.Option(help=RECIPE_HELP)] = None,
+    target_recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="The target's fine-tuning recipe: small (<= 1,000 examples, 3 epochs, batch 16, lr 5e-5; the "
+            "default) or a JSON object of Recipe fields."
+        ),
+    ] = None,
+    budget: Annotated[str | None, typer.Option(help=OLD_RECIPE_HELP)] = None,
     advisor_recipe: Annotated[
         bool,
         typer.Option(
             "--advisor-recipe",
             help="Measure under the advisor's recipe (the shipped atlas's source and target recipes and held-out cap, "
-            "instead of --budget's), so the runs join what the advisor learns from.",
+            "instead of --recipe's and --target-recipe's), so the runs join what the advisor learns from.",
         ),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
@@ -194,20 +212,22 @@ def measure(
 
     names = tuple(sources.split(",")) if sources else None
     common = {"device": ctx.obj["device"], "workspace": ctx.obj["workspace"]}
+    source_recipe = parse_recipe(recipe, budget, scope="rank/measure")
+    target_fields = parse_recipe(target_recipe, None, option="--target-recipe", scope="measure")
     if advisor_recipe:
         from flows.advisor import default_recipe
         from store.advice import measured_knowledge
         from transfer.encoder import DEFAULT_MODEL
 
-        recipe = measured_knowledge(Workspace(ctx.obj["workspace"]), default_recipe(DEFAULT_MODEL)).recipe
+        advised = measured_knowledge(Workspace(ctx.obj["workspace"]), default_recipe(DEFAULT_MODEL)).recipe
         request = MeasureRequest(
-            target, names, parse_ints(seeds, "--seeds"), recipe.source_recipe, recipe.target_recipe,
-            max_test=recipe.max_test, model=recipe.model, **common,
+            target, names, parse_ints(seeds, "--seeds"), advised.source_recipe, advised.target_recipe,
+            max_test=advised.max_test, model=advised.model, **common,
         )  # fmt: skip
     else:
-        request = MeasureRequest(target, names, parse_ints(seeds, "--seeds"), budget, **common)
+        request = MeasureRequest(target, names, parse_ints(seeds, "--seeds"), source_recipe, target_fields, **common)
     plan = plan_measure(request)
-    n_seeds, epochs = len(plan.request.seeds), plan.request.target_recipe.epochs
+    n_seeds, epochs = len(plan.request.seeds), plan.setup["target_recipe"]["epochs"]
     console.print(
         f"plan: {len(plan.todo)} target fine-tunes ({n_seeds} seeds x {len(plan.sources)} sources + baseline, "
         f"{n_seeds * (len(plan.sources) + 1) - len(plan.todo)} already stored), {plan.target_examples} examples x "

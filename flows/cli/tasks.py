@@ -9,7 +9,17 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from flows.cli.common import BUDGET_HELP, app, console, esm_app, print_frame, tasks_app, with_runner
+from flows.cli.common import (
+    OLD_RECIPE_HELP,
+    RECIPE_HELP,
+    app,
+    console,
+    esm_app,
+    parse_recipe,
+    print_frame,
+    tasks_app,
+    with_runner,
+)
 from store.errors import InputError
 from store.workspace import Workspace
 
@@ -125,13 +135,17 @@ def embed(
 def esm_build(
     ctx: typer.Context,
     sources: Annotated[list[str], typer.Argument(help="Source tasks.")],
-    budget: Annotated[str, typer.Option(help=BUDGET_HELP)] = "small",
+    recipe: Annotated[str | None, typer.Option(help=RECIPE_HELP)] = None,
+    budget: Annotated[str | None, typer.Option(help=OLD_RECIPE_HELP)] = None,
 ) -> None:
     """Fine-tune each source (or reuse its checkpoint) and fit its ESM."""
     from flows.rank import build_esms
 
     keys = with_runner(ctx, build_esms)(
-        sources=sources, budget=budget, device=ctx.obj["device"], workspace=ctx.obj["workspace"]
+        sources=sources,
+        recipe=parse_recipe(recipe, budget, scope="esm build"),
+        device=ctx.obj["device"],
+        workspace=ctx.obj["workspace"],
     )
     console.print(f"{len(keys)} ESMs ready: {', '.join(keys)}")
 
