@@ -14,7 +14,10 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = ("embed", "logme", "esm_logme", "divergence", "gio", "gradients", "finetune", "startup")
-QUALITY = ("ranking_quality", "selection_quality", "transfer_atlas", "atlas_targets", "scale", "rank_scale")
+QUALITY = (
+    "ranking_quality", "selection_quality", "transfer_atlas", "atlas_targets", "recommend_simulation", "scale",
+    "rank_scale",
+)  # fmt: skip
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ import pytest
 from transfer.advisor.best_arm import (
     NOISE_PRIOR_DOF,
     GainPosterior,
+    answer,
     identify_best,
-    measured_leader,
     top_two_thompson,
 )
 from transfer.advisor.simulation import Priors, curve, replay_target
@@ -20,9 +20,8 @@ from transfer.errors import InputError
 
 
 def test_posterior_matches_the_hand_worked_conjugate_update():
-    """One source, prior δ ~ N(2, 3²), σ = 1; one baseline pull (50) and one source pull (55). Given the level the
-    data say δ = 5 with precision 1, so E δ = (2/9 + 5) / (1/9 + 1) = 4.7 and, with w = 1 / (10/9) = 0.9 and the
-    level's own variance σ²/1, Var δ = 0.9 + 0.81 = 1.71."""
+    """One source, prior δ ~ N(2, 3²), σ = 1; one baseline pull (50) and one source pull (55): z = 5 with error
+    variance σ² + σ² = 2, so K = 9 / 11, E δ = 2 + (9/11)·3 and Var δ = 9 − 81/11 = 18/11."""
     posterior = GainPosterior(np.array([2.0]), np.array([3.0]), noise_sd=1.0)
     mean, covariance = posterior.gains()
     assert mean[1] == pytest.approx(2.0) and covariance[1, 1] == pytest.approx(9.0)  # the prior, before any pull
@@ -30,19 +29,24 @@ def test_posterior_matches_the_hand_worked_conjugate_update():
     assert posterior.gains()[0][1] == pytest.approx(2.0)  # no baseline pull yet: nothing to measure a gain against
     posterior.observe(0, 50.0)
     mean, covariance = posterior.gains()
-    assert mean[1] == pytest.approx(4.7) and covariance[1, 1] == pytest.approx(1.71)
+    assert mean[1] == pytest.approx(2 + 27 / 11) and covariance[1, 1] == pytest.approx(18 / 11)
     assert mean[0] == 0.0 and covariance[0, 0] == 0.0  # the baseline's gain is zero by definition
 
 
-def test_a_source_whose_prior_is_far_off_does_not_move_the_others():
-    """The baseline at 70, a source at 67 (3 below) and one at 54 whose prior said +2 ± 2: the far-off arm does not
-    drag the reference, so the first source's gain follows its own data (a joint fit moved it above zero)."""
-    posterior = GainPosterior(np.array([2.0, 2.0]), np.array([2.0, 2.0]), noise_sd=1.0)
-    for arm, value in ((0, 70.0), (1, 67.0), (1, 67.5), (2, 54.0), (1, 66.5), (2, 53.5)):
-        posterior.observe(arm, value)
-    mean, covariance = posterior.gains()
-    assert mean[1] < -1.5 and mean[2] < -10  # each gain from its own pulls against the baseline's
-    assert covariance[1, 2] > 0  # both share the baseline's uncertainty
+def test_two_sources_share_the_baseline_and_the_priors_error():
+    """Two sources, priors 2 ± 2, σ = 1, the baseline once at 70 and source 1 once at 66 (4 below its prior). The
+    update against the hand computation (z = −4, R = 2, P₀ = 4 [[1, ρ], [ρ, 1]]): source 2, never pulled, moves
+    by 4ρ·(−6)/6 = −4ρ; with ρ = 0 it keeps its prior."""
+    for rho in (0.0, 0.5):
+        posterior = GainPosterior(np.array([2.0, 2.0]), np.array([2.0, 2.0]), noise_sd=1.0, correlation=rho)
+        posterior.observe(0, 70.0)
+        posterior.observe(1, 66.0)
+        mean, covariance = posterior.gains()
+        assert mean[1] == pytest.approx(2 + 4 / 6 * -6)  # K = 4 / (4 + 2)
+        assert mean[2] == pytest.approx(2 - 4 * rho)
+        assert covariance[2, 2] == pytest.approx(4 - (4 * rho) ** 2 / 6)
+    with pytest.raises(InputError, match="'correlation' parameter of GainPosterior must be in \\[0, 1\\)"):
+        GainPosterior(np.zeros(2), np.ones(2), 1.0, correlation=1.0)
 
 
 def test_seed_noise_is_updated_by_the_targets_repeated_pulls():
@@ -145,13 +149,14 @@ def test_replay_scores_every_policy_against_the_held_out_seeds():
 
 
 def test_replay_says_dont_transfer_where_no_source_helps():
-    """Every source shifted 8 points down (the good one now 3 below the baseline), priors that expect +2: with a
-    few fine-tunes the procedure answers "don't transfer" on every split."""
+    """Every source shifted 8 points down (the good one now 3 below the baseline), priors that expect +2 and share
+    half their error: with a few fine-tunes the procedure answers "don't transfer" on every split."""
     priors = Priors(
         gain=pd.Series({"good": 2.0, "bad": 2.0}),
         sd=pd.Series({"good": 2.0, "bad": 2.0}),
         zero_run_score=pd.Series({"good": 0.5, "bad": 0.4}),
         noise_sd=1.0,
+        correlation=0.5,
     )
     replays = replay_target(hand_matrix(shift=-8.0), priors, budgets=(0, 6))
     table = curve(replays).set_index(["policy", "budget"])
@@ -162,14 +167,13 @@ def test_replay_says_dont_transfer_where_no_source_helps():
         replay_target(hand_matrix().drop(index=""), priors, budgets=(1,))
 
 
-def test_the_answer_is_always_a_measured_arm():
-    """An unmeasured source whose prior says +6 is the likely best, but the answer is the best measured arm (+4),
-    with its chance of beating the unmeasured one too."""
+def test_the_answer_is_the_highest_expected_gain_with_its_chance():
+    """A measured source at +4 ± little and an unmeasured one whose prior says +6 ± 1: the answer is the one of
+    higher expected gain, the unmeasured one, with its probability of being the best."""
     rng = np.random.default_rng(0)
     posterior = GainPosterior(np.array([0.0, 6.0]), np.array([3.0, 1.0]), noise_sd=1.0)
     posterior.observe(0, 70.0)
     posterior.observe(1, 74.0)
-    chances = posterior.p_best(rng)
-    assert chances.argmax() == 2
-    best, chance = measured_leader(posterior, chances)
-    assert best == 1 and chance == pytest.approx(chances[1]) and 0.01 < chance < 0.5
+    best, chance = answer(posterior, rng)
+    assert best == 2 and chance == pytest.approx(posterior.p_best(np.random.default_rng(1))[2], abs=0.03)
+    assert 0.5 < chance < 1

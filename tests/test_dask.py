@@ -90,14 +90,15 @@ def _workspace(root, shared_tasks) -> Workspace:
     return ws
 
 
-def _run_flows(ws: Workspace, runner=None):
+def _run_flows(ws: Workspace, model: str, runner=None):
     from flows import embed_tasks, rank_sources
     from flows.rank import RankRequest
 
     embed = embed_tasks if runner is None else embed_tasks.with_options(task_runner=runner)
     rank = rank_sources if runner is None else rank_sources.with_options(task_runner=runner)
-    embedded = embed(tasks=list(EMBEDDED), splits=["train"], device="cpu", workspace=str(ws.root))
-    ranking = rank(RankRequest(TARGET, tuple(SOURCES), tuple(MEASURES), device="cpu", workspace=str(ws.root)))
+    embedded = embed(tasks=list(EMBEDDED), splits=["train"], model=model, device="cpu", workspace=str(ws.root))
+    request = RankRequest(TARGET, tuple(SOURCES), tuple(MEASURES), model=model, device="cpu", workspace=str(ws.root))
+    ranking = rank(request)
     return embedded, ranking
 
 
@@ -108,7 +109,10 @@ def _vectors(ws: Workspace):
 
 
 @pytest.mark.slow
-def test_embedding_and_scoring_flows_on_a_local_cluster_match_in_process(tmp_path, shared_tasks, prefect_harness):
+def test_embedding_and_scoring_flows_on_a_local_cluster_match_in_process(
+    tmp_path, shared_tasks, prefect_harness, tiny_encoder
+):
+    """With the tiny encoder: what must match is the runner's plumbing, not what MiniLM computes."""
     import distributed
     import torch
     from prefect.settings import PREFECT_API_URL
@@ -118,7 +122,7 @@ def test_embedding_and_scoring_flows_on_a_local_cluster_match_in_process(tmp_pat
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as on the Dask workers: one torch thread, so the same reductions in the same order
     try:
-        local_embedded, local_ranking = _run_flows(local)
+        local_embedded, local_ranking = _run_flows(local, tiny_encoder)
     finally:
         torch.set_num_threads(threads)
 
@@ -164,7 +168,9 @@ def test_embedding_and_scoring_flows_on_a_local_cluster_match_in_process(tmp_pat
         assert len(states) == 2
         assert {api for api, _, _ in states.values()} == {PREFECT_API_URL.value()}
         assert {n for _, n, _ in states.values()} == {1}
-        remote_embedded, remote_ranking = _run_flows(remote, task_runner(dask_address=cluster.scheduler_address))
+        remote_embedded, remote_ranking = _run_flows(
+            remote, tiny_encoder, task_runner(dask_address=cluster.scheduler_address)
+        )
         with distributed.Client(cluster, set_as_default=False) as client:
             ran = sum(n for _, _, n in client.run(worker_state).values())
     finally:

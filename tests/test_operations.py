@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]  # C
 TASKS = ("uci_sentiment_amazon", "uci_sentiment_yelp", "uci_sentiment_imdb")
 
 
-def embed_command(ws: Workspace, *tasks: str) -> list[str]:
+def embed_command(ws: Workspace, *tasks: str, model: str = "all-MiniLM-L6-v2") -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -35,6 +35,8 @@ def embed_command(ws: Workspace, *tasks: str) -> list[str]:
         *tasks,
         "--split",
         "all",
+        "--model",
+        model,
     ]
 
 
@@ -78,12 +80,17 @@ def test_embedding_flow_killed_mid_way_resumes_cleanly(tmp_path, shared_tasks):
     assert verify_artefacts(ws) == [] and not list(ws.root.glob("embeddings/*.tmp-*"))
 
 
-def test_two_flows_at_once_on_one_workspace_lose_nothing(tmp_path, shared_tasks):
+def test_two_flows_at_once_on_one_workspace_lose_nothing(tmp_path, shared_tasks, tiny_encoder):
     ws = Workspace(tmp_path / "ws")
     for name in TASKS:
         put_task(ws, load_task_dir(shared_tasks / name))
-    first = subprocess.Popen(embed_command(ws, TASKS[0], TASKS[1]), stderr=subprocess.PIPE, text=True)
-    second = subprocess.Popen(embed_command(ws, TASKS[2], TASKS[1]), stderr=subprocess.PIPE, text=True)
+    # the tiny encoder: what is asserted is how the two processes' writes interleave, not the vectors
+    first = subprocess.Popen(
+        embed_command(ws, TASKS[0], TASKS[1], model=tiny_encoder), stderr=subprocess.PIPE, text=True
+    )
+    second = subprocess.Popen(
+        embed_command(ws, TASKS[2], TASKS[1], model=tiny_encoder), stderr=subprocess.PIPE, text=True
+    )
     seen = set()
     try:
         while first.poll() is None or second.poll() is None:  # SQL over the views while both flows write

@@ -5,16 +5,18 @@ Arms: 0 is the no-transfer baseline, 1..K the sources. A *pull* of arm a is one 
 the source's checkpoint of that seed: like the atlas, a pull resamples the source fine-tune's seed and the target
 fine-tune's); it returns the target's score y in points. Gains are measured against the baseline's own pulls::
 
-    y_0 = L + ε,   y_a = L + δ_a + ε,   ε ~ N(0, σ²),   δ_a ~ N(g_a, s_a²)   (the advisor's gain and its scale)
+    y_0 = L + ε,   y_a = L + δ_a + ε,   ε ~ N(0, σ²)
+    δ ~ N(g, P₀),   P₀ = S ((1 − ρ) I + ρ 11ᵀ) S,   S = diag(s)
 
-with the level L known only from the baseline's pulls (flat prior: L ~ N(ȳ_0, σ²/n_0)); source pulls do not feed
-back into L, so an arm whose prior is far off cannot drag the reference and with it every other gain (a joint fit
-would). Given L, each gain is the conjugate normal update, w_a = (n_a/σ²) / (1/s_a² + n_a/σ²)::
+with g, s the advisor's expected gains and their scales, and ρ the correlation of the advisor's errors within one
+target (it errs for all of a target's sources together: measuring a few sources that disappoint lowers the
+others). The level L is known only from the baseline's pulls (flat prior), so source pulls never move the reference.
+The measured gains z_a = ȳ_a − ȳ_0 of the pulled sources M are z = δ_M + e with e ~ N(0, R),
+R = diag(σ²/n_a) + (σ²/n_0) 11ᵀ (they share the baseline's error), and the posterior is the Gaussian update::
 
-    E δ_a = (g_a/s_a² + n_a (ȳ_a − ȳ_0)/σ²) / (1/s_a² + n_a/σ²)
-    Var δ_a = 1 / (1/s_a² + n_a/σ²) + w_a² σ²/n_0,   Cov(δ_a, δ_b) = w_a w_b σ²/n_0
+    K = P₀ Hᵀ (H P₀ Hᵀ + R)⁻¹,   E δ = g + K (z − H g),   Cov δ = P₀ − K H P₀
 
-(before the baseline's first pull, w_a = 0: the prior alone). Which arm is best depends on δ alone (δ_0 = 0). The
+(before the baseline's first pull: the prior alone). Which arm is best depends on δ alone (δ_0 = 0). The
 seed noise σ² starts from the pooled atlas value σ₀² (worth `NOISE_PRIOR_DOF` observations) and is updated by the
 target's own repeated pulls (scaled inverse-χ² update with the within-arm sum of squares):
 σ² = (ν₀ σ₀² + Σ_a Σ_i (y_ai − ȳ_a)²) / (ν₀ + Σ_a (n_a − 1)).
@@ -22,8 +24,8 @@ target's own repeated pulls (scaled inverse-χ² update with the within-arm sum 
 Pulls are chosen by top-two Thompson sampling (Russo 2016, "Simple Bayesian algorithms for best arm
 identification"): draw δ from the posterior, its best arm is the leader; with probability β pull the leader, else
 draw again until another arm is best and pull that challenger. `identify_best` pulls the baseline first (every gain
-is relative to it), then stops when the posterior probability that the leading measured arm is best reaches the
-confidence, or when the budget of pulls is spent; its answer is always an arm it measured (`measured_leader`).
+is relative to it), then stops when the posterior probability that its answer (`answer`: the arm of highest
+expected gain) is the best reaches the confidence, or when the budget of pulls is spent.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import numpy as np
 
 from transfer.errors import InputError
 
-NOISE_PRIOR_DOF = 10.0  # the pooled seed noise counts as this many observations of the target's own
+NOISE_PRIOR_DOF = 2.0  # the pooled seed noise counts as this many observations: targets differ tenfold (atlas)
 P_BEST_DRAWS = 4000
 
 
@@ -43,9 +45,10 @@ class GainPosterior:
     """The posterior over the arms' gains over the baseline after the pulls so far (see the module docstring).
 
     ``prior_gain``, ``prior_sd``: [K] the sources' prior gains and their standard deviations (points);
-    ``noise_sd``: σ₀, the pooled per-pull seed noise (points)."""
+    ``noise_sd``: σ₀, the pooled per-pull seed noise (points); ``correlation``: ρ in [0, 1), how much of the
+    prior's error the sources of one target share."""
 
-    def __init__(self, prior_gain: np.ndarray, prior_sd: np.ndarray, noise_sd: float) -> None:
+    def __init__(self, prior_gain: np.ndarray, prior_sd: np.ndarray, noise_sd: float, correlation: float = 0.0) -> None:
         prior_gain, prior_sd = np.asarray(prior_gain, float), np.asarray(prior_sd, float)
         if prior_gain.ndim != 1 or prior_gain.shape != prior_sd.shape or not len(prior_gain):
             raise InputError(
@@ -56,7 +59,11 @@ class GainPosterior:
             raise InputError(f"The 'prior_sd' parameter of GainPosterior must be finite and > 0. Got {prior_sd}.")
         if not (np.isfinite(noise_sd) and noise_sd > 0):
             raise InputError(f"The 'noise_sd' parameter of GainPosterior must be finite and > 0. Got {noise_sd!r}.")
-        self.prior_gain, self.prior_sd = prior_gain, prior_sd
+        if not 0 <= correlation < 1:
+            raise InputError(f"The 'correlation' parameter of GainPosterior must be in [0, 1). Got {correlation!r}.")
+        self.prior_gain = prior_gain
+        shared = (1 - correlation) * np.eye(len(prior_sd)) + correlation
+        self.prior_cov = np.outer(prior_sd, prior_sd) * shared  # [K, K]
         self.noise_sd0 = float(noise_sd)
         self.arms: list[int] = []
         self.values: list[float] = []
@@ -89,20 +96,22 @@ class GainPosterior:
     def gains(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean [K+1], covariance [K+1, K+1]) of the arms' gains over the baseline (row 0 is the baseline's, 0)."""
         arms, values = np.asarray(self.arms, dtype=int), np.asarray(self.values)
-        counts = self.pulls().astype(float)
-        sums = np.bincount(arms, weights=values, minlength=self.n_arms) if len(arms) else np.zeros(self.n_arms)
-        noise = self.noise_sd() ** 2
-        prior = 1 / self.prior_sd**2  # [K]
-        data = counts[1:] / noise if counts[0] else np.zeros(self.n_arms - 1)  # no reference yet: no evidence
-        means = np.divide(sums[1:], counts[1:], out=np.zeros(self.n_arms - 1), where=counts[1:] > 0)
-        reference = sums[0] / counts[0] if counts[0] else 0.0
-        precision = prior + data
-        weight = data / precision
+        counts = self.pulls()
         mean = np.zeros(self.n_arms)
-        mean[1:] = (self.prior_gain * prior + data * (means - reference)) / precision
         covariance = np.zeros((self.n_arms, self.n_arms))
-        level_var = noise / counts[0] if counts[0] else 0.0
-        covariance[1:, 1:] = np.outer(weight, weight) * level_var + np.diag(1 / precision)
+        mean[1:], covariance[1:, 1:] = self.prior_gain, self.prior_cov
+        measured = np.flatnonzero(counts[1:] > 0)  # sources pulled, as indices into δ
+        if not counts[0] or not len(measured):
+            return mean, covariance
+        noise = self.noise_sd() ** 2
+        sums = np.bincount(arms, weights=values, minlength=self.n_arms)
+        reference = sums[0] / counts[0]
+        observed = sums[measured + 1] / counts[measured + 1] - reference  # z [M]
+        errors = np.diag(noise / counts[measured + 1]) + noise / counts[0]  # R [M, M]
+        across = self.prior_cov[:, measured]  # P₀ Hᵀ [K, M]
+        gain = np.linalg.solve(across[measured] + errors, across.T).T  # K = P₀ Hᵀ (H P₀ Hᵀ + R)⁻¹ [K, M]
+        mean[1:] = self.prior_gain + gain @ (observed - self.prior_gain[measured])
+        covariance[1:, 1:] = self.prior_cov - gain @ across.T
         return mean, covariance
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -175,7 +184,7 @@ def identify_best(
     stopped = "budget"
     while len(pulled) < budget:
         allowed = np.ones(posterior.n_arms, bool) if available is None else np.asarray(available(), bool)
-        if pulled and measured_leader(posterior, posterior.p_best(rng))[1] >= confidence:
+        if pulled and answer(posterior, rng)[1] >= confidence:
             stopped = "confident"
             break
         if not allowed.any():
@@ -183,17 +192,15 @@ def identify_best(
         arm = 0 if not pulled and allowed[0] else top_two_thompson(posterior, rng, allowed, beta)
         posterior.observe(arm, pull(arm))
         pulled.append(arm)
-    best, chance = measured_leader(posterior, posterior.p_best(rng))
+    best, chance = answer(posterior, rng)
     if stopped == "budget" and chance >= confidence:
         stopped = "confident"
     mean, covariance = posterior.gains()
     return Identified(best, chance, mean, np.sqrt(np.diag(covariance)), tuple(pulled), stopped)
 
 
-def measured_leader(posterior: GainPosterior, chances: np.ndarray) -> tuple[int, float]:
-    """(arm, P(best)) of the most probably best arm among those pulled at least once (any arm before the first
-    pull): an answer is only ever an arm that was measured, with the chance that no other arm, measured or not, is
-    better."""
-    pulled = posterior.pulls() > 0
-    best = int(np.where(pulled, chances, -1.0).argmax()) if pulled.any() else int(chances.argmax())
-    return best, float(chances[best])
+def answer(posterior: GainPosterior, rng: np.random.Generator) -> tuple[int, float]:
+    """(arm, P(best)) of the arm with the highest expected gain (the Bayes choice when the loss is the gain given
+    up: regret is linear in the chosen arm's value), with its posterior probability of being the best."""
+    best = int(posterior.gains()[0].argmax())
+    return best, float(posterior.p_best(rng)[best])

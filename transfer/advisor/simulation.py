@@ -12,7 +12,7 @@ Policies (`POLICIES`): ``recommend`` (`transfer.advisor.best_arm.identify_best` 
 at ``confidence`` or the budget), ``direct-logme`` (top-1 of a zero-run score), ``advisor+verify`` (the advisor's
 top ``budget − 1`` sources and the baseline, one pull each, the best observed wins; under 2 runs the advisor's own
 call), ``uniform`` (round-robin over the baseline and the advisor's top `SHORTLIST` sources, the best observed mean
-wins) and ``one-seed-oracle`` (every arm once).
+wins; the advisor's call until a source is measured) and ``one-seed-oracle`` (every arm once).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -29,18 +30,21 @@ from transfer.errors import InputError
 
 SHORTLIST = 5
 TRUTH_SEEDS = 2
+EVERY_ARM_ONCE = -2  # the one-seed oracle's budget label (its runs: one per arm)
 POLICIES = ("recommend", "direct-logme", "advisor+verify", "uniform", "one-seed-oracle")
 
 
 @dataclass(frozen=True)
 class Priors:
     """Per source (index): the prior gain over the baseline and its standard deviation (points), the zero-run
-    ranking score to compare against (higher = better), and the pooled per-pull seed noise (points)."""
+    ranking score to compare against (higher = better); the pooled per-pull seed noise (points) and the share of
+    the prior's error the sources of one target have in common (`transfer.advisor.best_arm.GainPosterior`)."""
 
     gain: pd.Series
     sd: pd.Series
     zero_run_score: pd.Series
     noise_sd: float
+    correlation: float = 0.0
 
 
 def regret(truth: pd.Series, chosen: str) -> tuple[float, float]:
@@ -68,6 +72,16 @@ def answer_row(
         "dont_transfer": chosen == "",
         "correct": chosen == truth.idxmax(),
     }
+
+
+def pull_held_in(left: dict[str, list[float]], arms: list[str], arm: int) -> float:
+    """One more held-in seed's score of ``arms[arm]`` (removed from ``left``: pulls are without replacement)."""
+    return left[arms[arm]].pop()
+
+
+def still_held_in(left: dict[str, list[float]], arms: list[str]) -> np.ndarray:
+    """[K+1] whether each arm has a held-in seed left to pull."""
+    return np.array([len(left[a]) > 0 for a in arms])
 
 
 def best_observed(observed: dict[str, list[float]]) -> str:
@@ -109,24 +123,24 @@ def replay_target(
         rows.append(
             answer_row(truth, split, "direct-logme", 0, 0, str(priors.zero_run_score.reindex(sources).idxmax()))
         )
-        rows.append(
-            answer_row(
-                truth, split, "one-seed-oracle", len(arms), len(arms), best_observed({a: shuffled[a][:1] for a in arms})
-            )
-        )
+        once = best_observed({a: shuffled[a][:1] for a in arms})
+        rows.append(answer_row(truth, split, "one-seed-oracle", EVERY_ARM_ONCE, len(arms), once))
         for budget in budgets:
             # recommend: the posterior under the advisor's priors, pulling from the held-in seeds
             left = {arm: list(shuffled[arm]) for arm in arms}
             posterior = GainPosterior(
-                priors.gain.reindex(sources).to_numpy(), priors.sd.reindex(sources).to_numpy(), priors.noise_sd
+                priors.gain.reindex(sources).to_numpy(),
+                priors.sd.reindex(sources).to_numpy(),
+                priors.noise_sd,
+                priors.correlation,
             )
             answer = identify_best(
                 posterior,
-                lambda a, left=left: left[arms[a]].pop(),
+                partial(pull_held_in, left, arms),
                 budget,
                 confidence=confidence,
                 rng=rng,
-                available=lambda left=left: np.array([len(left[a]) > 0 for a in arms]),
+                available=partial(still_held_in, left, arms),
             )
             rows.append(
                 answer_row(truth, split, "recommend", budget, len(answer.pulls), arms[answer.best], answer.p_best)
@@ -158,7 +172,12 @@ def replay_target(
                     spent += 1
             rows.append(
                 answer_row(
-                    truth, split, "uniform", budget, spent, best_observed(observed) if observed else advisor_call
+                    truth,
+                    split,
+                    "uniform",
+                    budget,
+                    spent,
+                    best_observed(observed) if set(observed) - {""} else advisor_call,
                 )
             )
     return pd.DataFrame(rows)
