@@ -63,9 +63,9 @@ TARGET_RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
     "medium": ("medium", TARGET_RECIPE),
     "medium+t1000": ("medium", {**TARGET_RECIPE, "max_examples": 1000}),
 }
-CANDIDATES = (  # atlas v2 targets to pilot (issue #29); none is reserved
-    "sst2", "sst5", "subj", "mpqa", "uci_sentiment_amazon", "uci_sentiment_imdb", "tweeteval_sentiment",
-    "tweeteval_emotion", "tweeteval_offensive", "tweeteval_emoji", "tweeteval_stance_atheism",
+CANDIDATES = (  # atlas v2 targets to pilot (issue #29); none is reserved; tweeteval_sentiment has no train split
+    "sst2", "sst5", "subj", "mpqa", "uci_sentiment_amazon", "uci_sentiment_imdb", "tweeteval_emotion",
+    "tweeteval_offensive", "tweeteval_emoji", "tweeteval_stance_atheism",
     "tweeteval_stance_climate", "tweeteval_stance_hillary", "ag_news", "clickbait", "liar", "hate_offensive_davidson",
     "sick_nli", "sick_relatedness", "atis_intent", "banking77", "clinc150",
 )  # fmt: skip
