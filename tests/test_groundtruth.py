@@ -48,7 +48,7 @@ def test_gain_summary_by_hand():
 
 
 @pytest.mark.slow
-def test_measure_transfer_stores_runs_and_resumes(tmp_path, shared_tasks, prefect_harness):
+def test_measure_transfer_stores_runs_and_resumes(tmp_path, shared_tasks, prefect_harness, tiny_encoder):
     from flows import measure_transfer
     from flows.measure import MeasureRequest, plan_measure
 
@@ -64,6 +64,7 @@ def test_measure_transfer_stores_runs_and_resumes(tmp_path, shared_tasks, prefec
         "target_recipe": TINY,
         "max_test": 100,
         "device": "cpu",
+        "model": tiny_encoder,  # what is asserted is what is stored and resumed, not what is learned
         "workspace": str(ws.root),
     }
     plan = plan_measure(MeasureRequest(seeds=(0, 1), **options))

@@ -102,8 +102,9 @@ ARMS = {"gio": {"method": "gio"}, "random": {"method": "random"}}
 
 
 @pytest.fixture(scope="module")
-def measured(tmp_path_factory, shared_tasks, prefect_harness):
-    """A 60-row real pool (30 sst2 and 30 mpqa sentences) measured for yelp with GIO and random at 50%, 2 seeds."""
+def measured(tmp_path_factory, shared_tasks, prefect_harness, tiny_encoder):
+    """A 60-row real pool (30 sst2 and 30 mpqa sentences) measured for yelp with GIO and random at 50%, 2 seeds,
+    with the tiny seeded encoder (what is asserted is what is stored and resumed, not what a model learns)."""
     from flows.measure_selection import MeasureSelectionRequest, measure_selection
 
     frames = []
@@ -116,7 +117,9 @@ def measured(tmp_path_factory, shared_tasks, prefect_harness):
             frames.append(pd.DataFrame({"text": rows.text, "label": [task.label_names[int(i)] for i in rows.label]}))
         put_task(ws, task_from_table(pd.concat(frames, ignore_index=True), "pool", license="research use"))
         put_task(ws, load_task_dir(shared_tasks / TARGET))
-    options = {"arms": ARMS, "budgets": (0.5,), "recipe": RECIPE, "max_test": 80, "device": "cpu"}
+    options = {
+        "arms": ARMS, "budgets": (0.5,), "recipe": RECIPE, "max_test": 80, "device": "cpu", "model": tiny_encoder
+    }  # fmt: skip
     summary = measure_selection(
         MeasureSelectionRequest("pool", TARGET, seeds=(0, 1), workspace=str(ws.root), **options)
     )
@@ -148,14 +151,20 @@ def test_stored_score_matches_an_independent_fine_tune(measured, shared_tasks):
     from store.selections import find_selection, selection_frame
     from transfer.finetune import Recipe, fine_tune, predict, sample_indices
 
-    ws, _, _ = measured
+    ws, options, _ = measured
     runs = selection_results(ws)
     stored = runs[(runs.arm == "gio") & (runs.seed == 0)].iloc[0]
     subset = selection_frame(ws, find_selection(ws, stored.subset_id))
     assert len(subset) == stored.n_train == 30
     recipe = Recipe(**{**SUBSET_RECIPE.as_dict(), **RECIPE})
     tuned = fine_tune(
-        subset.text.tolist(), subset.label_index.to_numpy(), n_classes=2, recipe=recipe, seed=0, device="cpu"
+        subset.text.tolist(),
+        subset.label_index.to_numpy(),
+        n_classes=2,
+        recipe=recipe,
+        seed=0,
+        device="cpu",
+        model=options["model"],
     )
     held = pd.concat(
         [pd.read_json(shared_tasks / TARGET / f"{split}.jsonl", lines=True) for split in ("validation", "test")],
