@@ -26,9 +26,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small inputs, for CI and smoke runs")
     parser.add_argument(
         "--stage",
-        choices=("all", "recipe", "grid", "pilot", "learned", "committed"),
+        choices=("all", "recipe", "grid", "pilot", "grid2", "learned", "committed"),
         default="all",
-        help="transfer_atlas: recipe, grid or pilot (screens the v2 candidate targets); ranking_quality: learned "
+        help="transfer_atlas: recipe, grid, pilot (screens the v2 candidate targets) or grid2 (the pilots that "
+        "passed); ranking_quality: learned "
         "(re-evaluate the learned rows only) or committed (every row again from the committed atlas and method "
         "scores, no workspace)",
     )
@@ -41,7 +42,10 @@ def main() -> None:
     parser.add_argument("--only", help="gpu only: comma-separated sections to run (environment always runs)")
     parser.add_argument("--cpu", action="store_true", help="gpu only: run the CPU fallback even where CUDA is present")
     args = parser.parse_args()
-    stages = {"transfer_atlas": ("all", "recipe", "grid", "pilot"), "ranking_quality": ("all", "learned", "committed")}
+    stages = {
+        "transfer_atlas": ("all", "recipe", "grid", "pilot", "grid2"),
+        "ranking_quality": ("all", "learned", "committed"),
+    }
     if args.stage != "all" and args.stage not in stages.get(args.name, ()):
         parser.error(f"--stage {args.stage} does not apply to {args.name}")
     if args.name == "gpu":

@@ -14,11 +14,12 @@ recipes (``small``: 500 examples x 1 epoch; ``medium``: 1,000 x 2) and compares 
 under `ATLAS_RECIPE` (on a lent GPU machine: `bench.atlas_device`); ``pilot`` screens the v2 candidate targets
 (`CANDIDATES`) cheaply before any of them gets a grid: its baseline and 3 contrasting sources (`pilot_sources`) x 2
 seeds each, under the atlas's recipes, and the pair tasks and cola, which do not learn from 300 examples, again
-under the separately named target recipe ``medium+t1000`` (1,000 target examples; `TARGET_RECIPES`). Every finished
-run is appended to the committed table at once (temporary file, then rename), with its config hash, recipes, model,
-weights dtype, where it ran, its wall time and library versions, so a session that ends mid-grid loses nothing: the
-next run skips every row already in the table. ``--quick``: one small target, two sources, two seeds, tiny recipes,
-written beside the workspace instead of the committed table (CI runs it).
+under the separately named target recipe ``medium+t1000`` (1,000 target examples; `TARGET_RECIPES`); ``grid2``
+measures every pilot that passed (`passed_pilots`) on the atlas's sources x `V2_SEEDS`. Every finished run is
+appended to the committed table at once (temporary file, then rename), with its config hash, recipes, model, weights
+dtype, where it ran, its wall time and library versions, so a session that ends mid-grid loses nothing: the next run
+skips every row already in the table. ``--quick``: one small target, two sources, two seeds, tiny recipes, written
+beside the workspace instead of the committed table (CI runs it).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ CANDIDATES = (  # atlas v2 targets to pilot (issue #29); none is reserved; tweet
 LARGER_TARGET_CANDIDATES = ("cola", "rte", "mrpc", "wic")  # at chance or the majority class with 300 examples
 PILOT_SOURCES = ("sst2", "ag_news", "sick_nli")  # sentiment, topic, NLI pairs: three unlike kinds of transfer
 PILOT_SEEDS = (0, 1)
+V2_SEEDS = (0, 1, 2)  # the v2 grid: every passed pilot x the atlas's sources x 3 seeds
 MAX_TEST = 1000
 ATLAS_RECIPE = "medium"
 QUICK: dict[str, Any] = {
@@ -228,6 +230,16 @@ def pilot_sources(target: str) -> tuple[str, ...]:
     return tuple("trec" if source == target else source for source in PILOT_SOURCES)
 
 
+def passed_pilots() -> list[tuple[str, str]]:
+    """(recipe name, target) of every pilot whose baseline learns, by `bench.atlas_targets` (its committed
+    ``atlas_targets.csv``, which ``python -m bench atlas_targets`` refreshes from the atlas)."""
+    from bench.atlas_targets import RESULTS as TESTED
+
+    table = pd.read_csv(TESTED / "atlas_targets.csv")
+    passed = table[(table.stage == "pilot") & table.learns]
+    return sorted(zip(passed.recipe, passed.target, strict=True))
+
+
 def plan(quick: bool, stage: str) -> list[tuple[str, dict, str, str, int]]:
     """The runs of a stage, in order: (recipe name, source recipe, target, source, seed)."""
     if quick:
@@ -252,6 +264,14 @@ def plan(quick: bool, stage: str) -> list[tuple[str, dict, str, str, int]]:
             for name, target in screens
             for seed in PILOT_SEEDS
             for source in pilot_sources(target)
+        ]
+    if stage == "grid2":
+        return [
+            (name, SOURCE_RECIPES[TARGET_RECIPES[name][0]], target, source, seed)
+            for name, target in passed_pilots()
+            for seed in V2_SEEDS
+            for source in SOURCES
+            if source != target
         ]
     recipe = SOURCE_RECIPES[ATLAS_RECIPE]
     return [
@@ -278,7 +298,7 @@ def atlas_workspace(names: list[str], quick: bool = False) -> Any:
 
 
 def run(quick: bool = False, stage: str = "all", device: str = "cpu", path: Path | None = None) -> None:
-    stages = ("quick",) if quick else ("recipe", "grid", "pilot") if stage == "all" else (stage,)
+    stages = ("quick",) if quick else ("recipe", "grid", "pilot", "grid2") if stage == "all" else (stage,)
     workspace = WORKSPACE / ("quick" if quick else "full")
     path = path or (workspace / "transfer_atlas.parquet" if quick else ATLAS)
     setup = {

@@ -125,3 +125,26 @@ def test_missing_runs_count_only_the_atlas_recipe(tmp_path):
     assert ("rte", "", 0) not in missing and ("rte", "", 1) in missing and missing[0][2] == 0  # seed by seed
     with pytest.raises(ValueError, match="'runs' parameter of prepare"):
         atlas_device.prepare(tmp_path / "kit", quick=True)
+
+
+def test_the_v2_grid_measures_the_pilots_that_passed(tmp_path, monkeypatch):
+    """Only a pilot whose baseline learns gets the grid (every atlas source but itself x `V2_SEEDS`), under the
+    recipe it was piloted with; a failed pilot and a grid row get none."""
+    from bench import atlas_targets
+
+    pd.DataFrame(
+        {
+            "target": ["sst2", "sst5", "cola", "mr"],
+            "recipe": ["medium", "medium", "medium+t1000", "medium"],
+            "stage": ["pilot", "pilot", "pilot", "grid"],
+            "learns": [True, False, True, True],
+        }
+    ).to_csv(tmp_path / "atlas_targets.csv", index=False)
+    monkeypatch.setattr(atlas_targets, "RESULTS", tmp_path)
+    runs = transfer_atlas.plan(False, "grid2")
+    assert sorted({(r[0], r[2]) for r in runs}) == [("medium", "sst2"), ("medium+t1000", "cola")]
+    sst2 = [r for r in runs if r[2] == "sst2"]
+    assert len(sst2) == (len(transfer_atlas.SOURCES) - 1) * len(transfer_atlas.V2_SEEDS)  # never its own source
+    assert "sst2" not in {r[3] for r in sst2} and {r[4] for r in sst2} == set(transfer_atlas.V2_SEEDS)
+    cola = [r for r in runs if r[2] == "cola"]
+    assert len(cola) == (len(transfer_atlas.SOURCES) - 1) * 3 and cola[0][1] == transfer_atlas.SOURCE_RECIPES["medium"]
