@@ -233,9 +233,7 @@ def pilot_sources(target: str) -> tuple[str, ...]:
 def passed_pilots() -> list[tuple[str, str]]:
     """(recipe name, target) of every pilot whose baseline learns, by `bench.atlas_targets` (its committed
     ``atlas_targets.csv``, which ``python -m bench atlas_targets`` refreshes from the atlas)."""
-    from bench.atlas_targets import RESULTS as TESTED
-
-    table = pd.read_csv(TESTED / "atlas_targets.csv")
+    table = pd.read_csv(RESULTS / "atlas_targets.csv")
     passed = table[(table.stage == "pilot") & table.learns]
     return sorted(zip(passed.recipe, passed.target, strict=True))
 

@@ -130,8 +130,6 @@ def test_missing_runs_count_only_the_atlas_recipe(tmp_path):
 def test_the_v2_grid_measures_the_pilots_that_passed(tmp_path, monkeypatch):
     """Only a pilot whose baseline learns gets the grid (every atlas source but itself x `V2_SEEDS`), under the
     recipe it was piloted with; a failed pilot and a grid row get none."""
-    from bench import atlas_targets
-
     pd.DataFrame(
         {
             "target": ["sst2", "sst5", "cola", "mr"],
@@ -140,7 +138,7 @@ def test_the_v2_grid_measures_the_pilots_that_passed(tmp_path, monkeypatch):
             "learns": [True, False, True, True],
         }
     ).to_csv(tmp_path / "atlas_targets.csv", index=False)
-    monkeypatch.setattr(atlas_targets, "RESULTS", tmp_path)
+    monkeypatch.setattr(transfer_atlas, "RESULTS", tmp_path)
     runs = transfer_atlas.plan(False, "grid2")
     assert sorted({(r[0], r[2]) for r in runs}) == [("medium", "sst2"), ("medium+t1000", "cola")]
     sst2 = [r for r in runs if r[2] == "sst2"]
