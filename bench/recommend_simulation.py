@@ -140,7 +140,7 @@ def goals(curves: pd.DataFrame) -> dict:
 
 
 def run(quick: bool = False) -> None:
-    from reports.svg import line_chart
+    from reports.html import recommend_curves
     from store.advice import shipped_atlas
     from transfer.advisor.simulation import curve, replay_target
 
@@ -186,25 +186,6 @@ def run(quick: bool = False) -> None:
     if not quick:
         curves.round(4).to_csv(RESULTS / ".recommend_simulation.csv.tmp", index=False)
         (RESULTS / ".recommend_simulation.csv.tmp").replace(RESULTS / "recommend_simulation.csv")
-        (RESULTS / "recommend_simulation.svg").write_text(regret_chart(curves, line_chart) + "\n")
+        (RESULTS / "recommend_simulation.svg").write_text(recommend_curves(curves) + "\n")
         (RESULTS / "recommend_simulation.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
-
-
-def regret_chart(curves: pd.DataFrame, line_chart) -> str:
-    """Regret@1 against the mean fine-tunes spent, one line per policy, on the informative targets (all targets when
-    none is informative), real scenario; ±1 standard error."""
-    group = "informative" if (curves.group == "informative").any() else "all"
-    real = curves[(curves.group == group) & (curves.scenario == "real")]
-    series = {
-        str(policy): [
-            (float(r.runs), float(r.regret), float(r.regret_se)) for r in rows.sort_values("runs").itertuples()
-        ]
-        for policy, rows in real.groupby("policy")
-    }
-    return line_chart(
-        series,
-        title=f"recommend on the atlas's seeds ({group} targets): regret@1 against target fine-tunes spent",
-        x_label="target fine-tunes spent (mean)",
-        y_label="regret@1, % of the best performance",
-    )

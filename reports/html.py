@@ -37,7 +37,12 @@ import pandas as pd
 
 from reports.svg import heatmap, line_chart, scatter
 from store.artifacts import replace_atomically
-from store.benchmarks import atlas_summary, committed_ranking_quality, committed_selection_quality
+from store.benchmarks import (
+    atlas_summary,
+    committed_ranking_quality,
+    committed_recommend_simulation,
+    committed_selection_quality,
+)
 from store.errors import MissingResultError
 from store.results import Results
 from store.workspace import Workspace, query
@@ -440,6 +445,25 @@ def selection_curves(summary: pd.DataFrame) -> str:
     )
 
 
+def recommend_curves(curves: pd.DataFrame) -> str:
+    """Regret@1 against the mean target fine-tunes spent, one line per policy (`bench.recommend_simulation`), on the
+    informative targets (all targets when none is informative), real scenario; ±1 standard error."""
+    group = "informative" if (curves.group == "informative").any() else "all"
+    real = curves[(curves.group == group) & (curves.scenario == "real")]
+    series = {
+        str(policy): [
+            (float(r.runs), float(r.regret), float(r.regret_se)) for r in rows.sort_values("runs").itertuples()
+        ]
+        for policy, rows in real.groupby("policy")
+    }
+    return line_chart(
+        series,
+        title=f"recommend on the atlas's seeds ({group} targets): regret@1 against target fine-tunes spent",
+        x_label="target fine-tunes spent (mean)",
+        y_label="regret@1, % of the best performance",
+    )
+
+
 def selection_quality_section(ws: Workspace, views: set[str]) -> str:
     """Section 7: per budget, the share of the full-pool score each arm's subsets reach (mean over targets, ±1
     std over seeds), as curves and as a table with the paired difference to random."""
@@ -488,7 +512,8 @@ def selection_quality_section(ws: Workspace, views: set[str]) -> str:
 
 def reference_section() -> str:
     """Section 8: the committed benchmark results shipped with the package, the reference for this workspace's
-    numbers: the transfer atlas per target, ranking quality per method, selection quality per method and budget."""
+    numbers: the transfer atlas per target, ranking quality per method, selection quality per method and budget,
+    and ``recommend``'s procedure replayed on the atlas."""
     out = ['<h2 id="reference">8. Reference: the committed benchmarks</h2>']
     atlas = atlas_summary()
     if atlas is None or atlas.empty:
@@ -574,6 +599,34 @@ def reference_section() -> str:
         out.append(
             _table(["method", "budget", "share of full pool", "vs random"], rows, css_class="reference-selection")
         )
+    simulated = committed_recommend_simulation()
+    if simulated is not None and len(simulated):
+        out.append(
+            "<h3>Recommending by measurement, replayed on the atlas</h3><p class='meta'>Each policy answers which "
+            "source to fine-tune on first, pulling target fine-tunes from the atlas's own seeds (2 of 5 seeds per "
+            "arm held out as the truth; priors leave-one-target-out; <code>python -m bench recommend_simulation"
+            "</code>): regret@1 (% of the best performance) and points lost, mean over targets and truth splits, on "
+            "the informative targets and on all. Budget −1: every held-in seed; the one-seed oracle measures every "
+            "arm once.</p><figure>" + recommend_curves(simulated) + "</figure>"
+        )
+        real = simulated[simulated.scenario == "real"]
+        rows = [
+            [
+                _fmt(r.policy),
+                f'<td class="num">{r.budget}</td>'
+                if r.budget >= 0
+                else "every seed"
+                if r.budget == -1
+                else "each once",
+                f'<td class="num">{r.runs:.1f}</td>',
+                f'<td class="num">{r.regret:.1f}</td>',
+                f'<td class="num">{r.points_lost:.1f}</td>',
+                _fmt(r.group),
+            ]
+            for r in real.sort_values(["group", "policy", "budget"]).itertuples()
+        ]
+        headers = ["policy", "budget", "fine-tunes", "regret@1 %", "points lost", "targets"]
+        out.append(_table(headers, rows, css_class="reference-recommend"))
     return "".join(out)
 
 

@@ -78,3 +78,10 @@ def committed_selection_quality(folder: Path = SHIPPED_ATLAS) -> pd.DataFrame | 
     """Per (arm, budget): share of the full-pool score (mean, std over seeds) and the paired difference to random."""
     path = folder / "selection_quality.csv"
     return pd.read_csv(path) if path.exists() else None
+
+
+def committed_recommend_simulation(folder: Path = SHIPPED_ATLAS) -> pd.DataFrame | None:
+    """``recommend``'s procedure and its alternatives replayed on the atlas's seeds (`bench.recommend_simulation`):
+    per (group, scenario, policy, budget) the mean runs, regret@1 and points lost; None when not shipped."""
+    path = folder / "recommend_simulation.csv"
+    return pd.read_csv(path) if path.exists() else None

@@ -324,7 +324,7 @@ def test_report_renders_in_chromium(report, tmp_path):
     _, index = report
     page = index.read_text(encoding="utf-8")
     dom = _chromium(index, tmp_path / "profile-dom", "--dump-dom")
-    assert dom.stdout.count("<svg") == page.count("<svg") == 3, "every figure must be in the rendered DOM"
+    assert dom.stdout.count("<svg") == page.count("<svg") == 4, "every figure must be in the rendered DOM"
     assert 'class="heatmap"' in dom.stdout and 'class="scatter"' in dom.stdout and 'class="lines"' in dom.stdout
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "report.png"
@@ -347,7 +347,7 @@ def test_report_reads_on_a_phone_and_every_chart_is_titled_and_labelled(report, 
     page = index.read_text(encoding="utf-8")
     # Every chart: a title (its accessible name and first <title>), two axis titles, units on its value axes.
     charts = re.findall(r"<svg[^>]*>.*?</svg>", page, re.S)
-    assert len(charts) == 3
+    assert len(charts) == 4  # heatmap, scatter, selection curves, recommend's simulated curve
     for chart in charts:
         title = re.match(r'<svg[^>]*aria-label="([^"]+)"[^>]*><title>([^<]+)</title>', chart)
         assert title is not None and title.group(1) == title.group(2), chart[:300]
@@ -358,6 +358,8 @@ def test_report_reads_on_a_phone_and_every_chart_is_titled_and_labelled(report, 
     assert "mean gain (points)" in heat and "source task" in heat and "target task" in heat
     assert "PC1 (" in scatter and "% of variance)" in scatter
     assert "budget (share of the pool)" in lines and "% of the full-pool score" in lines
+    recommend = next(c for c in charts if "target fine-tunes spent" in c)
+    assert "regret@1, % of the best performance" in recommend
     # At a phone's width (390 px) the page body does not scroll sideways: the report has no script, so a copy with
     # one that measures the overflow is rendered.
     probe = tmp_path / "probe.html"
@@ -427,5 +429,11 @@ def test_reference_section_shows_which_atlas_targets_are_informative_and_their_t
         row = page[page.index(f"<tr><td>{pilot.target}</td>") :].split("</tr>")[0]
         assert row.endswith("<td>pilot: learns</td>" if pilot.learns else "<td>pilot: does not learn</td>")
     assert f"Ranking quality on the {len(informative)} informative atlas targets" in page
+    # recommend's procedure replayed on the atlas: its curve and its table, one row per policy, budget and group
+    simulated = pd.read_csv(SHIPPED_ATLAS / "recommend_simulation.csv").query("scenario == 'real'")
+    table = page[page.index('class="reference-recommend"') :].split("</table>")[0]
+    assert "regret@1 against target fine-tunes spent" in page and table.count("<tr>") == len(simulated) + 1
+    oracle = simulated[(simulated.policy == "one-seed-oracle") & (simulated.group == "all")].iloc[0]
+    assert f'<td>one-seed-oracle</td><td>each once</td><td class="num">{oracle.runs:.1f}</td>' in table
     assert page.index("informative atlas targets") < page.index("Ranking quality on complete atlas")
     assert "<th>Δ NDCG@5</th>" in page
