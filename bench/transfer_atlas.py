@@ -231,10 +231,11 @@ def pilot_sources(target: str) -> tuple[str, ...]:
 
 
 def passed_pilots() -> list[tuple[str, str]]:
-    """(recipe name, target) of every pilot whose baseline learns, by `bench.atlas_targets` (its committed
-    ``atlas_targets.csv``, which ``python -m bench atlas_targets`` refreshes from the atlas)."""
+    """(recipe name, target) of every pilot that passed (its baseline learns on every seed), by
+    `bench.atlas_targets` (its committed ``atlas_targets.csv``, which ``python -m bench atlas_targets`` refreshes
+    from the atlas)."""
     table = pd.read_csv(RESULTS / "atlas_targets.csv")
-    passed = table[(table.stage == "pilot") & table.learns]
+    passed = table[(table.stage == "pilot") & table.passes]
     return sorted(zip(passed.recipe, passed.target, strict=True))
 
 

@@ -201,7 +201,7 @@ def verdict(target: Any) -> str:
     """A target's informativeness as the report prints it: yes or no for a grid; a pilot screen (baseline and three
     sources) says whether its baseline learns, its one condition before a grid."""
     if target.stage == "pilot":
-        return "pilot: learns" if bool(target.learns) else "pilot: does not learn"
+        return "pilot: learns" if bool(target.passes) else "pilot: does not learn"
     return "yes" if pd.notna(target.informative) and bool(target.informative) else "no"
 
 

@@ -139,3 +139,37 @@ def test_a_pilot_is_screened_but_never_counted_informative(tmp_path):
     )
     table.to_csv(tmp_path / "atlas_targets.csv", index=False)
     assert atlas_targets.informative_targets(tmp_path / "atlas_targets.csv") == ["b"]
+
+
+def test_a_pilot_passes_when_its_baseline_learns_on_every_seed(shared_tasks):
+    """Two seeds are too few for the t-test of ``learns`` (skills 0.2 and 0.6: p > 0.05), so a pilot passes on the
+    skill of each seed's baseline instead; one seed at chance fails it."""
+    import json
+
+    import pandas as pd
+
+    from bench import atlas_targets, transfer_atlas
+    from flows.measure import target_splits
+    from store.task_files import load_task_dir
+    from transfer.finetune import Recipe
+
+    recipe = {"lr": 5e-5, "batch_size": 16, "epochs": 3, "max_examples": 300, "max_length": 64, "warmup_ratio": 0.06}
+    goal = load_task_dir(shared_tasks / "cb")
+    chance = [
+        float(np.bincount(target_splits(goal, Recipe(**recipe), 40, seed)[1].labels.astype(int)).max() / 40)
+        for seed in (0, 1)
+    ]
+
+    def pilot(skills):
+        baseline = [c + s * (1 - c) for c, s in zip(chance, skills, strict=True)]
+        rows = [("cb", "", seed, baseline[seed]) for seed in (0, 1)]
+        rows += [
+            ("cb", source, seed, baseline[seed]) for source in transfer_atlas.pilot_sources("cb") for seed in (0, 1)
+        ]
+        atlas = pd.DataFrame(rows, columns=["target", "source", "seed", "value"])
+        return atlas_targets.target_rows(atlas.assign(recipe="medium", target_recipe=json.dumps(recipe), max_test=40))
+
+    learned = pilot([0.2, 0.6]).iloc[0]
+    assert learned.stage == "pilot" and learned.baseline_p > 0.05 and not learned.learns
+    assert learned.passes and learned.min_seed_skill == pytest.approx(0.2)
+    assert not pilot([0.05, 0.6]).iloc[0].passes

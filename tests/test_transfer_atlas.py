@@ -128,14 +128,14 @@ def test_missing_runs_count_only_the_atlas_recipe(tmp_path):
 
 
 def test_the_v2_grid_measures_the_pilots_that_passed(tmp_path, monkeypatch):
-    """Only a pilot whose baseline learns gets the grid (every atlas source but itself x `V2_SEEDS`), under the
+    """Only a pilot that passed (its baseline learns on every seed) gets the grid (every atlas source but itself x `V2_SEEDS`), under the
     recipe it was piloted with; a failed pilot and a grid row get none."""
     pd.DataFrame(
         {
             "target": ["sst2", "sst5", "cola", "mr"],
             "recipe": ["medium", "medium", "medium+t1000", "medium"],
             "stage": ["pilot", "pilot", "pilot", "grid"],
-            "learns": [True, False, True, True],
+            "passes": [True, False, True, True],
         }
     ).to_csv(tmp_path / "atlas_targets.csv", index=False)
     monkeypatch.setattr(transfer_atlas, "RESULTS", tmp_path)
