@@ -2,13 +2,13 @@
 (`transfer.advisor.simulation`), with no new fine-tune: the atlas's seeds are the pulls.
 
 Per atlas target (every target of the shipped atlas's recipe with a complete grid): the advisor's priors are learned
-leave-one-target-out (`transfer.advisor.advise_target` on the other targets' mean gains; a prior's scale is its 80%
-CV+ interval's half-width / 1.2816, or the spread of the other targets' gains where the interval is unbounded), the
-seed noise is pooled over the other targets of the same kind (classification or regression: the root mean variance
-over seeds of their arms), the prior's shared error ρ is estimated on the other targets (`shared_error`), and the
-zero-run ranking is direct LogME. Every policy is replayed on the 10 choices of 2 truth seeds, at budgets of 0, 1,
-2, 4, 6, 8 and 16 target fine-tunes and "all" (every held-in seed of every arm). The same is done on a simulated
-no-help version of each target: every source's runs shifted down so that its best source's mean gain is
+leave-one-target-out (`transfer.advisor.advise_target` on the other targets' mean gains), turned into priors the way
+``recommend`` does (`transfer.advisor.priors`: scales from the 80% CV+ intervals, seed noise pooled over the other
+targets of the same kind, the shared error ρ of the advisor's own folds), ``recommend`` measures the baseline and
+the shortlist of its screen (the top 5 by the advisor on the checkpoint-free methods, also leave-one-target-out),
+and the zero-run ranking is direct LogME. Every policy is replayed on the 10 choices of 2 truth seeds, at budgets of
+0, 1, 2, 4, 6, 8 and 16 target fine-tunes and "all" (every held-in seed of every arm). The same is done on a
+simulated no-help version of each target: every source's runs shifted down so that its best source's mean gain is
 `NO_HELP_MARGIN` points below the baseline. Written: ``reports/results/recommend_simulation.csv`` (the curve per
 group: informative targets or all, real or no-help), ``.svg`` (regret against fine-tunes on the informative targets)
 and ``.json`` (the goals of issue #30, met or not, with the numbers). ``--quick``: two targets, budgets 0, 2 and 6,
@@ -21,7 +21,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench import atlas_targets
@@ -30,68 +29,39 @@ RESULTS = Path(__file__).resolve().parents[1] / "reports" / "results"
 BUDGETS = (0, 1, 2, 4, 6, 8, 16)
 QUICK_BUDGETS = (0, 2, 6)
 NO_HELP_MARGIN = 3.0  # points: the simulated no-help target's best source, below its baseline
-Z_80 = 1.2816  # the 80% interval's half-width in standard deviations
 GOAL_RUNS = 6
 
 
-def pooled_noise(runs: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
-    """Per target: the root mean variance over seeds of its arms (source or baseline), in points, with its kind."""
-    points = runs.assign(value=100 * runs.value)
-    spread = points.groupby(["target", "source"]).value.var(ddof=1).groupby("target").mean() ** 0.5
-    return spread.rename("noise").to_frame().join(tasks[["kind"]], how="left")
-
-
-def loto_advice(runs: pd.DataFrame, scores: pd.DataFrame, tasks: pd.DataFrame, targets: list[str]) -> dict:
-    """{target: its `transfer.advisor.Advice`, learned from the other targets only}."""
-    from transfer.advisor import DEFAULT_INPUTS, advise_target, describe_tasks, mean_gains
+def loto_advice(
+    runs: pd.DataFrame, scores: pd.DataFrame, tasks: pd.DataFrame, targets: list[str], inputs: tuple[str, ...]
+) -> dict:
+    """{target: its `transfer.advisor.Advice` from the methods ``inputs``, learned from the other targets only}."""
+    from transfer.advisor import advise_target, describe_tasks, mean_gains
 
     gains, described = mean_gains(runs), describe_tasks(tasks)
-    inputs = scores[scores.method.isin(DEFAULT_INPUTS)]
-    return {target: advise_target(inputs, gains, described, target) for target in targets}
+    known = scores[scores.method.isin(inputs)]
+    return {target: advise_target(known, gains, described, target) for target in targets}
 
 
-def shared_error(advice: dict, runs: pd.DataFrame, target: str) -> float:
-    """ρ for ``target`` from the *other* targets: the share of the advisor's error variance (expected − measured mean
-    gain) that is common to a target's sources, var over targets of their mean error / var of all errors, in
-    [0, 0.9]."""
+def priors_for(target: str, advice: dict, screen: dict, runs: pd.DataFrame, scores: pd.DataFrame, tasks: pd.DataFrame):
+    """`transfer.advisor.simulation.Priors` of ``target`` from everything but ``target``'s own runs
+    (`transfer.advisor.priors`), with the shortlist of ``recommend``'s screen: the `SHORTLIST` sources of highest
+    expected gain by the advisor on the checkpoint-free methods (``screen``)."""
     from transfer.advisor import mean_gains
+    from transfer.advisor.priors import pooled_noise, prior_sd, target_noise
+    from transfer.advisor.simulation import SHORTLIST, Priors
 
-    gains = mean_gains(runs).set_index(["target", "source"]).gain
-    errors = pd.concat(
-        [
-            (a.gains.expected_gain - gains[t].reindex(a.gains.index))
-            .dropna()
-            .rename("error")
-            .to_frame()
-            .assign(target=t)
-            for t, a in advice.items()
-            if t != target
-        ]
-    )
-    share = errors.groupby("target").error.mean().var(ddof=1) / errors.error.var(ddof=1)
-    return float(np.clip(share, 0.0, 0.9))
-
-
-def priors_for(target: str, advice: dict, runs: pd.DataFrame, scores: pd.DataFrame, noise: pd.DataFrame):
-    """`transfer.advisor.simulation.Priors` of ``target`` from everything but ``target``'s own runs."""
-    from transfer.advisor import mean_gains
-    from transfer.advisor.simulation import Priors
-
-    gains = mean_gains(runs)
-    table = advice[target].gains
-    width = (table.upper - table.lower) / (2 * Z_80)
-    others = gains[gains.target != target]
-    sd = width.where(np.isfinite(width), float(others.gain.std(ddof=1)))
-    alike = noise.drop(index=target)
-    same = alike[alike.kind == noise.loc[target, "kind"]]
+    others = runs[runs.target != target]
+    table, level = advice[target].gains, advice[target].level
     logme = scores[(scores.target == target) & (scores.method == "direct-logme")].set_index("source")
     sign = 1.0 if logme.higher_is_better.iloc[0] else -1.0
     return Priors(
         gain=table.expected_gain,
-        sd=sd,
+        sd=prior_sd(table.lower, table.upper, level, float(mean_gains(others).gain.std(ddof=1))),
         zero_run_score=sign * logme.score,
-        noise_sd=float(np.sqrt(((same if len(same) else alike).noise ** 2).mean())),
-        correlation=shared_error(advice, runs, target),
+        noise_sd=pooled_noise(target_noise(others), tasks.kind, str(tasks.kind[target])),
+        correlation=advice[target].shared_error,
+        shortlist=tuple(screen[target].gains.expected_gain.nlargest(SHORTLIST).index),
     )
 
 
@@ -151,11 +121,14 @@ def run(quick: bool = False) -> None:
     runs, scores, tasks = atlas.runs, atlas.scores, atlas.tasks
     targets = sorted(runs.target.unique())[: 2 if quick else None]
     informative = set(atlas_targets.informative_targets())
-    noise = pooled_noise(runs, tasks)
-    advice = loto_advice(runs, scores, tasks, sorted(runs.target.unique()))
+    from transfer.advisor import CHEAP_INPUTS, DEFAULT_INPUTS
+
+    everyone = sorted(runs.target.unique())
+    advice = loto_advice(runs, scores, tasks, everyone, DEFAULT_INPUTS)
+    screen = loto_advice(runs, scores, tasks, everyone, CHEAP_INPUTS)
     replays = []
     for target in targets:
-        priors = priors_for(target, advice, runs, scores, noise)
+        priors = priors_for(target, advice, screen, runs, scores, tasks)
         values = target_values(runs, target)
         everything = 3 * len(values)  # every held-in seed of every arm (5 seeds, 2 held out)
         budgets = QUICK_BUDGETS if quick else (*BUDGETS, everything)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from flows.measure import measure_transfer
     from flows.measure_selection import measure_selection
     from flows.rank import build_esms, rank_sources
+    from flows.recommend import recommend_source
     from flows.select import select_training_subset
 
 # Each exported flow and the module that defines it.
@@ -34,6 +35,7 @@ FLOW_MODULES = {
     "measure_selection": "flows.measure_selection",
     "measure_transfer": "flows.measure",
     "rank_sources": "flows.rank",
+    "recommend_source": "flows.recommend",
     "select_training_subset": "flows.select",
 }
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "measure_selection",
     "measure_transfer",
     "rank_sources",
+    "recommend_source",
     "select_training_subset",
 ]
 

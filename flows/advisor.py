@@ -92,7 +92,8 @@ def advise_sources(
     workspace alone; `store.advice.atlas_folder`).
     Returns per source (best first): rank, expected_gain, lower, upper (points; NaN on the fallback),
     top_features, and measured_gain when verified; ``attrs`` hold ``basis`` ('learned' or 'fused'),
-    ``dont_transfer``, ``learner``, ``message`` and the run id. ``input_plan``: the plan of the input rankings when
+    ``dont_transfer``, ``learner``, ``level``, ``shared_error`` (`SourceAdvisor.shared_error`; 0 on the
+    fallback), ``message`` and the run id. ``input_plan``: the plan of the input rankings when
     the caller already made it (`flows.rank.plan_rank` of ``inputs`` under the atlas's recipe), so nothing re-plans."""
     if not isinstance(verify, int) or isinstance(verify, bool) or verify < 0:
         raise InputError(f"The 'verify' parameter of advise_sources must be an int >= 0. Got {verify!r} instead.")
@@ -133,6 +134,7 @@ def advise_sources(
             )
             table, basis, learner, dont = advice.gains, "learned", advice.learner, advice.dont_transfer
             level: float | None = advice.level
+            shared_error = advice.shared_error
             order = table.expected_gain
             message = (
                 f"advisor: learned from {knowledge_summary(knowledge)} with {learner}; {100 * advice.level:g}% "
@@ -141,6 +143,7 @@ def advise_sources(
             )
         else:
             table, basis, learner, dont, level = fused_advice(rankings, names), "fused", None, False, None
+            shared_error = 0.0
             order = table.score
             message = (
                 f"advisor: no model, only {knowledge_summary(knowledge)} (it needs {MIN_TRAINING_TARGETS} measured and "
@@ -194,6 +197,6 @@ def advise_sources(
     out = table.drop(columns=["score"], errors="ignore").rename_axis("source").reset_index()
     out.attrs.update(
         basis=basis, dont_transfer=dont, learner=learner, message=message, run_id=run_id, method=method, level=level,
-        failures=getattr(ranked, "attrs", {}).get("failures", {}),
+        shared_error=shared_error, failures=getattr(ranked, "attrs", {}).get("failures", {}),
     )  # fmt: skip
     return out

@@ -1,6 +1,7 @@
 """The end-to-end demo on real tasks, through the public API (`transferscope`) only: register, embed, query, rank
-sources for a target, ask the advisor, measure a tiny transfer grid and score the ranking against it, select a
-training subset with GIO and measure what it is worth against random, write the HTML report.
+sources for a target, ask ``recommend`` (the advisor screens and shortlists, two fine-tunes decide), measure a tiny
+transfer grid and score the ranking against it, select a training subset with GIO and measure what it is worth
+against random, write the HTML report.
 Grows with the pipeline; stays within minutes on 2 CPU cores.
 
 Data, in order: ``--data`` / ``$TRANSFERSCOPE_DEMO_DATA``; ``../shared/data/tasks`` beside this repository (the
@@ -31,6 +32,7 @@ DEMO_TARGET_RECIPE = {
     "lr": 5e-5, "batch_size": 16, "epochs": 3, "max_examples": 300, "max_length": 64, "warmup_ratio": 0.06
 }  # fmt: skip
 DEMO_MAX_TEST = 300
+DEMO_RECOMMEND_RUNS, DEMO_SHORTLIST = 2, 2  # recommend's measuring: the baseline and one source pull
 DEMO_ARMS = {"gio": {"method": "gio"}, "random": {"method": "random"}}
 HF_DEMO_TASKS = {
     "tweeteval_emotion": ("tweet_eval", "emotion"),
@@ -118,17 +120,24 @@ def run_demo(*, workspace: str, data: str | None, device: str, console: Console,
     ts.rank_sources(ws, target, sources, recipe="small", device=device)
     show(results.recommend_sources(target, k=len(sources)), title=f"esm-logme ranking for {target} (higher is better)")
     console.print(f"(score: LogME evidence per example of {target}'s embeddings mapped by each source's ESM)")
-    console.rule("5. The advisor: expected gain, its interval, and whether to transfer at all")
+    console.rule("5. Which source first, or none? recommend: screen, shortlist, then measure to decide")
     from transfer.advisor import CHEAP_INPUTS
 
     console.print(
-        "(inputs: the checkpoint-free methods, seconds per source; `rank --method advisor` also reads ESM-LogME, "
-        "direct LogME and LEEP at the atlas's source recipe, one cached fine-tune per source)"
+        f"(a small budget: {DEMO_RECOMMEND_RUNS} target fine-tunes, the no-transfer baseline first, on a shortlist of "
+        f"{DEMO_SHORTLIST} by the advisor on the checkpoint-free methods; the default also reads ESM-LogME, direct "
+        "LogME and LEEP on the shortlist and spends 6 fine-tunes)",
+        soft_wrap=True,
     )
-    advice = ts.advise_sources(ws, target, sources, inputs=CHEAP_INPUTS, device=device)
-    shown = advice.assign(top_features=[", ".join(f"{k} {v:+.2f}" for k, v in f.items()) for f in advice.top_features])
-    show(shown, title=f"advisor for {target}: expected gain over no transfer, points (higher is better)")
-    console.print(advice.attrs["message"], soft_wrap=True)
+    answer = ts.recommend(
+        ws, target, sources, runs=DEMO_RECOMMEND_RUNS, shortlist=DEMO_SHORTLIST, inputs=CHEAP_INPUTS,
+        screen_inputs=CHEAP_INPUTS, device=device,
+    )  # fmt: skip
+    show(
+        answer.assign(source=answer.source.replace("", "(no transfer)")).round(3),
+        title=f"recommend for {target}: gain over no transfer, points (prior: the advisor's; runs: fine-tunes)",
+    )
+    console.print(answer.attrs["message"], soft_wrap=True)
     console.rule("6. Did the ranking hold? A tiny measured grid")
     ranked = results.recommend_sources(target, k=len(sources))
     measured = [ranked.source.iloc[0], ranked.source.iloc[-1]]

@@ -4,8 +4,10 @@
 ``report/`` folder) and returns its path. The page opens offline: CSS and figures (inline SVG from `reports.svg`)
 are embedded, and there is no JavaScript. Sections:
 
-1. the advisor's newest advice per target, from whichever method stored it last (``advisor`` or ``advisor+verify``:
-   expected gains, intervals, "don't transfer", verification);
+1. which source first: per target, ``recommend``'s newest answer (``recommendations``: the arm it chose, or don't
+   transfer, each arm's gain over no transfer with the runs it was measured with and P(best)), then the advisor's
+   newest advice, from whichever method stored it last (``advisor`` or ``advisor+verify``: expected gains,
+   intervals, "don't transfer", verification);
 2. measured gains (targets × sources heatmap of ``transfer_gains``, each target's current measurement:
    ``current_measurements``);
 3. per target, each method's newest predicted ranking (``pair_scores``) beside the measured ranking;
@@ -131,10 +133,50 @@ def _json(text: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ sections
 
 
+def recommendations_block(ws: Workspace, target: str | None) -> str:
+    """Per target, the newest answer of ``recommend`` (`store.results.Results.recommendation`), its arms' gains."""
+    targets = _read(ws, "report_recommended_targets").target.tolist()
+    targets = [t for t in targets if target is None or t == target]
+    if not targets:
+        return _note("No recommendation stored yet. Run `transferscope recommend TARGET` (measures to decide).")
+    out = []
+    for name in targets:
+        arms = Results(ws).recommendation(name)
+        a = arms.attrs
+        verdict_text = (
+            f"don't transfer: fine-tune on {escape(name)} alone"
+            if a["dont_transfer"]
+            else f"fine-tune on <strong>{escape(a['answer'])}</strong> first"
+        )
+        out.append(
+            f'<h3 id="recommend-{escape(name)}">recommend for {escape(name)}: {verdict_text}</h3>'
+            f"<p class='meta'>P(best) {a['p_best']:.2f} after {a['runs']} target fine-tunes ({a['seconds']:.0f} s; "
+            f"stopped: {escape(a['stopped'])} at confidence {a['confidence']:g}); run <code>"
+            f"{escape(str(a['run_id']))[:12]}</code>; every row: <code>Results(workspace).recommendation("
+            f"{escape(repr(name))})</code>.</p>"
+        )
+        headers = ["arm", "prior gain", "runs", "gain over no transfer", "± sd", "P(best)"]
+        rows = [
+            [
+                ("<strong>" if r.chosen else "")
+                + escape(r.source or "(no transfer)")
+                + ("</strong>" if r.chosen else ""),
+                f'<td class="num">{_fmt(r.prior_gain, 1)}</td>',
+                f'<td class="num">{int(r.pulls)}</td>',
+                f'<td class="num">{_fmt(r.gain, 1)}</td>',
+                f'<td class="num">{_fmt(r.gain_sd, 1)}</td>',
+                f'<td class="num">{_fmt(r.p_best, 2)}</td>',
+            ]
+            for r in arms.itertuples()
+        ]
+        out.append(_table(headers, rows, css_class="recommend"))
+    return "".join(out)
+
+
 def advice_section(ws: Workspace, target: str | None) -> str:
     """Section 1: per target, the advisor's newest advice, whichever method stored it last (``advisor`` or
     ``advisor+verify``, named), with its intervals and its "don't transfer" call."""
-    out = ['<h2 id="advice">1. Which source first: the advisor</h2>']
+    out = ['<h2 id="advice">1. Which source first</h2>', recommendations_block(ws, target)]
     newest = _read(ws, "report_newest_advice")
     if target is not None:
         newest = newest[newest.target == target]

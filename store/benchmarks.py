@@ -22,7 +22,7 @@ def atlas_summary(folder: Path = SHIPPED_ATLAS) -> pd.DataFrame | None:
     """Per target of the atlas's main recipe (the most common): runs, sources measured, the best source and its
     mean gain, the mean gain over sources and the share of sources that help (points), and, where
     ``atlas_targets.csv`` (`bench.atlas_targets`) is shipped, its informativeness tests: stage (grid, pilot or
-    partial), learns, skill, anova_p, reliability, informative."""
+    partial), learns, passes (a pilot: learns on every seed), skill, anova_p, reliability, informative."""
     path = folder / ATLAS_RUNS
     if not path.exists():
         return None
@@ -48,7 +48,7 @@ def atlas_summary(folder: Path = SHIPPED_ATLAS) -> pd.DataFrame | None:
     tests = folder / "atlas_targets.csv"
     if tests.exists():
         signal = pd.read_csv(tests)
-        columns = ["target", "stage", "learns", "skill", "anova_p", "reliability", "informative"]
+        columns = ["target", "stage", "learns", "passes", "skill", "anova_p", "reliability", "informative"]
         signal = signal[signal.recipe == recipe][columns]
         summary = summary.merge(signal, on="target", how="left")
     return summary

@@ -1,12 +1,13 @@
 """The read-only results API: stored rankings as pandas DataFrames.
 
 ``Results(workspace).recommend_sources(target, k=5, method="esm-logme")`` returns the newest run's ranking of one
-method for one target; ``compare_methods(target)`` puts every stored method side by side; ``method_quality()``
-scores the rankings against measured transfer; ``stored_subset(pool, targets, method, budget)`` returns a stored
-training subset; ``selection_quality(pool)`` says what the subsets were worth when trained on (shares of the
-full-pool score, paired against random). Nothing here computes: rankings come from the ``rank_sources`` flow
-(``transferscope rank TARGET``), subsets from ``select_training_subset`` (``transferscope select``), their measured
-worth from ``measure_selection`` (``transferscope measure-selection``).
+method for one target; ``recommendation(target)`` the newest answer of ``recommend``; ``compare_methods(target)``
+puts every stored method side by side; ``method_quality()`` scores the rankings against measured transfer;
+``stored_subset(pool, targets, method, budget)`` returns a stored training subset; ``selection_quality(pool)`` says
+what the subsets were worth when trained on (shares of the full-pool score, paired against random). Nothing here
+computes: rankings come from the ``rank_sources`` flow (``transferscope rank TARGET``), answers from
+``recommend_source`` (``transferscope recommend TARGET``), subsets from ``select_training_subset`` (``transferscope
+select``), their measured worth from ``measure_selection`` (``transferscope measure-selection``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 
 from store.advice import read_advice
 from store.errors import InputError, MissingResultError
+from store.recommendations import ARM_COLUMNS, read_recommendation
 from store.selections import budget_kind, find_selection, selection_frame, selection_results
 from store.workspace import Workspace
 from transfer.arms import summarise_selection
@@ -66,6 +68,26 @@ class Results:
             level=None if pd.isna(first.level) else float(first.level),
         )
         return top
+
+    def recommendation(self, target: str) -> pd.DataFrame:
+        """The newest stored answer of ``recommend`` for ``target``: one row per arm, the answer first (columns
+        `store.recommendations.ARM_COLUMNS`: source, '' = no transfer; prior and posterior gain over no transfer in
+        points; the target fine-tunes it was measured with; P(best); chosen) and ``attrs``: ``answer``,
+        ``dont_transfer``, ``p_best``, ``runs``, ``confidence``, ``stopped``, ``seconds``, ``run_id``."""
+        stored = read_recommendation(self.workspace, target)
+        if stored.empty:
+            raise MissingResultError(
+                f"No recommendation stored for target {target!r}; compute one with `transferscope recommend "
+                f"{target}` (or ts.recommend)."
+            )
+        first = stored.iloc[0]
+        arms = stored[ARM_COLUMNS].reset_index(drop=True)
+        arms.attrs.update(
+            answer=first.source, dont_transfer=first.source == "", p_best=float(first.p_best),
+            runs=int(stored.pulls.sum()), confidence=float(first.confidence), stopped=first.stopped,
+            seconds=float(first.seconds), run_id=first.run_id,
+        )  # fmt: skip
+        return arms
 
     def compare_methods(self, target: str) -> pd.DataFrame:
         """Every stored method's newest ranking for ``target`` side by side: one row per source, a ``rank:<method>``

@@ -427,7 +427,7 @@ def test_reference_section_shows_which_atlas_targets_are_informative_and_their_t
     assert len(pilots)  # the atlas v2 pilot screens (bench transfer_atlas --stage pilot)
     for pilot in pilots.itertuples():
         row = page[page.index(f"<tr><td>{pilot.target}</td>") :].split("</tr>")[0]
-        assert row.endswith("<td>pilot: learns</td>" if pilot.learns else "<td>pilot: does not learn</td>")
+        assert row.endswith("<td>pilot: learns</td>" if pilot.passes else "<td>pilot: does not learn</td>")
     assert f"Ranking quality on the {len(informative)} informative atlas targets" in page
     # recommend's procedure replayed on the atlas: its curve and its table, one row per policy, budget and group
     simulated = pd.read_csv(SHIPPED_ATLAS / "recommend_simulation.csv").query("scenario == 'real'")

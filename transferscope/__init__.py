@@ -8,6 +8,7 @@ everything here is also reachable there, but this is the one entry point a user 
     ws = ts.Workspace("my-workspace")
     ts.add_task(ws, "path/to/my_task")  # a directory, a jsonl/csv/parquet file, a DataFrame (name=...), or hf:NAME
     ts.embed(ws)
+    answer = ts.recommend(ws, "my_task", runs=6)  # which source first, or none: answer.attrs["message"]
     ts.rank_sources(ws, "my_task", methods=("centroid-cosine", "esm-logme"))
     advice = ts.advise_sources(ws, "my_task")  # expected gains, intervals, advice.attrs["dont_transfer"]
     subset = ts.select_subset(ws, "my_pool", "my_task", method="gio", budget=0.2)  # the picked rows, in order
@@ -20,6 +21,7 @@ Every function takes the workspace first (a `Workspace`, a folder, or None for `
 a pandas DataFrame (its columns in its docstring) or a small frozen dataclass (`Task`, `Report`, the plans). Each
 long request also has its request and plan types and its planner here (`RankRequest`, `plan_rank`, `RankPlan`;
 `SelectionRequest`, `plan_selection`, `SelectionPlan`; `MeasureRequest`, `plan_measure`, `MeasurePlan`;
+`RecommendRequest`, `plan_recommend`, `RecommendPlan`;
 `MeasureSelectionRequest`, `plan_measure_selection`, `MeasureSelectionPlan`), and `run_plan` runs a plan with its
 flow. Flows and these types (and with them Prefect and torch) are imported on first use, so ``import
 transferscope`` is quick.
@@ -47,6 +49,7 @@ PLANNING = {
     **dict.fromkeys(("RankRequest", "RankPlan", "plan_rank"), "flows.rank"),
     **dict.fromkeys(("SelectionRequest", "SelectionPlan", "plan_selection"), "flows.select"),
     **dict.fromkeys(("MeasureRequest", "MeasurePlan", "plan_measure"), "flows.measure"),
+    **dict.fromkeys(("RecommendRequest", "RecommendPlan", "plan_recommend"), "flows.recommend"),
     **dict.fromkeys(
         ("MeasureSelectionRequest", "MeasureSelectionPlan", "plan_measure_selection"), "flows.measure_selection"
     ),
@@ -55,6 +58,7 @@ PLAN_FLOWS = {
     "flows.rank": "rank_sources",
     "flows.select": "select_training_subset",
     "flows.measure": "measure_transfer",
+    "flows.recommend": "recommend_source",
     "flows.measure_selection": "measure_selection",
 }
 
@@ -65,6 +69,8 @@ __all__ = [
     "MeasureSelectionRequest",
     "RankPlan",
     "RankRequest",
+    "RecommendPlan",
+    "RecommendRequest",
     "Report",
     "Results",
     "SelectionPlan",
@@ -82,8 +88,10 @@ __all__ = [
     "plan_measure",
     "plan_measure_selection",
     "plan_rank",
+    "plan_recommend",
     "plan_selection",
     "rank_sources",
+    "recommend",
     "run_plan",
     "select_subset",
 ]
@@ -114,14 +122,15 @@ def run_plan(plan: Any) -> pd.DataFrame:
     """Run exactly what ``plan`` says with its flow and return a DataFrame, as the `ts` function of that flow
     does: a `RankPlan` (or `RankRequest`) with `flows.rank.rank_sources` (the ranking, as `rank_sources`), a
     `SelectionPlan` with `flows.select.select_training_subset` (the stored subset, as `select_subset`), a
-    `MeasurePlan` with `flows.measure.measure_transfer` (the measured gains, as `measure_transfer`) and a
+    `MeasurePlan` with `flows.measure.measure_transfer` (the measured gains, as `measure_transfer`), a
+    `RecommendPlan` with `flows.recommend.recommend_source` (the answer, as `recommend`) and a
     `MeasureSelectionPlan` with `flows.measure_selection.measure_selection` (as `measure_selection`). A request is
     planned first."""
     kind = type(plan)
     if PLANNING.get(kind.__name__) != kind.__module__:
         raise InputError(
-            "The 'plan' parameter of run_plan must be a plan or request of plan_rank, plan_selection, plan_measure or "
-            f"plan_measure_selection. Got {kind.__name__} instead."
+            "The 'plan' parameter of run_plan must be a plan or request of plan_rank, plan_selection, plan_measure, "
+            f"plan_recommend or plan_measure_selection. Got {kind.__name__} instead."
         )
     import flows
 
@@ -178,6 +187,18 @@ def rank_sources(
     names = None if sources is None else tuple(sources)
     options = renamed("rank_sources", {"budget": "recipe"}, options)  # here, so the warning names the caller's line
     return flow(RankRequest(target, names, workspace=_root(workspace), **options))
+
+
+def recommend(workspace: WorkspaceLike, target: str, sources: list[str] | None = None, **options: Any) -> pd.DataFrame:
+    """Which source to fine-tune on first, or none, verified by measurement within a budget
+    (`flows.recommend.recommend_source`; ``options``: the fields of `flows.recommend.RecommendRequest`: runs,
+    seconds, confidence, shortlist, device, ...). One row per arm, the answer first: source ('' = no transfer),
+    prior_gain, prior_sd, pulls, gain, gain_sd (points over no transfer), p_best, chosen; ``attrs``: ``answer``,
+    ``dont_transfer``, ``p_best``, ``lower``/``upper``, ``runs``, ``seconds``, ``message``."""
+    from flows.recommend import RecommendRequest, recommend_source
+
+    names = None if sources is None else tuple(sources)
+    return recommend_source(RecommendRequest(target, names, workspace=_root(workspace), **options))
 
 
 def advise_sources(

@@ -102,6 +102,24 @@ def parse_ints(text: str, option: str) -> tuple[int, ...]:
         raise typer.BadParameter(f"expected comma-separated ints; got {text!r}", param_hint=option) from None
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str, option: str) -> float:
+    """'15m' → 900.0, '1.5h' → 5400.0, '90s' or '90' → 90.0 (seconds); anything else (or <= 0) is a bad value of
+    ``option``."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in DURATION_UNITS else (text, "s")
+    try:
+        seconds = float(number) * DURATION_UNITS[unit]
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise typer.BadParameter(
+            f"expected a duration such as 15m, 1h or 90s; got {text!r}", param_hint=option
+        ) from None
+    return seconds
+
+
 RECIPE_HELP = (
     "The sources' fine-tuning recipe: small (500 examples, 1 epoch, max_length 64: CPU demos; the default), medium "
     "(1,000 examples, 2 epochs: the transfer atlas's), paper (<= 10,000 examples, 3 epochs) or a JSON object of "

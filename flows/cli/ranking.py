@@ -1,4 +1,5 @@
-"""Commands for source ranking and measured transfer: ``rank`` (and the advisor), ``measure``, ``evaluate``."""
+"""Commands for source ranking and measured transfer: ``recommend``, ``rank`` (and the advisor), ``measure``,
+``evaluate``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from flows.cli.common import (
     RECIPE_HELP,
     app,
     console,
+    parse_duration,
     parse_ints,
     parse_recipe,
     print_frame,
@@ -23,6 +25,48 @@ from store.workspace import Workspace
 
 if TYPE_CHECKING:
     from flows.rank import RankPlan
+
+
+@app.command()
+def recommend(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="Target task.")],
+    sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: every other task).")] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(help="Time for all of it, e.g. 15m, 1h or 600s (at this workspace's measured rates)."),
+    ] = None,
+    runs: Annotated[
+        int | None,
+        typer.Option(help="Target fine-tunes to spend on measuring (default 6 when no --budget is given).", min=0),
+    ] = None,
+    confidence: Annotated[
+        float, typer.Option(help="Stop measuring once the answer is the best with this probability.", min=0, max=1)
+    ] = 0.9,
+    shortlist: Annotated[int, typer.Option(help="Sources the checkpoint methods and measuring consider.", min=1)] = 5,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the plan and its cost.")] = False,
+) -> None:
+    """Which source to fine-tune on first, or none: screen every source, shortlist the best, then fine-tune on
+    TARGET a few times (the baseline and the shortlist, one seed at a time) until the answer is sure enough or the
+    budget is spent. Prints the answer with its expected gain, an interval and P(best)."""
+    from flows.recommend import RecommendRequest, plan_recommend, recommend_source
+
+    request = RecommendRequest(
+        target, tuple(sources.split(",")) if sources else None, runs=runs,
+        seconds=None if budget is None else parse_duration(budget, "--budget"), confidence=confidence,
+        shortlist=shortlist, device=ctx.obj["device"], workspace=ctx.obj["workspace"],
+    )  # fmt: skip
+    plan = plan_recommend(request)
+    stages = plan.stages()
+    stages["estimated"] = [f"{s / 60:.1f} min" for s in stages.pop("estimated_s")]
+    print_frame(stages, title=f"recommend plan for {target}: about {plan.estimated_s / 60:.0f} min at most")
+    console.print(f"rate: {plan.rate}", soft_wrap=True)
+    if dry_run:
+        return
+    answer = pd.DataFrame(with_runner(ctx, recommend_source)(plan))
+    shown = answer.assign(source=answer.source.replace("", "(no transfer)")).round(3)
+    print_frame(shown, title=f"recommend for {target}: gains over no transfer, points")
+    console.print(escape(answer.attrs["message"]), soft_wrap=True)
 
 
 @app.command()

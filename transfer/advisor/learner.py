@@ -34,6 +34,7 @@ from transfer.errors import InputError
 # cost more than they save at this size, and thrash on a busy machine: 10x slower measured on 2 loaded cores).
 ONE_THREAD = threadpool_limits.wrap(limits=1, user_api="openmp")
 MIN_TARGETS = 3  # the learner is chosen by leave-one-target-out error among at least two other targets
+MAX_SHARED_ERROR = 0.9  # below 1: measuring one source never settles the others
 
 
 def candidate_learners(seed: int) -> dict[str, object]:
@@ -110,6 +111,7 @@ class Advice:
     dont_transfer: bool  # the best source's upper bound is below zero: fine-tune on the target alone
     learner: str
     level: float  # the intervals' nominal coverage, 1 - alpha
+    shared_error: float  # `SourceAdvisor.shared_error`: how much of its error a target's sources share
 
 
 class SourceAdvisor(BaseEstimator):
@@ -119,7 +121,8 @@ class SourceAdvisor(BaseEstimator):
     advise), ``gains`` the training targets' measured mean gains (columns target, source, gain; ≥ `MIN_TARGETS`
     targets). Learned state: ``targets_``, ``learner_`` (the chosen regressor's name), ``model_``,
     ``loto_errors_`` {learner: nested leave-one-target-out mean absolute error}, ``folds_`` (one `Fitted` per
-    training target, without it, with ``residuals_`` [its pairs] for CV+), ``columns_``, ``means_``."""
+    training target, without it), ``errors_`` (per fold: its held-out target's signed errors, prediction − measured
+    gain [its pairs]; their magnitudes are CV+'s residuals), ``columns_``, ``means_``."""
 
     def __init__(self, alpha: float = 0.2, seed: int = 0, learners: Mapping[str, object] | None = None) -> None:
         self.alpha = alpha
@@ -152,13 +155,13 @@ class SourceAdvisor(BaseEstimator):
         # and the folds that would set them are not fitted.
         finite = (1 - self.alpha) * (len(targets) + 1) <= len(targets) + 1e-9
         self.folds_ = [self._procedure([t for t in targets if t != held]) for held in targets] if finite else []
-        self.residuals_ = []
+        self.errors_ = []
         for fold in self.folds_:
             (held,) = set(targets) - set(fold.targets)
             X_k, _ = self._rows(fold.targets)
             mine = (X_k.index.get_level_values("target") == held) & gains_known(gains, held, X_k.index)
             truth = gains.set_index(["target", "source"]).gain.reindex(X_k.index[mine]).to_numpy()
-            self.residuals_.append(np.abs(truth - fold.model.predict(X_k[mine])))  # type: ignore[attr-defined]
+            self.errors_.append(fold.model.predict(X_k[mine]) - truth)  # type: ignore[attr-defined]
         return self
 
     def _rows(self, targets: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -206,7 +209,16 @@ class SourceAdvisor(BaseEstimator):
             X_k, _ = self._rows(fold.targets)
             rows = X_k[X_k.index.get_level_values("target") == target]
             centres.append(np.asarray(fold.model.predict(rows), np.float64))  # type: ignore[attr-defined]
-        return cv_plus_interval(centres, self.residuals_, self.alpha)
+        return cv_plus_interval(centres, [np.abs(e) for e in self.errors_], self.alpha)
+
+    def shared_error(self) -> float:
+        """ρ: the share of the leave-one-target-out error variance that a target's sources have in common (they are
+        over- or under-estimated together), var over targets of their mean error / var of all errors, clipped to
+        [0, `MAX_SHARED_ERROR`]; 0 without folds. It is the prior correlation of `transfer.advisor.best_arm`."""
+        if len(self.errors_) < 3:
+            return 0.0
+        share = np.var([e.mean() for e in self.errors_], ddof=1) / np.var(np.concatenate(self.errors_), ddof=1)
+        return float(np.clip(share, 0.0, MAX_SHARED_ERROR))
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Each feature's contribution to each prediction [n, p]: the prediction minus the prediction with that
@@ -241,8 +253,9 @@ class SourceAdvisor(BaseEstimator):
         ).sort_values("expected_gain", ascending=False)
         gains["rank"] = np.arange(1, len(gains) + 1)
         return Advice(
-            gains=gains, dont_transfer=bool(gains.upper.max() < 0), learner=self.learner_, level=1 - self.alpha
-        )
+            gains=gains, dont_transfer=bool(gains.upper.max() < 0), learner=self.learner_, level=1 - self.alpha,
+            shared_error=self.shared_error(),
+        )  # fmt: skip
 
 
 def advise_target(

@@ -8,11 +8,12 @@ checkpoint of that seed (like the atlas, it resamples both). Every policy is sco
     regret@1 = 100 · (max_a truth_a − truth_chosen) / max_a truth_a     (% of the best performance)
     points_lost = max_a truth_a − truth_chosen                            (points of the target's metric)
 
-Policies (`POLICIES`): ``recommend`` (`transfer.advisor.best_arm.identify_best` under the advisor's priors, stopping
-at ``confidence`` or the budget), ``direct-logme`` (top-1 of a zero-run score), ``advisor+verify`` (the advisor's
-top ``budget − 1`` sources and the baseline, one pull each, the best observed wins; under 2 runs the advisor's own
-call), ``uniform`` (round-robin over the baseline and the advisor's top `SHORTLIST` sources, the best observed mean
-wins; the advisor's call until a source is measured) and ``one-seed-oracle`` (every arm once).
+Policies (`POLICIES`): ``recommend`` (`transfer.advisor.best_arm.identify_best` under the advisor's priors over the
+baseline and its shortlist, `Priors.shortlist`, stopping at ``confidence`` or the budget), ``direct-logme`` (top-1
+of a zero-run score), ``advisor+verify`` (the advisor's top ``budget − 1`` sources and the baseline, one pull each,
+the best observed wins; under 2 runs the advisor's own call), ``uniform`` (round-robin over the baseline and the
+advisor's top `SHORTLIST` sources, the best observed mean wins; the advisor's call until a source is measured) and
+``one-seed-oracle`` (every arm once).
 """
 
 from __future__ import annotations
@@ -38,13 +39,15 @@ POLICIES = ("recommend", "direct-logme", "advisor+verify", "uniform", "one-seed-
 class Priors:
     """Per source (index): the prior gain over the baseline and its standard deviation (points), the zero-run
     ranking score to compare against (higher = better); the pooled per-pull seed noise (points) and the share of
-    the prior's error the sources of one target have in common (`transfer.advisor.best_arm.GainPosterior`)."""
+    the prior's error the sources of one target have in common (`transfer.advisor.best_arm.GainPosterior`);
+    ``shortlist``: the sources ``recommend`` measures (its screen's top M, `flows.recommend`; None: every source)."""
 
     gain: pd.Series
     sd: pd.Series
     zero_run_score: pd.Series
     noise_sd: float
     correlation: float = 0.0
+    shortlist: tuple[str, ...] | None = None
 
 
 def regret(truth: pd.Series, chosen: str) -> tuple[float, float]:
@@ -112,6 +115,7 @@ def replay_target(
     sources = [s for s in values.index if s != ""]
     arms = ["", *sources]
     order = priors.gain.reindex(sources).sort_values(ascending=False).index.tolist()
+    measured = ["", *(sources if priors.shortlist is None else [s for s in sources if s in priors.shortlist])]
     rows = []
     for split in itertools.combinations(values.columns, TRUTH_SEEDS):
         truth = values[list(split)].mean(axis=1)
@@ -126,24 +130,24 @@ def replay_target(
         once = best_observed({a: shuffled[a][:1] for a in arms})
         rows.append(answer_row(truth, split, "one-seed-oracle", EVERY_ARM_ONCE, len(arms), once))
         for budget in budgets:
-            # recommend: the posterior under the advisor's priors, pulling from the held-in seeds
-            left = {arm: list(shuffled[arm]) for arm in arms}
+            # recommend: the posterior under the advisor's priors over its shortlist, pulling from held-in seeds
+            left = {arm: list(shuffled[arm]) for arm in measured}
             posterior = GainPosterior(
-                priors.gain.reindex(sources).to_numpy(),
-                priors.sd.reindex(sources).to_numpy(),
+                priors.gain.reindex(measured[1:]).to_numpy(),
+                priors.sd.reindex(measured[1:]).to_numpy(),
                 priors.noise_sd,
                 priors.correlation,
             )
             answer = identify_best(
                 posterior,
-                partial(pull_held_in, left, arms),
+                partial(pull_held_in, left, measured),
                 budget,
                 confidence=confidence,
                 rng=rng,
-                available=partial(still_held_in, left, arms),
+                available=partial(still_held_in, left, measured),
             )
             rows.append(
-                answer_row(truth, split, "recommend", budget, len(answer.pulls), arms[answer.best], answer.p_best)
+                answer_row(truth, split, "recommend", budget, len(answer.pulls), measured[answer.best], answer.p_best)
             )
             # advisor + verify@(budget - 1): one pull each of the baseline and the advisor's top sources
             if budget < 2:
