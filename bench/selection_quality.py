@@ -75,13 +75,13 @@ def grid(quick: bool) -> dict:
     }
 
 
-def sentiment_pool(per_source: int):
-    """The pool task: ``per_source`` seeded training rows of each of `POOL_SOURCES`, labels by name."""
+def sentiment_pool(per_source: int, sources: tuple[str, ...] = POOL_SOURCES):
+    """The pool task: ``per_source`` seeded training rows of each of ``sources``, in that order, labels by name."""
     from store.task_files import load_task_dir, task_from_table
     from transfer.finetune import sample_indices
 
     frames, licences = [], []
-    for name in POOL_SOURCES:
+    for name in sources:
         source = load_task_dir(SHARED_TASKS / name)
         rows = source.split("train")
         rows = rows.take(sample_indices(rows.num_rows, per_source, 0)).to_pandas()
@@ -92,12 +92,14 @@ def sentiment_pool(per_source: int):
         pd.concat(frames, ignore_index=True),
         POOL,
         label_names=("negative", "positive"),
-        source_uri="shared tasks " + ", ".join(POOL_SOURCES),
+        source_uri="shared tasks " + ", ".join(sources),
         license="; ".join(licences),
     )
 
 
-def run(quick: bool = False) -> None:
+def run(quick: bool = False, model: str | None = None) -> None:
+    """Measure the grid (`grid`) with ``model`` (default all-MiniLM-L6-v2) as the encoder every arm selects with
+    and fine-tunes."""
     from flows.measure_selection import SUBSET_RECIPE, MeasureSelectionRequest, measure_selection
     from reports.html import selection_curves
     from selection.quality import summarise_selection
@@ -106,7 +108,9 @@ def run(quick: bool = False) -> None:
     from store.selections import selection_results
     from store.task_files import load_task_dir
     from store.workspace import Workspace
+    from transfer.encoder import DEFAULT_MODEL
 
+    model = model or DEFAULT_MODEL
     config = grid(quick)
     ws = Workspace(config["workspace"])
     with warnings.catch_warnings():
@@ -124,6 +128,7 @@ def run(quick: bool = False) -> None:
             seeds=tuple(config["seeds"]),
             recipe=config["recipe"],
             max_test=config["max_test"],
+            model=model,
             device="cpu",
             workspace=str(ws.root),
         )
@@ -142,6 +147,7 @@ def run(quick: bool = False) -> None:
         "grid": {
             **{k: v for k, v in config.items() if k != "workspace"},
             "recipe": {**SUBSET_RECIPE.as_dict(), **config["recipe"]},
+            "model": model,
             "pool": POOL,
             "pool_sources": POOL_SOURCES,
             "n_pool": int(runs[runs.arm == "full"].n_train.iloc[0]),

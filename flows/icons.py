@@ -8,7 +8,6 @@ every candidate by its specialist influence per target, then take the budget by 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,18 +19,15 @@ from prefect import get_run_logger
 from flows.checkpoints import SourceData, checkpoint_key, ensure_checkpoint
 from flows.gradient_rows import LabelledRows, method_settings
 from flows.progress import progress
-from selection.budget import resolve_budget
-from selection.gradients import gradient_features
-from selection.icons import WARMUP_RECIPE, icons_select, specialist_influence
-from selection.stratify import stratified_take
+from selection.gradients import FEATURES_VERSION, gradient_features
+from selection.icons import WARMUP_RECIPE, icons_select, specialist_influence, warmup_indices
 from store.checkpoints import CheckpointKey
-from store.errors import InputError
 from store.features import features_key, find_features, put_features
 from store.runs import config_hash
 from store.tasks import Task
 from store.workspace import Workspace
 from transfer.encoder import model_fingerprint, resolve_model_path
-from transfer.finetune import load_fine_tuned, sample_indices
+from transfer.finetune import load_fine_tuned
 
 SHARD_ROWS = 512
 
@@ -40,10 +36,7 @@ def warmup_checkpoint(
     ws: Workspace, pool: Task, rows: LabelledRows, fraction: float, *, model: str, seed: int, device: str, run_id: str
 ) -> tuple[Any, CheckpointKey]:
     """The base encoder fine-tuned on a seeded ``fraction`` of the pool rows (cached): (FineTuned, its key)."""
-    if not (isinstance(fraction, float) and 0 < fraction <= 1):
-        raise InputError(f"The 'warmup_fraction' method parameter must be a float in (0, 1]. Got {fraction!r}.")
-    count = max(WARMUP_RECIPE.batch_size, math.ceil(fraction * len(rows.texts)))
-    chosen = sample_indices(len(rows.texts), count, seed)
+    chosen = warmup_indices(len(rows.texts), fraction, seed)
     data = SourceData(
         task=pool,
         texts=[rows.texts[i] for i in chosen],
@@ -128,17 +121,13 @@ def icons_order(
     tuned, checkpoint = warmup_checkpoint(
         ws, pool, pool_rows, settings["warmup_fraction"], model=model, seed=seed, device=device, run_id=run_id
     )
-    params = {"dim": settings["dim"], "projection": settings["projection"], "seed": seed}
+    params = {"dim": settings["dim"], "projection": settings["projection"], "seed": seed, "version": FEATURES_VERSION}
     pool_features = ensure_features(ws, tuned, checkpoint, pool_rows, params, run_id)[allowed]
     influences = {
         rows.task: specialist_influence(pool_features, ensure_features(ws, tuned, checkpoint, rows, params, run_id))
         for rows in targets
     }
     ids = [eid for eid, keep in zip(pool_rows.example_ids, allowed, strict=True) if keep]
-    if settings["stratify"]:
-        result = icons_select(influences, 1.0, top_fraction=settings["top_fraction"])
-        order = stratified_take(result.order, pool_rows.labels[allowed], resolve_budget("icons", budget, len(ids)))
-    else:
-        result = icons_select(influences, budget, top_fraction=settings["top_fraction"])
-        order = result.order
-    return [ids[i] for i in order], pd.DataFrame({"example_id": ids, "score": result.consensus})
+    strata = pool_rows.labels[allowed] if settings["stratify"] else None
+    result = icons_select(influences, budget, top_fraction=settings["top_fraction"], stratify_by=strata)
+    return [ids[i] for i in result.order], pd.DataFrame({"example_id": ids, "score": result.consensus})

@@ -29,6 +29,7 @@ from flows.runners import gather
 from flows.vog import vog_order
 from selection import gio
 from selection.budget import resolve_budget
+from selection.gradients import FEATURES_VERSION
 from selection.icons import ICONS_DEFAULTS, WARMUP_RECIPE
 from selection.random_baseline import random_select
 from selection.vog import VOG_DEFAULTS
@@ -193,6 +194,7 @@ def plan_selection(request: SelectionRequest) -> SelectionPlan:
         "quantize": use_quantized,
         "n_clusters": r.n_clusters if use_quantized else None,
         "method_params": r.method_params if r.method != "random" else None,
+        "features_version": FEATURES_VERSION if r.method == "icons" else None,
         "label_map": r.label_map if r.method in GRADIENT_METHODS else None,
         "leakage_guard": r.leakage_guard,
         "seed": r.seed,

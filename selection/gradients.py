@@ -19,7 +19,9 @@ Two projections to a fixed dimension k:
   rebuilds the same projection. Cost O(P·k) per example.
 - ``"kronecker"`` (LoGra): per layer, φ_i = vec(P_out (Σ_t g_t a_tᵀ) P_inᵀ) = vec(Σ_t (P_out g_t)(P_in a_t)ᵀ) with
   P_out [k_o, out], P_in [k_i, in] (entries ±1/√k_o, ±1/√k_i), so the [out, in] gradient is never formed; it equals
-  (P_out ⊗ P_in) vec(∇_W ℓ_i), a different (structured) JL projection from the dense one. Layers are concatenated.
+  (P_out ⊗ P_in) vec(∇_W ℓ_i), a different (structured) JL projection from the dense one. A side that needs no
+  compression (k = its size, e.g. a classifier head's C outputs) keeps the identity: exact, where a square random
+  matrix only distorts. Layers are concatenated.
 
 Both keep E‖φ‖² = ‖∇ℓ‖² (Johnson–Lindenstrauss), so inner products and cosines are preserved approximately.
 Features are returned float32 [n, k]; callers L2-normalise them (ICONS) and may store them as fp16.
@@ -43,6 +45,9 @@ from transfer.finetune import EncoderWithHead, tokenize_batch
 
 Projection = Literal["dense", "kronecker"]
 Distribution = Literal["rademacher", "gaussian"]
+# Part of every feature cache key and ICONS subset id: bump it when the numbers a projection gives change
+# (2: identity Kronecker factors for the sides that need no compression).
+FEATURES_VERSION = 2
 PROJECTIONS = ("dense", "kronecker")
 DISTRIBUTIONS = ("rademacher", "gaussian")
 _LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
@@ -84,9 +89,17 @@ def dense_project(
     return out / math.sqrt(dim)
 
 
+def _factor(k: int, side: int, generator: torch.Generator, distribution: str) -> torch.Tensor:
+    """A [k, side] JL factor (entries ±1/√k or N(0, 1/k)); the identity when k = side."""
+    if k == side:
+        return torch.eye(side)
+    return _random_matrix(k, side, generator, distribution) / math.sqrt(k)
+
+
 @dataclass(frozen=True)
 class KroneckerFactors:
-    """Per-layer factors P_out [k_o, out] and P_in [k_i, in] (entries ±1/√k or N(0, 1/k)), rebuilt from the seed."""
+    """Per-layer factors P_out [k_o, out] and P_in [k_i, in] (entries ±1/√k or N(0, 1/k), or the identity where
+    k equals the side), rebuilt from the seed."""
 
     layers: tuple[str, ...]
     p_out: tuple[torch.Tensor, ...]
@@ -107,8 +120,10 @@ class KroneckerFactors:
         distribution: Distribution = "rademacher",
     ) -> KroneckerFactors:
         """Split ``dim`` evenly over ``layers``: each gets k_o = min(out, r) and k_i = min(in, ⌊(dim / L) / k_o⌋)
-        with r = ⌊√(dim / L)⌋, so the total is at most ``dim``; a factor whose side is already small is still a
-        random projection (never an identity), so the path stays one JL map."""
+        with r = ⌊√(dim / L)⌋, so the total is at most ``dim``. A factor as wide as its side (k = out or k = in) is
+        the identity: a square random sign matrix would only distort that side (a binary head's P_out [2, 2] maps
+        every output gradient, all ∝ (−1, 1), to 0 for one seed in four and doubles its squared norm for another one
+        in four)."""
         modules = _linear_modules(network, layers)
         share = dim // len(layers)
         if share < 1:
@@ -118,10 +133,8 @@ class KroneckerFactors:
             out_features, in_features = module.out_features, module.in_features
             k_out = min(out_features, max(1, math.isqrt(share)))
             k_in = min(in_features, max(1, share // k_out))
-            p_out.append(
-                _random_matrix(k_out, out_features, _generator(seed, 1, index), distribution) / math.sqrt(k_out)
-            )
-            p_in.append(_random_matrix(k_in, in_features, _generator(seed, 2, index), distribution) / math.sqrt(k_in))
+            p_out.append(_factor(k_out, out_features, _generator(seed, 1, index), distribution))
+            p_in.append(_factor(k_in, in_features, _generator(seed, 2, index), distribution))
         return cls(tuple(layers), tuple(p_out), tuple(p_in))
 
     def project_gradient(self, layer: int, gradient: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """Class-stratified budgets: take a method's ranking, but keep the pool's label proportions.
 
 A selection method that ranks candidates by a score can drift to one class (gradient influence does on a binary
-pool: the targets' mean loss gradient under a warm-up model points along the class the model gets most wrong;
-`reports/results/selection_quality.json`). Stratifying by class (plain proportional allocation, as in stratified
+pool: a row's unit loss gradient is its label's sign times a direction that does not depend on the loss, so the
+target's class mix and the gradients' shared direction shift each class's scores by a constant; `selection.icons`,
+`reports/results/selection_diagnosis.json`). Stratifying by class (plain proportional allocation, as in stratified
 sampling) fixes the per-class counts and lets the method choose only within each class:
 
     q_c = count · n_c / N, rounded by largest remainder so that Σ_c q_c = count,

@@ -95,6 +95,24 @@ def test_kronecker_inner_products_approximate_the_exact_ones(network_and_data):
     assert np.all((norms > 0.8) & (norms < 1.2))
 
 
+def test_a_side_that_needs_no_compression_is_kept_exactly(network_and_data):
+    """The binary head's output side (2) and, at this dim, its input side (384) fit their shares, so its block of
+    the features is the exact gradient (softmax(z) − onehot(y)) hᵀ for every seed. A random 2 × 2 sign factor
+    (the old behaviour) maps every head gradient, all ∝ (−1, 1) on the output side, to 0 or doubles its squared
+    norm, one seed in four each."""
+    network, tokenizer, texts, labels = network_and_data
+    network.eval()
+    with torch.no_grad():
+        pooled = network.pooled(tokenize_batch(tokenizer, texts, None, 64, torch.device("cpu")))
+        error = torch.softmax(network.head(pooled), dim=1) - torch.eye(2)[torch.tensor(labels, dtype=torch.long)]
+    exact = torch.einsum("bo,bi->boi", error, pooled).reshape(len(texts), -1).numpy()
+    for seed in range(8):
+        features = gradient_features(network, tokenizer, texts, labels, layers=SMALL_LAYERS, dim=2048, seed=seed)
+        head = features[:, -exact.shape[1] :]
+        np.testing.assert_allclose(np.linalg.norm(head, axis=1), np.linalg.norm(exact, axis=1), rtol=1e-4)
+        np.testing.assert_allclose(head, exact, rtol=0, atol=1e-4 * np.abs(exact).max())
+
+
 def test_kronecker_factors_split_the_dimension(network_and_data):
     network = network_and_data[0]
     factors = KroneckerFactors.build(network, last_layer_linears(network), 8192, seed=0)

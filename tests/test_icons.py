@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from selection.icons import icons_select, specialist_influence
+from selection.icons import icons_select, specialist_influence, warmup_indices
 
 
 def test_specialist_is_the_mean_cosine_to_the_target_examples():
@@ -52,6 +52,21 @@ def test_one_task_reduces_to_ranking_by_influence(n, tasks, seed):
         assert first.votes[first.order].min() >= first.votes[left_out].max()
 
 
+def test_stratified_budget_keeps_the_pool_class_shares_in_consensus_order():
+    """One task ranks candidates 0..5 best first; classes [1, 1, 1, 0, 0, 0]. A budget of 2 takes the top two (both
+    class 1) plainly, and the best of each class (0, then 3) when stratified."""
+    influences = {"a": np.array([5, 4, 3, 2, 1, 0.0])}
+    classes = np.array([1, 1, 1, 0, 0, 0])
+    assert icons_select(influences, 2).order.tolist() == [0, 1]
+    assert icons_select(influences, 2, stratify_by=classes).order.tolist() == [0, 3]
+
+
+def test_warmup_takes_a_seeded_share_and_at_least_one_batch():
+    rows = warmup_indices(2000, 0.05, seed=1)
+    assert len(rows) == 100 and np.all(np.diff(rows) > 0) and np.array_equal(rows, warmup_indices(2000, 0.05, seed=1))
+    assert len(warmup_indices(100, 0.05, seed=1)) == 16  # one batch of the warm-up recipe
+
+
 def test_bad_input_names_the_parameter():
     with pytest.raises(ValueError, match="'influences' parameter of icons_select must hold at least one task"):
         icons_select({}, 0.2)
@@ -61,3 +76,5 @@ def test_bad_input_names_the_parameter():
         icons_select({"a": np.ones(3)}, 9)
     with pytest.raises(ValueError, match="same number of columns"):
         specialist_influence(np.ones((3, 2)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"'warmup_fraction' ICONS parameter must be a float in \(0, 1\]. Got 5"):
+        warmup_indices(100, 5, seed=0)
