@@ -128,8 +128,8 @@ def test_missing_runs_count_only_the_atlas_recipe(tmp_path):
 
 
 def test_the_v2_grid_measures_the_pilots_that_passed(tmp_path, monkeypatch):
-    """Only a pilot that passed (its baseline learns on every seed) gets the grid (every atlas source but itself x `V2_SEEDS`), under the
-    recipe it was piloted with; a failed pilot and a grid row get none."""
+    """Only a pilot that passed (its baseline learns on every seed) gets the grid (every atlas source but itself x
+    `V2_SEEDS`), under the recipe it was piloted with; a failed pilot and a grid row get none."""
     pd.DataFrame(
         {
             "target": ["sst2", "sst5", "cola", "mr"],
