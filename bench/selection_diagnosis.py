@@ -195,7 +195,7 @@ def diagnose(case: dict[str, Any], seed: int, max_target: int, model: str | None
         for t in targets
     }
 
-    options = {"dim": ICONS_DEFAULTS["dim"], "projection": ICONS_DEFAULTS["projection"], "seed": seed}
+    options: dict[str, Any] = {"dim": ICONS_DEFAULTS["dim"], "projection": ICONS_DEFAULTS["projection"], "seed": seed}
     start = time.perf_counter()
     pool_features = gradient_features(
         tuned.model, tuned.tokenizer, rows.texts, rows.labels, max_length=length, **options

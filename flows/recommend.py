@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -158,7 +159,7 @@ def plan_recommend(request: RecommendRequest) -> RecommendPlan:
     goal = get_task(ws, r.target)
     recipe = measured_knowledge(ws, default_recipe(r.model), exclude=r.target, atlas=r.atlas).recipe
     names = r.sources or tuple(n for n in list_tasks(ws)["name"] if n != r.target)
-    common = {"model": r.model, "seed": r.seed, "device": r.device, "workspace": str(ws.root)}
+    common: dict[str, Any] = {"model": r.model, "seed": r.seed, "device": r.device, "workspace": str(ws.root)}
     every = plan_rank(RankRequest(r.target, tuple(names), r.inputs, recipe.source_recipe, **common))
     screen = plan_rank(RankRequest(r.target, tuple(names), r.screen_inputs, recipe.source_recipe, **common))
     rate = fine_tune_rate(ws)
@@ -205,7 +206,9 @@ def recommend_source(plan: RecommendPlan | RecommendRequest) -> pd.DataFrame:
     r = plan.request
     ws = Workspace(r.workspace)
     started = time.perf_counter()
-    common = {"atlas": r.atlas, "model": r.model, "seed": r.seed, "device": r.device, "workspace": str(ws.root)}
+    common: dict[str, Any] = {
+        "atlas": r.atlas, "model": r.model, "seed": r.seed, "device": r.device, "workspace": str(ws.root)
+    }  # fmt: skip
     screen = advise_sources(r.target, list(plan.sources), inputs=r.screen_inputs, **common)
     shortlist = screen.source[: plan.shortlist].tolist()
     advice = advise_sources(r.target, shortlist, inputs=r.inputs, **common)
