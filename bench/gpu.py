@@ -6,9 +6,10 @@
 of sst2 and of ag_news from ../shared/data/tasks (``{"task", "text", "label"}``, label = index into the task's
 declared labels). A run without ``--prepare`` reads the kit (preparing it first when it is missing and the package
 and ../shared are there), builds the encoder from the config with seeded random weights (``torch.manual_seed(0)``,
-`random_encoder`) in a temporary folder, and runs every section below on CUDA when there is a GPU (``device="auto"``),
-else a small CPU fallback that prints "no CUDA GPU found: ran the CPU fallback" and records ``"gpu": false``.
-Random weights: the figures that matter are throughput and agreement, not accuracy.
+`random_encoder`) in a temporary folder when a section first needs it, and runs every section below on CUDA when
+there is a GPU (``device="auto"``), else a small CPU fallback that prints "no CUDA GPU found: ran the CPU
+fallback" and records ``"gpu": false``. Random weights: the figures that matter are throughput and agreement, not
+accuracy.
 
 Sections (sizes: CUDA / CPU fallback; each writes its figures and its checks, and the JSON is rewritten after
 every section, so a run cut short still leaves what it measured):
@@ -63,7 +64,7 @@ import traceback
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from functools import partial
+from functools import cached_property, partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -128,18 +129,27 @@ CPU_SIZES = Sizes(64, 64, 64, 24, 32, 16, 400, 100, 5000, 256, 1)
 
 @dataclass
 class Setup:
-    """What every section gets: the device, its sizes, the kit's texts and the two random-weight encoders."""
+    """What every section gets: the device, its sizes, the kit's texts and the two random-weight encoders (built in
+    ``folder`` when a section first reads them, so sections that need no model, e.g. ``--only knn``, build none)."""
 
     device: torch.device
     device_arg: str
     sizes: Sizes
     texts: dict[str, tuple[list[str], np.ndarray]]
-    model: Path
-    model_no_dropout: Path
+    kit: Path
+    folder: Path
 
     @property
     def on_cpu(self) -> bool:
         return self.device.type == "cpu"
+
+    @cached_property
+    def model(self) -> Path:
+        return random_encoder(self.kit / "model", self.folder / "encoder")
+
+    @cached_property
+    def model_no_dropout(self) -> Path:
+        return without_dropout(self.model, self.folder / "encoder-no-dropout")
 
 
 def check(value: Any, target: str, passed: bool) -> dict[str, Any]:
@@ -580,10 +590,9 @@ def run(
             device_arg=device_arg,
             sizes=sizes,
             texts=kit_texts(kit),
-            model=random_encoder(kit / "model", Path(tmp) / "encoder"),
-            model_no_dropout=Path(tmp) / "encoder-no-dropout",
+            kit=kit,
+            folder=Path(tmp),
         )
-        without_dropout(setup.model, setup.model_no_dropout)
         for name, section in SECTIONS.items():
             if only and name not in only and name != "environment":
                 continue

@@ -136,14 +136,15 @@ def measure_grid(
     seeds: tuple[int, ...] = (0, 1, 2),
     recipe: str | dict[str, Any] = "small",
     target_recipe: str | dict[str, Any] = "small",
+    model: str = DEFAULT_MODEL,
     device: str = "auto",
     workspace: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The measured-transfer grid: for each of ``targets``, `measure_transfer` from ``sources`` (default: every
-    other stored task; a target is never its own source) over ``seeds`` (fine-tuning recipes ``recipe`` for the
-    sources and ``target_recipe`` for the targets, as in `MeasureRequest`), then `evaluate_rankings` of its stored
-    rankings against the measurement. Finished fine-tunes are stored and skipped, so an interrupted or extended
-    grid resumes. Returns ``{target: ranking-quality table}`` (method × metric)."""
+    other stored task; a target is never its own source) over ``seeds`` (encoder ``model`` fine-tuned with recipes
+    ``recipe`` for the sources and ``target_recipe`` for the targets, as in `MeasureRequest`), then
+    `evaluate_rankings` of its stored rankings against the measurement. Finished fine-tunes are stored and skipped,
+    so an interrupted or extended grid resumes. Returns ``{target: ranking-quality table}`` (method × metric)."""
     root = str(Workspace(workspace).root)
     others = {t: None if sources is None else [s for s in sources if s != t] for t in targets}
     empty = [t for t, names in others.items() if names == []]
@@ -155,7 +156,9 @@ def measure_grid(
     for target in targets:
         names = others[target]
         names_of = None if names is None else tuple(names)
-        measure_transfer(MeasureRequest(target, names_of, seeds, recipe, target_recipe, device=device, workspace=root))
+        measure_transfer(
+            MeasureRequest(target, names_of, seeds, recipe, target_recipe, model=model, device=device, workspace=root)
+        )
         quality[target] = evaluate_rankings(target=target, workspace=root)
     return quality
 

@@ -38,11 +38,13 @@ def encoder():
 def prefect_harness():
     """One Prefect test server for the whole session (start-up costs 12-30 s on 2 cores). While it runs,
     ``PREFECT_API_URL`` points at it, so the CLI processes a test starts report to it instead of each starting a
-    temporary server of its own (12 s apiece on 2 cores)."""
-    from prefect.settings import PREFECT_API_URL
+    temporary server of its own (12 s apiece on 2 cores). Flow runs in this process send no heartbeats (crash
+    detection for deployed runs): ending a flow run otherwise waits up to 1 s for its heartbeat thread."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    no_heartbeats = temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    with prefect_test_harness(server_startup_timeout=120), no_heartbeats:
         os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
         try:
             yield
@@ -128,3 +130,58 @@ def tiny_encoder(tmp_path_factory) -> str:
     AutoModel.from_config(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(base).save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def small_tasks(shared_tasks, tmp_path_factory):
+    """``small_tasks(name, n_train=80)``: the folder of a real task cut to its first ``n_train`` training rows and a
+    quarter as many of each other split (its own meta.json), written once per session and size. For tests whose
+    assertions do not depend on a task's size: embedding or fine-tuning it costs a fraction of the whole task's."""
+    import itertools
+
+    root = tmp_path_factory.mktemp("small-tasks")
+
+    def make(name: str, n_train: int = 80) -> Path:
+        folder = root / str(n_train) / name
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            (folder / "meta.json").write_bytes((shared_tasks / name / "meta.json").read_bytes())
+            for split in ("train", "validation", "test"):
+                if (shared_tasks / name / f"{split}.jsonl").exists():
+                    with open(shared_tasks / name / f"{split}.jsonl", encoding="utf-8") as lines:
+                        kept = itertools.islice(lines, n_train if split == "train" else n_train // 4)
+                        (folder / f"{split}.jsonl").write_text("".join(kept), encoding="utf-8")
+        return folder
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def task_workspace(shared_tasks, small_tasks, tmp_path_factory):
+    """``task_workspace(folder, *names, n_train=80)``: a Workspace at ``folder`` holding those real tasks (cut by
+    `small_tasks`; ``n_train=None``: whole), copied from a template stored once per session and task set, instead of
+    storing (hashing, validating, committing) every task again for every test."""
+    import shutil
+    import warnings
+
+    from store.catalog import put_task
+    from store.task_files import load_task_dir
+    from store.workspace import Workspace
+
+    templates: dict[tuple[tuple[str, ...], int | None], Path] = {}
+
+    def make(folder: Path, *names: str, n_train: int | None = 80):
+        key = (names, n_train)
+        if key not in templates:
+            template = Workspace(tmp_path_factory.mktemp("task-workspace") / "ws")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for name in names:
+                    put_task(
+                        template, load_task_dir(shared_tasks / name if n_train is None else small_tasks(name, n_train))
+                    )
+            templates[key] = template.root
+        shutil.copytree(templates[key], folder)
+        return Workspace(folder)
+
+    return make

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -16,10 +15,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.runners import task_runner
 from selection.gio import gio_quantized
-from store.catalog import put_task
 from store.errors import MissingDependencyError
 from store.hf_tasks import load_hf_task
-from store.task_files import load_task_dir
 from store.workspace import Workspace
 from transfer.divergence import sliced_wasserstein
 from transfer.encoder import resolve_model_path
@@ -30,13 +27,8 @@ TARGET, SOURCE = "uci_sentiment_imdb", "uci_sentiment_amazon"
 
 
 @pytest.fixture()
-def cli_workspace(tmp_path, shared_tasks):
-    ws = Workspace(tmp_path / "ws")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in (TARGET, SOURCE):
-            put_task(ws, load_task_dir(shared_tasks / name))
-    return ws
+def cli_workspace(tmp_path, task_workspace):
+    return task_workspace(tmp_path / "ws", TARGET, SOURCE)  # small real tasks: the errors come before any work
 
 
 def run_cli(ws: Workspace, *args: str) -> subprocess.CompletedProcess:

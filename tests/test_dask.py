@@ -11,15 +11,12 @@ they are compared within 1e-6 relative, and the rankings exactly.
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from flows.runners import check_runner_options, local_cluster, task_runner
-from store.catalog import put_task
-from store.task_files import load_task_dir
 from store.workspace import Workspace
 
 EMBEDDED = ("uci_sentiment_amazon", "uci_sentiment_imdb")
@@ -81,15 +78,6 @@ def test_local_cluster_points_workers_at_this_process_api(monkeypatch):
     assert seen == {"n_workers": 2, "env": {"OTHER": "1", "PREFECT_API_URL": "http://127.0.0.1:4321/api"}}
 
 
-def _workspace(root, shared_tasks) -> Workspace:
-    ws = Workspace(root)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in {*EMBEDDED, *SOURCES, TARGET}:
-            put_task(ws, load_task_dir(shared_tasks / name))
-    return ws
-
-
 def _run_flows(ws: Workspace, model: str, runner=None):
     from flows import embed_tasks, rank_sources
     from flows.rank import RankRequest
@@ -110,15 +98,16 @@ def _vectors(ws: Workspace):
 
 @pytest.mark.slow
 def test_embedding_and_scoring_flows_on_a_local_cluster_match_in_process(
-    tmp_path, shared_tasks, prefect_harness, tiny_encoder
+    tmp_path, task_workspace, prefect_harness, tiny_encoder
 ):
-    """With the tiny encoder: what must match is the runner's plumbing, not what MiniLM computes."""
+    """With the tiny encoder and small tasks: what must match is the runner's plumbing, not what MiniLM computes."""
     import distributed
     import torch
     from prefect.settings import PREFECT_API_URL
 
     started = time.perf_counter()
-    local, remote = _workspace(tmp_path / "local", shared_tasks), _workspace(tmp_path / "dask", shared_tasks)
+    names = sorted({*EMBEDDED, *SOURCES, TARGET})
+    local, remote = task_workspace(tmp_path / "local", *names), task_workspace(tmp_path / "dask", *names)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as on the Dask workers: one torch thread, so the same reductions in the same order
     try:

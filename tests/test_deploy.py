@@ -22,21 +22,10 @@ from typer.testing import CliRunner
 
 from store.catalog import put_task
 from store.task_files import load_task_dir
-from store.workspace import Workspace
 
 POOL, TARGET, OTHER = "uci_sentiment_amazon", "uci_sentiment_imdb", "uci_sentiment_yelp"
 BIN = Path(sys.executable).parent
 TINY = {"max_examples": 16, "epochs": 1, "batch_size": 8, "max_length": 32}  # a few optimiser steps per fine-tune
-
-
-def small_task(shared_tasks: Path, name: str, folder: Path, n_train: int = 80):
-    """The first ``n_train`` training rows of a real task (and a quarter as many validation and test rows)."""
-    (folder / name).mkdir(parents=True)
-    (folder / name / "meta.json").write_bytes((shared_tasks / name / "meta.json").read_bytes())
-    for split, n in (("train", n_train), ("validation", n_train // 4), ("test", n_train // 4)):
-        lines = (shared_tasks / name / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-        (folder / name / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return load_task_dir(folder / name, name)
 
 
 # ------------------------------------------------------------------------------------------ deployments (fast)
@@ -94,13 +83,12 @@ def test_schedules_reject_bad_cron_strings_and_time_zones():
     assert replace(SCHEDULES, refresh=None).refresh is None  # on demand only
 
 
-def test_cli_serve_checks_before_serving(tmp_path, shared_tasks):
+def test_cli_serve_checks_before_serving(tmp_path, task_workspace):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.cli import app
 
-    ws = Workspace(tmp_path / "ws")
-    put_task(ws, small_task(shared_tasks, TARGET, tmp_path / "data"))
+    ws = task_workspace(tmp_path / "ws", TARGET)
     args = ["--workspace", str(ws.root), "serve"]
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         result = CliRunner().invoke(app, args)
@@ -118,21 +106,23 @@ def test_cli_serve_checks_before_serving(tmp_path, shared_tasks):
 
 
 @pytest.fixture(scope="module")
-def small_workspace(tmp_path_factory, shared_tasks, prefect_harness):
-    root = tmp_path_factory.mktemp("deploy")
-    ws = Workspace(root / "ws")
-    for name in (POOL, TARGET, OTHER):
-        put_task(ws, small_task(shared_tasks, name, root / "data"))
-    return ws
+def small_workspace(tmp_path_factory, task_workspace, prefect_harness):
+    return task_workspace(tmp_path_factory.mktemp("deploy") / "ws", POOL, TARGET, OTHER)
 
 
 @pytest.mark.slow
-def test_refresh_ranks_again_only_when_tasks_change(small_workspace, shared_tasks, tmp_path):
+def test_refresh_ranks_again_only_when_tasks_change(small_workspace, small_tasks, tiny_encoder):
     from flows.deploy import refresh
     from store.results import Results
 
     ws = small_workspace
-    options = {"targets": [TARGET], "methods": ("centroid-cosine",), "device": "cpu", "workspace": str(ws.root)}
+    options = {
+        "targets": [TARGET],
+        "methods": ("centroid-cosine",),
+        "model": tiny_encoder,  # what is asserted is when the refresh ranks, not what it finds
+        "device": "cpu",
+        "workspace": str(ws.root),
+    }
 
     def distinct(column: str, table: str) -> int:
         return int(ws.sql(f"SELECT count(DISTINCT {column}) AS n FROM {table}")["n"].iloc[0])
@@ -148,7 +138,7 @@ def test_refresh_ranks_again_only_when_tasks_change(small_workspace, shared_task
     stored = ws.sql("SELECT params_json FROM runs WHERE flow = 'refresh'").params_json
     assert [json.loads(p)["budget"] for p in stored] == ["small"]  # the recipe under its old key: hashes still match
 
-    put_task(ws, small_task(shared_tasks, POOL, tmp_path / "data", n_train=60))  # a changed source
+    put_task(ws, load_task_dir(small_tasks(POOL, n_train=60)))  # a changed source
     assert refresh(**options) == {TARGET: "ranked"}
     assert distinct("run_id", "pair_scores") == rankings + 1
     assert Results(ws).recommend_sources(TARGET, method="centroid-cosine").run_id.iloc[0] != ranking.run_id.iloc[0]
@@ -157,7 +147,7 @@ def test_refresh_ranks_again_only_when_tasks_change(small_workspace, shared_task
 
 
 @pytest.mark.slow
-def test_measure_grid_measures_and_evaluates_each_target(small_workspace):
+def test_measure_grid_measures_and_evaluates_each_target(small_workspace, tiny_encoder):
     from flows.deploy import measure_grid
 
     ws = small_workspace
@@ -167,6 +157,7 @@ def test_measure_grid_measures_and_evaluates_each_target(small_workspace):
         seeds=(0,),
         recipe=TINY,
         target_recipe=TINY,
+        model=tiny_encoder,  # what is asserted is what the grid stores and evaluates, not what a fine-tune learns
         device="cpu",
         workspace=str(ws.root),
     )
@@ -214,7 +205,7 @@ def wait_for(what: str, check, processes: dict[str, tuple[subprocess.Popen, Path
             found = check()
             if found:
                 return found
-        time.sleep(1)
+        time.sleep(0.25)
     logs = "\n".join(f"--- {name}\n{tail(log)}" for name, (_, log) in processes.items())
     pytest.fail(f"no {what} after {timeout:.0f} s:\n{logs}")
 
@@ -230,7 +221,7 @@ def healthy(api: str) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_serve_runs_an_on_demand_selection_triggered_through_the_api(tmp_path, shared_tasks):
+def test_serve_runs_an_on_demand_selection_triggered_through_the_api(tmp_path, task_workspace, small_tasks):
     from prefect import get_client
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -238,9 +229,7 @@ def test_serve_runs_an_on_demand_selection_triggered_through_the_api(tmp_path, s
     from flows.deploy import DEPLOYMENT
     from store.results import Results
 
-    ws = Workspace(tmp_path / "ws")
-    for name in (POOL, TARGET):
-        put_task(ws, load_task_dir(shared_tasks / name))
+    ws = task_workspace(tmp_path / "ws", POOL, TARGET)
     home, port = tmp_path / "prefect-home", free_port()
     home.mkdir()
     api = f"http://127.0.0.1:{port}/api"
@@ -256,7 +245,7 @@ def test_serve_runs_an_on_demand_selection_triggered_through_the_api(tmp_path, s
     try:
         processes["server"] = (start(server_command, env, tmp_path / "server.log"), tmp_path / "server.log")
         wait_for("healthy server", lambda: healthy(api), processes, timeout=240)
-        serve_env = env | {"PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+        serve_env = env | {"PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
         processes["serve"] = (start(serve_command, serve_env, tmp_path / "serve.log"), tmp_path / "serve.log")
         with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
             flows = ("refresh", "measure_grid", "select_training_subset", "measure_selection")
@@ -276,13 +265,13 @@ def test_serve_runs_an_on_demand_selection_triggered_through_the_api(tmp_path, s
                 f"select_training_subset/{DEPLOYMENT}",
                 parameters={"plan": {"pool": POOL, "targets": [TARGET], "method": "random", "budget": 40}},
                 timeout=300,
-                poll_interval=2,
+                poll_interval=1,
                 as_subflow=False,
             )
         assert run.state is not None and run.state.is_completed(), f"{run.state}\n{tail(tmp_path / 'serve.log')}"
         frame = Results(ws).stored_subset(POOL, TARGET, "random", 40)
         ids = frame.example_id.tolist()
-        pool_ids = set(load_task_dir(shared_tasks / POOL).split("train").column("example_id").to_pylist())
+        pool_ids = set(load_task_dir(small_tasks(POOL)).split("train").column("example_id").to_pylist())
         assert len(ids) == 40 == len(set(ids)) and set(ids) <= pool_ids
         assert frame.attrs["run_id"] in set(ws.sql("SELECT run_id FROM runs WHERE status = 'completed'").run_id)
     finally:

@@ -5,22 +5,17 @@ verification by fine-tuning (`--verify`), and its dry-run cost."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner, Result
 
 from store.advice import ATLAS_ENV, ATLAS_RUNS, ATLAS_SCORES, ATLAS_TASKS, SHIPPED_ATLAS, shipped_atlas
-from store.catalog import put_task
 from store.results import Results
-from store.task_files import load_task_dir
 from store.workspace import Workspace
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]  # CLI processes report to its server
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]  # the flows report to its server
 TARGET = "uci_sentiment_imdb"  # not an atlas target, not reserved
 SOURCES = ["uci_sentiment_amazon", "tweeteval_stance_atheism", "rte"]  # rte is an atlas source: it has a prior
 INPUTS = ("centroid-cosine", "mmd")
@@ -28,25 +23,26 @@ TINY = {"lr": 5e-5, "batch_size": 16, "epochs": 1, "max_examples": 48, "max_leng
 
 
 @pytest.fixture(scope="module")
-def advisor_workspace(tmp_path_factory, shared_tasks, prefect_harness):
-    ws = Workspace(tmp_path_factory.mktemp("advisor") / "ws")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in [TARGET, *SOURCES]:
-            put_task(ws, load_task_dir(shared_tasks / name))
-    return ws
+def advisor_workspace(tmp_path_factory, task_workspace, prefect_harness):
+    """Small real tasks (80 training rows): the advice is learned from the atlas, whatever the tasks' size."""
+    return task_workspace(tmp_path_factory.mktemp("advisor") / "ws", TARGET, *SOURCES)
 
 
-def derived_atlas(folder, shift: float):
-    """The committed atlas with tiny recipes (verification costs seconds) and every source run's measured value
+def derived_atlas(folder, shift: float, model: str):
+    """Five targets of the committed atlas (enough to back its 80% intervals, a fraction of the twelve's learning
+    cost) with tiny recipes and encoder ``model`` (verification costs seconds) and every source run's measured value
     moved by ``shift``: a world where transfer hurts, to exercise the "don't transfer" call on real features."""
+    scores = pd.read_parquet(SHIPPED_ATLAS / ATLAS_SCORES)
+    kept = sorted(scores.target.unique())[:5]
     runs = pd.read_parquet(SHIPPED_ATLAS / ATLAS_RUNS)
-    runs = runs.assign(source_recipe=json.dumps(TINY), target_recipe=json.dumps(TINY))
+    runs = runs[runs.target.isin(kept)].assign(
+        source_recipe=json.dumps(TINY), target_recipe=json.dumps(TINY), model=model
+    )
     runs.loc[runs.source != "", "value"] += shift
     folder.mkdir()
     runs.to_parquet(folder / ATLAS_RUNS)
-    for name in (ATLAS_SCORES, ATLAS_TASKS):
-        (folder / name).write_bytes((SHIPPED_ATLAS / name).read_bytes())
+    scores[scores.target.isin(kept)].to_parquet(folder / ATLAS_SCORES)
+    (folder / ATLAS_TASKS).write_bytes((SHIPPED_ATLAS / ATLAS_TASKS).read_bytes())
     return folder
 
 
@@ -99,37 +95,38 @@ def test_advice_learned_from_the_shipped_atlas(advisor_workspace):
     assert stored.same.all() and stored.score.to_numpy() == pytest.approx(advice.expected_gain.to_numpy())
 
 
-def run_cli(ws: Workspace, atlas, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "flows.cli", "--workspace", str(ws.root), "--device", "cpu", *args]
-    env = {**os.environ, ATLAS_ENV: str(atlas)}
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+def run_cli(ws: Workspace, *args: str) -> Result:
+    """The ``transferscope`` command in process (its flows report to the session's server; the encoder it loads
+    stays loaded)."""
+    from flows.cli import app
+
+    return CliRunner().invoke(app, ["--workspace", str(ws.root), "--device", "cpu", *args])
 
 
-def test_dont_transfer_and_verification_end_to_end(advisor_workspace, tmp_path):
+def test_dont_transfer_and_verification_end_to_end(advisor_workspace, tmp_path, tiny_encoder, monkeypatch):
     from flows import advise_sources
 
-    hurts = derived_atlas(tmp_path / "atlas", shift=-0.3)
+    # the tiny encoder verifies: what is asserted is where the runs go, not what a fine-tune learns
+    hurts = derived_atlas(tmp_path / "atlas", shift=-0.3, model=tiny_encoder)
     sources = ",".join(SOURCES)
+    monkeypatch.setenv(ATLAS_ENV, str(hurts))
     plan = run_cli(
-        advisor_workspace, hurts, "rank", TARGET, "--method", "advisor", "--sources", sources, "--verify", "2",
-        "--dry-run",
-    )  # fmt: skip
-    assert plan.returncode == 0, plan.stdout + plan.stderr
-    median = shipped_atlas(hurts).seconds_per_run
-    assert f"verification fine-tunes the top 2 sources and the no-transfer baseline on {TARGET} (3 runs" in plan.stdout
-    assert f"median of {median:.0f} s" in plan.stdout
-    runs_before = len(advisor_workspace.sql("SELECT * FROM runs"))
-    said = run_cli(
-        advisor_workspace, hurts, "rank", TARGET, "--method", "advisor,centroid-cosine,mmd", "--sources", sources
+        advisor_workspace, "rank", TARGET, "--method", "advisor", "--sources", sources, "--verify", "2", "--dry-run"
     )
-    assert said.returncode == 0, said.stdout + said.stderr
+    assert plan.exit_code == 0, plan.output
+    median = shipped_atlas(hurts).seconds_per_run
+    assert f"verification fine-tunes the top 2 sources and the no-transfer baseline on {TARGET} (3 runs" in plan.output
+    assert f"median of {median:.0f} s" in plan.output
+    runs_before = len(advisor_workspace.sql("SELECT * FROM runs"))
+    said = run_cli(advisor_workspace, "rank", TARGET, "--method", "advisor,centroid-cosine,mmd", "--sources", sources)
+    assert said.exit_code == 0, said.output
     assert len(advisor_workspace.sql("SELECT * FROM runs")) > runs_before  # the dry run stored nothing; this did
-    assert "expected gain over no transfer, points" in said.stdout
-    assert f"Don't transfer: no source is expected to help {TARGET}" in said.stdout
+    assert "expected gain over no transfer, points" in said.output
+    assert f"Don't transfer: no source is expected to help {TARGET}" in said.output
     assert Results(advisor_workspace).recommend_sources(TARGET, method="advisor").attrs["dont_transfer"]
 
     verified = advise_sources(
-        target=TARGET, sources=SOURCES, inputs=INPUTS, verify=1, atlas=str(hurts), device="cpu",
+        target=TARGET, sources=SOURCES, inputs=INPUTS, verify=1, atlas=str(hurts), model=tiny_encoder, device="cpu",
         workspace=str(advisor_workspace.root),
     )  # fmt: skip
     top = Results(advisor_workspace).recommend_sources(TARGET, method="advisor")  # the ranking before verification

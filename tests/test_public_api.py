@@ -51,10 +51,10 @@ def test_every_public_name_is_documented_and_importing_it_is_light():
 
 
 @pytest.mark.slow
-def test_the_readme_workflow_through_the_facade(tmp_path, shared_tasks, prefect_harness):
+def test_the_readme_workflow_through_the_facade(tmp_path, small_tasks, prefect_harness):
     ws = ts.Workspace(tmp_path / "ws")
-    for name in (TARGET, POOL, "tweeteval_stance_atheism"):
-        task = ts.add_task(ws, shared_tasks / name)
+    for name in (TARGET, POOL, "tweeteval_stance_atheism"):  # small real tasks: what is asserted is the facade's
+        task = ts.add_task(ws, small_tasks(name))
         assert task.name == name and is_frozen_dataclass(type(task))
     embedded = ts.embed(ws, device="cpu")
     assert isinstance(embedded, pd.DataFrame) and set(embedded.task) == {TARGET, POOL, "tweeteval_stance_atheism"}
