@@ -52,7 +52,7 @@ def test_flows_package_imports_each_flow_on_first_access():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     flows_line, selection_line = done.stdout.splitlines()[-2:]
-    assert flows_line == "8 []"  # advise_sources, build_esms, embed_tasks, ... every flow, each a Flow
+    assert flows_line == "9 []"  # advise_sources, build_esms, embed_tasks, ... every flow, each a Flow
     assert selection_line == "True []"
 
 
