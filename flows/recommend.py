@@ -246,18 +246,24 @@ def recommend_source(plan: RecommendPlan | RecommendRequest) -> pd.DataFrame:
         counts = dict.fromkeys(arms, 0)
         fresh: list[tuple[str, int]] = []
 
-        def next_cost(arm: int) -> float:
-            """Seconds the arm's next pull costs: nothing when stored, else a target fine-tune (and the source's
-            fine-tune at that seed when its checkpoint is not cached)."""
-            source, seed = arms[arm], counts[arms[arm]]
-            if not pending(((source, seed, keys[source, seed]),), done_transfer_runs(ws, measuring.config, r.target)):
-                return 0.0
-            tune = source != BASELINE and keys[source, seed] not in stored_checkpoints(ws)
-            return plan.target_run_s + (plan.source_run_s if tune else 0.0)
-
         def available() -> np.ndarray:
+            """[K+1] the arms whose next pull the budget still pays for: a stored run costs nothing, else a target
+            fine-tune (and the source's fine-tune at that seed when its checkpoint is not cached)."""
             left = np.inf if r.seconds is None else r.seconds - (time.perf_counter() - started)
-            return np.array([counts[a] < len(seeds) and next_cost(i) <= left for i, a in enumerate(arms)], dtype=bool)
+            done, cached = done_transfer_runs(ws, measuring.config, r.target), stored_checkpoints(ws)
+            allowed = []
+            for source in arms:
+                if counts[source] >= len(seeds):
+                    allowed.append(False)
+                    continue
+                key = keys[source, counts[source]]
+                if not pending(((source, counts[source], key),), done):
+                    cost = 0.0
+                else:
+                    tune = source != BASELINE and key not in cached
+                    cost = plan.target_run_s + (plan.source_run_s if tune else 0.0)
+                allowed.append(cost <= left)
+            return np.array(allowed, dtype=bool)
 
         def pull(arm: int) -> float:
             source = arms[arm]

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from store.measured import MeasurementRecipe, complete_recipe
-from store.workspace import Workspace, query
+from store.workspace import Workspace, optional_float, query
 
 SHIPPED_ATLAS = Path(str(resources.files("reports").joinpath("results")))
 ATLAS_ENV = "TRANSFERSCOPE_ATLAS"  # another atlas folder, or "none" to learn from the workspace alone
@@ -218,9 +218,6 @@ def put_advice(
     coverage (None without intervals). Infinite bounds (too few training targets for the level) are stored as
     ±inf."""
 
-    def number(value: object) -> float | None:
-        return None if value is None or pd.isna(value) else float(value)  # type: ignore[arg-type]
-
     with ws.transaction() as con:
         for source, row in advice.iterrows():
             con.execute(
@@ -232,10 +229,10 @@ def put_advice(
                     "source": source,
                     "method": method,
                     "rank": int(row["rank"]),
-                    "expected_gain": number(row.get("expected_gain")),
-                    "lower": number(row.get("lower")),
-                    "upper": number(row.get("upper")),
-                    "measured_gain": number(row.get("measured_gain")),
+                    "expected_gain": optional_float(row.get("expected_gain")),
+                    "lower": optional_float(row.get("lower")),
+                    "upper": optional_float(row.get("upper")),
+                    "measured_gain": optional_float(row.get("measured_gain")),
                     "top_features": json.dumps(row.get("top_features") or {}),
                     "basis": basis,
                     "learner": learner,

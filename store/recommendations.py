@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from store.workspace import Workspace, query
+from store.workspace import Workspace, optional_float, query
 
 ARM_COLUMNS = ["source", "prior_gain", "prior_sd", "pulls", "gain", "gain_sd", "p_best", "chosen"]
 
@@ -26,9 +26,6 @@ def put_recommendation(
     """Store one recommendation (``arms``: `ARM_COLUMNS`, prior_gain and prior_sd NaN for the baseline) as one
     batch in one transaction."""
 
-    def number(value: object) -> float | None:
-        return None if pd.isna(value) else float(value)  # type: ignore[arg-type]
-
     with ws.transaction() as con:
         for arm in arms.itertuples():
             con.execute(
@@ -38,8 +35,8 @@ def put_recommendation(
                     "config_hash": config,
                     "target": target,
                     "source": arm.source,
-                    "prior_gain": number(arm.prior_gain),
-                    "prior_sd": number(arm.prior_sd),
+                    "prior_gain": optional_float(arm.prior_gain),
+                    "prior_sd": optional_float(arm.prior_sd),
                     "pulls": int(arm.pulls),
                     "gain": float(arm.gain),
                     "gain_sd": float(arm.gain_sd),

@@ -72,6 +72,11 @@ def query(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def optional_float(value: object) -> float | None:
+    """A number to bind into SQL: None for a missing value (None or NaN), else a float."""
+    return None if value is None or pd.isna(value) else float(value)  # type: ignore[arg-type]
+
+
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     """``root`` if given, else ``$TRANSFERSCOPE_WORKSPACE``, else ``./transferscope-workspace``."""
     return Path(root or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE).expanduser().resolve()

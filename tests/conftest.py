@@ -185,3 +185,35 @@ def task_workspace(shared_tasks, small_tasks, tmp_path_factory):
         return Workspace(folder)
 
     return make
+
+
+TINY_RECIPE = {"lr": 5e-5, "batch_size": 16, "epochs": 1, "max_examples": 48, "max_length": 32, "warmup_ratio": 0.06}
+
+
+@pytest.fixture(scope="session")
+def tiny_atlas():
+    """``tiny_atlas(folder, model, shift=0.0)``: five targets of the committed atlas (enough to back its 80% intervals,
+    a fraction of the twelve's learning cost) as if measured with encoder ``model`` and `TINY_RECIPE` (a verification
+    or recommendation fine-tune costs seconds), every source run's value moved by ``shift`` (negative: a world where
+    transfer hurts). Returns the folder, an atlas the advisor reads (``atlas=`` or ``$TRANSFERSCOPE_ATLAS``)."""
+    import json
+
+    import pandas as pd
+
+    from store.advice import ATLAS_RUNS, ATLAS_SCORES, ATLAS_TASKS, SHIPPED_ATLAS
+
+    def make(folder: Path, model: str, shift: float = 0.0) -> Path:
+        scores = pd.read_parquet(SHIPPED_ATLAS / ATLAS_SCORES)
+        kept = sorted(scores.target.unique())[:5]
+        runs = pd.read_parquet(SHIPPED_ATLAS / ATLAS_RUNS)
+        runs = runs[runs.target.isin(kept)].assign(
+            source_recipe=json.dumps(TINY_RECIPE), target_recipe=json.dumps(TINY_RECIPE), model=model
+        )
+        runs.loc[runs.source != "", "value"] += shift
+        folder.mkdir()
+        runs.to_parquet(folder / ATLAS_RUNS)
+        scores[scores.target.isin(kept)].to_parquet(folder / ATLAS_SCORES)
+        (folder / ATLAS_TASKS).write_bytes((SHIPPED_ATLAS / ATLAS_TASKS).read_bytes())
+        return folder
+
+    return make

@@ -4,14 +4,11 @@ verification by fine-tuning (`--verify`), and its dry-run cost."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import pandas as pd
 import pytest
 from typer.testing import CliRunner, Result
 
-from store.advice import ATLAS_ENV, ATLAS_RUNS, ATLAS_SCORES, ATLAS_TASKS, SHIPPED_ATLAS, shipped_atlas
+from store.advice import ATLAS_ENV, SHIPPED_ATLAS, shipped_atlas
 from store.results import Results
 from store.workspace import Workspace
 
@@ -19,31 +16,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]  # t
 TARGET = "uci_sentiment_imdb"  # not an atlas target, not reserved
 SOURCES = ["uci_sentiment_amazon", "tweeteval_stance_atheism", "rte"]  # rte is an atlas source: it has a prior
 INPUTS = ("centroid-cosine", "mmd")
-TINY = {"lr": 5e-5, "batch_size": 16, "epochs": 1, "max_examples": 48, "max_length": 32, "warmup_ratio": 0.06}
 
 
 @pytest.fixture(scope="module")
 def advisor_workspace(tmp_path_factory, task_workspace, prefect_harness):
     """Small real tasks (80 training rows): the advice is learned from the atlas, whatever the tasks' size."""
     return task_workspace(tmp_path_factory.mktemp("advisor") / "ws", TARGET, *SOURCES)
-
-
-def derived_atlas(folder, shift: float, model: str):
-    """Five targets of the committed atlas (enough to back its 80% intervals, a fraction of the twelve's learning
-    cost) with tiny recipes and encoder ``model`` (verification costs seconds) and every source run's measured value
-    moved by ``shift``: a world where transfer hurts, to exercise the "don't transfer" call on real features."""
-    scores = pd.read_parquet(SHIPPED_ATLAS / ATLAS_SCORES)
-    kept = sorted(scores.target.unique())[:5]
-    runs = pd.read_parquet(SHIPPED_ATLAS / ATLAS_RUNS)
-    runs = runs[runs.target.isin(kept)].assign(
-        source_recipe=json.dumps(TINY), target_recipe=json.dumps(TINY), model=model
-    )
-    runs.loc[runs.source != "", "value"] += shift
-    folder.mkdir()
-    runs.to_parquet(folder / ATLAS_RUNS)
-    scores[scores.target.isin(kept)].to_parquet(folder / ATLAS_SCORES)
-    (folder / ATLAS_TASKS).write_bytes((SHIPPED_ATLAS / ATLAS_TASKS).read_bytes())
-    return folder
 
 
 def test_a_fresh_workspace_gets_fused_ranks_and_is_told_so(advisor_workspace):
@@ -103,11 +81,11 @@ def run_cli(ws: Workspace, *args: str) -> Result:
     return CliRunner().invoke(app, ["--workspace", str(ws.root), "--device", "cpu", *args])
 
 
-def test_dont_transfer_and_verification_end_to_end(advisor_workspace, tmp_path, tiny_encoder, monkeypatch):
+def test_dont_transfer_and_verification_end_to_end(advisor_workspace, tmp_path, tiny_encoder, tiny_atlas, monkeypatch):
     from flows import advise_sources
 
     # the tiny encoder verifies: what is asserted is where the runs go, not what a fine-tune learns
-    hurts = derived_atlas(tmp_path / "atlas", shift=-0.3, model=tiny_encoder)
+    hurts = tiny_atlas(tmp_path / "atlas", tiny_encoder, shift=-0.3)
     sources = ",".join(SOURCES)
     monkeypatch.setenv(ATLAS_ENV, str(hurts))
     plan = run_cli(
