@@ -49,6 +49,7 @@ from store.catalog import list_tasks
 from store.errors import InputError
 from store.runs import config_hash, recorded_run
 from store.workspace import WORKSPACE_ENV, Workspace, resolve_root
+from transfer.advisor import BEST_RANKING_METHOD
 from transfer.encoder import DEFAULT_MODEL
 
 DEPLOYMENT = "transferscope"  # every deployment's name; full names are "<flow>/transferscope"
@@ -85,7 +86,7 @@ SCHEDULES = Schedules()
 @flow(name="refresh")
 def refresh(
     targets: list[str] | None = None,
-    methods: tuple[str, ...] = ("esm-logme",),
+    methods: tuple[str, ...] = (BEST_RANKING_METHOD,),
     recipe: str | dict[str, Any] = "small",
     model: str = DEFAULT_MODEL,
     device: str = "auto",

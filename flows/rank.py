@@ -43,6 +43,7 @@ from store.runs import canonical_json, recorded_run
 from store.tasks import Task
 from store.worker import Deferred, WorkerWorkspace
 from store.workspace import Workspace
+from transfer.advisor import BEST_RANKING_METHOD
 from transfer.divergence import MEASURES, score_pair, target_context
 from transfer.embeddings import TextEncoder
 from transfer.encoder import DEFAULT_MODEL, model_fingerprint, resolve_model_path
@@ -124,20 +125,21 @@ def renamed_keywords(**renames: str) -> Callable[[RequestType], RequestType]:
 class RankRequest:
     """What a user asks `rank_sources` for (checked on construction; `plan_rank` checks it against the workspace).
 
-    ``sources``: default every other stored task. ``methods``: ``esm-logme``, the divergence measures of
-    `transfer.divergence.MEASURES`, ``direct-logme`` and ``leep`` (from each source's fine-tuned checkpoint,
-    `flows.checkpoint_scores`) and ``maxsim`` (token-level similarity, `flows.maxsim`). ``recipe``, the fine-tuning
-    recipe of the source checkpoints (ESMs, direct LogME, LEEP): ``"small"`` (500 examples, 1 epoch, max_length 64:
-    CPU demos), ``"medium"`` (1,000 examples, 2 epochs: the transfer atlas's), ``"paper"`` (≤ 10,000 examples,
-    3 epochs, batch 32, lr 2e-5) or a dict of `Recipe` fields (`recipe_for_name`; ``budget=`` is its deprecated
-    name).
+    ``sources``: default every other stored task. ``methods`` (default ``direct-logme``, the atlas's best single
+    ranking without measured transfer, `transfer.advisor.BEST_RANKING_METHOD`): ``esm-logme``, the divergence
+    measures of `transfer.divergence.MEASURES`, ``direct-logme`` and ``leep`` (from each source's fine-tuned
+    checkpoint, `flows.checkpoint_scores`) and ``maxsim`` (token-level similarity, `flows.maxsim`). ``recipe``, the
+    fine-tuning recipe of the source checkpoints (ESMs, direct LogME, LEEP): ``"small"`` (500 examples, 1 epoch,
+    max_length 64: CPU demos), ``"medium"`` (1,000 examples, 2 epochs: the transfer atlas's), ``"paper"`` (≤ 10,000
+    examples, 3 epochs, batch 32, lr 2e-5) or a dict of `Recipe` fields (`recipe_for_name`; ``budget=`` is its
+    deprecated name).
     ``prefilter="centroid-cosine:10"`` keeps the 10 best sources by a cheap measure before the other methods run.
     ``fuse="rrf"`` (or ``"borda"``) also stores the fused ranking of ``methods`` as method ``fused-rrf``, with
     ``fuse_weights``. With ``build_missing=False`` a source without a stored ESM is an error."""
 
     target: str
     sources: tuple[str, ...] | None = None
-    methods: tuple[str, ...] = ("esm-logme",)
+    methods: tuple[str, ...] = (BEST_RANKING_METHOD,)
     recipe: str | dict[str, Any] = "small"
     model: str = DEFAULT_MODEL
     max_target_examples: int = 1000

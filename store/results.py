@@ -1,6 +1,6 @@
 """The read-only results API: stored rankings as pandas DataFrames.
 
-``Results(workspace).recommend_sources(target, k=5, method="esm-logme")`` returns the newest run's ranking of one
+``Results(workspace).recommend_sources(target, k=5, method="direct-logme")`` returns the newest run's ranking of one
 method for one target; ``recommendation(target)`` the newest answer of ``recommend``; ``compare_methods(target)``
 puts every stored method side by side; ``method_quality()`` scores the rankings against measured transfer;
 ``stored_subset(pool, targets, method, budget)`` returns a stored training subset; ``selection_quality(pool)`` says
@@ -23,6 +23,7 @@ from store.errors import InputError, MissingResultError
 from store.recommendations import ARM_COLUMNS, read_recommendation
 from store.selections import budget_kind, find_selection, selection_frame, selection_results
 from store.workspace import Workspace
+from transfer.advisor import BEST_RANKING_METHOD
 from transfer.arms import summarise_selection
 
 
@@ -32,7 +33,7 @@ class Results:
     def __init__(self, workspace: str | os.PathLike[str] | Workspace | None = None) -> None:
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
 
-    def recommend_sources(self, target: str, k: int = 5, method: str = "esm-logme") -> pd.DataFrame:
+    def recommend_sources(self, target: str, k: int = 5, method: str = BEST_RANKING_METHOD) -> pd.DataFrame:
         """Top ``k`` sources for ``target`` by ``method``: columns source, score, rank, method, run_id (rank 1 is
         the best, whatever the method's direction). For ``method="advisor"`` (or ``"advisor+verify"``, after
         ``rank --verify``) the columns are source, rank, expected_gain, lower, upper (points over no transfer; NaN

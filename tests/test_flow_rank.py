@@ -1,5 +1,6 @@
-"""Integration: rank_sources on real tasks with the real model (tiny recipe), Results API, ESM reuse, export and
-import between workspaces, bad input, and the CLI."""
+"""Integration: rank_sources on real tasks (80 training rows each) with the tiny seeded encoder and a tiny recipe
+(what is asserted is what is stored, reused and served, not what a model learns), Results API, ESM reuse, export and
+import between workspaces, bad input, and the CLI (the real model, as a user runs it)."""
 
 from __future__ import annotations
 
@@ -20,20 +21,16 @@ pytestmark = pytest.mark.slow
 TARGET = "uci_sentiment_imdb"
 SOURCES = ["uci_sentiment_amazon", "tweeteval_stance_atheism"]
 TINY = {"lr": 5e-5, "batch_size": 16, "epochs": 1, "max_examples": 64, "max_length": 32, "warmup_ratio": 0.06}
+ESM = ("esm-logme",)  # the tests of ESMs ask for them: rank's default is direct LogME
 
 
 @pytest.fixture(scope="module")
-def rank_workspace(tmp_path_factory, shared_tasks, prefect_harness):
-    ws = Workspace(tmp_path_factory.mktemp("rank") / "ws")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name in [TARGET, *SOURCES, "poem_sentiment"]:
-            put_task(ws, load_task_dir(shared_tasks / name))
-    return ws
+def rank_workspace(tmp_path_factory, task_workspace, prefect_harness):
+    return task_workspace(tmp_path_factory.mktemp("rank") / "ws", TARGET, *SOURCES, "poem_sentiment")
 
 
 @pytest.fixture(scope="module")
-def ranking(rank_workspace):
+def ranking(rank_workspace, tiny_encoder):
     from flows import rank_sources
     from flows.rank import RankRequest
 
@@ -42,6 +39,8 @@ def ranking(rank_workspace):
             target=TARGET,
             sources=SOURCES,
             recipe=TINY,
+            methods=ESM,
+            model=tiny_encoder,
             device="cpu",
             max_target_examples=400,
             workspace=str(rank_workspace.root),
@@ -52,9 +51,9 @@ def ranking(rank_workspace):
 def test_ranking_is_stored_and_served(rank_workspace, ranking):
     assert sorted(ranking.source) == sorted(SOURCES) and ranking["rank"].tolist() == [1, 2]
     assert ranking.score.is_monotonic_decreasing
-    served = Results(rank_workspace).recommend_sources(TARGET, k=5)
+    served = Results(rank_workspace).recommend_sources(TARGET, k=5, method="esm-logme")
     assert served.source.tolist() == ranking.source.tolist() and served.run_id.nunique() == 1
-    assert Results(rank_workspace).recommend_sources(TARGET, k=1).shape[0] == 1
+    assert Results(rank_workspace).recommend_sources(TARGET, k=1, method="esm-logme").shape[0] == 1
     compared = Results(rank_workspace).compare_methods(TARGET)
     assert {"score:esm-logme (higher is better)", "rank:esm-logme"} <= set(compared.columns)
     row = rank_workspace.sql("SELECT * FROM runs WHERE flow = 'rank_sources'").iloc[0]
@@ -65,7 +64,7 @@ def test_ranking_is_stored_and_served(rank_workspace, ranking):
     assert (esms.heldout_mse < esms.identity_mse).all()  # each ESM explains part of what fine-tuning did
 
 
-def test_second_run_reuses_esms_and_checkpoints(rank_workspace, ranking):
+def test_second_run_reuses_esms_and_checkpoints(rank_workspace, ranking, tiny_encoder):
     from flows import rank_sources
     from flows.rank import RankRequest
 
@@ -74,6 +73,8 @@ def test_second_run_reuses_esms_and_checkpoints(rank_workspace, ranking):
             target=TARGET,
             sources=SOURCES,
             recipe=TINY,
+            methods=ESM,
+            model=tiny_encoder,
             device="cpu",
             max_target_examples=400,
             workspace=str(rank_workspace.root),
@@ -85,7 +86,7 @@ def test_second_run_reuses_esms_and_checkpoints(rank_workspace, ranking):
     assert counts.e[0] == 2 and counts.c[0] == 2
 
 
-def test_a_request_is_planned_once_and_a_plan_runs_as_planned(rank_workspace, ranking, monkeypatch):
+def test_a_request_is_planned_once_and_a_plan_runs_as_planned(rank_workspace, ranking, monkeypatch, tiny_encoder):
     """The plan reads task contents and the leakage guard once for all sources; the flow given a plan reads them
     no more (its ESMs are stored) and never re-plans; a request given to the flow is planned exactly once."""
     import dataclasses
@@ -95,8 +96,9 @@ def test_a_request_is_planned_once_and_a_plan_runs_as_planned(rank_workspace, ra
     from flows.rank import RankRequest, plan_rank
 
     request = RankRequest(
-        TARGET, tuple(SOURCES), recipe=TINY, device="cpu", max_target_examples=400, workspace=str(rank_workspace.root)
-    )
+        TARGET, tuple(SOURCES), ESM, TINY, model=tiny_encoder, device="cpu", max_target_examples=400,
+        workspace=str(rank_workspace.root),
+    )  # fmt: skip
     reads: list[list[str]] = []
     real_read = flows.rank.sources_data
     monkeypatch.setattr(
@@ -127,18 +129,19 @@ def test_bad_input(rank_workspace, ranking):
                 target=TARGET,
                 sources=["poem_sentiment"],
                 recipe=TINY,
+                methods=ESM,
                 device="cpu",
                 workspace=str(rank_workspace.root),
                 build_missing=False,
             )
         )
-    with pytest.raises(LookupError, match="No 'esm-logme' ranking stored for target 'tweeteval_stance_atheism'"):
+    with pytest.raises(LookupError, match="No 'direct-logme' ranking stored for target 'tweeteval_stance_atheism'"):
         Results(rank_workspace).recommend_sources("tweeteval_stance_atheism")
     with pytest.raises(ValueError, match="'k' parameter of recommend_sources must be a positive int"):
         Results(rank_workspace).recommend_sources(TARGET, k=0)
 
 
-def test_divergences_prefilter_and_fusion(rank_workspace, ranking):
+def test_divergences_prefilter_and_fusion(rank_workspace, ranking, tiny_encoder):
     from flows import rank_sources
     from flows.rank import RankRequest
 
@@ -149,6 +152,7 @@ def test_divergences_prefilter_and_fusion(rank_workspace, ranking):
             sources=sources,
             methods=("centroid-cosine", "mmd", "esm-logme"),
             recipe=TINY,
+            model=tiny_encoder,
             device="cpu",
             max_target_examples=400,
             max_divergence_examples=300,
@@ -179,13 +183,13 @@ def test_divergences_prefilter_and_fusion(rank_workspace, ranking):
         rank_sources(RankRequest(target=TARGET, methods=("cosine",), workspace=str(rank_workspace.root)))
 
 
-def test_label_aware_distance_rejects_regression_tasks(rank_workspace, shared_tasks):
+def test_label_aware_distance_rejects_regression_tasks(rank_workspace, small_tasks):
     from flows import rank_sources
     from flows.rank import RankRequest
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        put_task(rank_workspace, load_task_dir(shared_tasks / "emobank_valence"))
+        put_task(rank_workspace, load_task_dir(small_tasks("emobank_valence")))
     with pytest.raises(ValueError, match="need class labels, but task 'emobank_valence' is a regression task"):
         rank_sources(
             RankRequest(
@@ -237,7 +241,9 @@ def test_cli_rank_dry_run_and_run(rank_workspace, ranking):
     assert first < text.index(f"centroid-cosine ranking for {TARGET} (score: higher is better)")
 
 
-def test_checkpoint_methods_reuse_the_checkpoints_and_match_an_independent_computation(rank_workspace, ranking):
+def test_checkpoint_methods_reuse_the_checkpoints_and_match_an_independent_computation(
+    rank_workspace, ranking, tiny_encoder
+):
     """direct-logme and leep read the checkpoints the ESMs were built from (no new fine-tune); direct-logme equals
     LogME of the target sample's features from the fine-tuned encoder computed by hand; maxsim is stored with
     its direction."""
@@ -258,6 +264,7 @@ def test_checkpoint_methods_reuse_the_checkpoints_and_match_an_independent_compu
             sources=SOURCES,
             methods=("direct-logme", "leep", "maxsim"),
             recipe=TINY,
+            model=tiny_encoder,
             device="cpu",
             max_target_examples=120,
             workspace=str(rank_workspace.root),
@@ -282,7 +289,7 @@ def test_checkpoint_methods_reuse_the_checkpoints_and_match_an_independent_compu
     assert {"score:maxsim (higher is better)", "score:leep (higher is better)"} <= set(served.columns)
 
 
-def test_a_failing_method_keeps_the_others_rankings(rank_workspace, ranking, monkeypatch):
+def test_a_failing_method_keeps_the_others_rankings(rank_workspace, ranking, monkeypatch, tiny_encoder):
     """Each method's ranking is stored as it finishes: one failing measure no longer loses the others, the run is
     marked partial with the failure, and a run where every method fails still raises."""
     import flows.rank
@@ -297,7 +304,10 @@ def test_a_failing_method_keeps_the_others_rankings(rank_workspace, ranking, mon
         return real(measure, *args, **kwargs)
 
     monkeypatch.setattr(flows.rank, "score_pair", failing_mmd)
-    options = {"target": TARGET, "sources": SOURCES, "device": "cpu", "workspace": str(rank_workspace.root)}
+    options = {
+        "target": TARGET, "sources": SOURCES, "model": tiny_encoder, "device": "cpu",
+        "workspace": str(rank_workspace.root),
+    }  # fmt: skip
     rankings = rank_sources(RankRequest(methods=("mmd", "centroid-cosine"), **options))
     assert set(rankings.method) == {"centroid-cosine"}
     assert rankings.attrs["failures"] == {"mmd": "ValueError: mmd exploded"}
@@ -307,7 +317,7 @@ def test_a_failing_method_keeps_the_others_rankings(rank_workspace, ranking, mon
         rank_sources(RankRequest(methods=("mmd",), **options))
 
 
-def test_an_esm_is_keyed_by_the_recipe_and_seed_of_its_checkpoint(rank_workspace, ranking):
+def test_an_esm_is_keyed_by_the_recipe_and_seed_of_its_checkpoint(rank_workspace, ranking, tiny_encoder):
     """Two recipes that tune on the same rows (64 of the source's rows either way) but with another lr make two
     checkpoints and two ESMs: building the second fine-tunes instead of returning the first ESM, which the plan no
     longer reports as stored; another seed is another ESM too."""
@@ -318,7 +328,7 @@ def test_an_esm_is_keyed_by_the_recipe_and_seed_of_its_checkpoint(rank_workspace
     first = list_esms(rank_workspace).set_index("source").cache_key[source]
     count = "SELECT (SELECT count(*) FROM esms) AS e, (SELECT count(*) FROM checkpoints) AS c"
     before = rank_workspace.sql(count)
-    built = build_esms([source], recipe=other_lr, device="cpu", workspace=str(rank_workspace.root))
+    built = build_esms([source], recipe=other_lr, model=tiny_encoder, device="cpu", workspace=str(rank_workspace.root))
     after = rank_workspace.sql(count)
     assert built[source] != first and (after.e[0], after.c[0]) == (before.e[0] + 1, before.c[0] + 1)
     stored = rank_workspace.sql("SELECT checkpoint_key FROM esms WHERE cache_key = $k", {"k": built[source]})
@@ -326,7 +336,9 @@ def test_an_esm_is_keyed_by_the_recipe_and_seed_of_its_checkpoint(rank_workspace
     assert stored.checkpoint_key[0] == tuned.cache_key[0] and '"lr":0.0001' in tuned.recipe_json[0]
 
     def planned(recipe, seed=0):
-        request = RankRequest(TARGET, (source,), recipe=recipe, seed=seed, workspace=str(rank_workspace.root))
+        request = RankRequest(
+            TARGET, (source,), ESM, recipe, model=tiny_encoder, seed=seed, workspace=str(rank_workspace.root)
+        )
         return plan_rank(request).work[0]
 
     assert planned(TINY).esm_key == first and planned(other_lr).esm_key == built[source]

@@ -161,3 +161,19 @@ def test_committed_quality_scores_the_committed_files_like_the_flow():
     expected = quality_of({"a": -0.5, "b": 4.0, "c": 0.0}, measured, baseline=0.5)
     assert row.loc[("t0", "source-prior"), "points_lost@1"] == pytest.approx(expected["points_lost@1"]) == 1.0
     assert set(row.index.get_level_values("method")) == {"mmd", "source-prior", "random", "one-seed-oracle"}
+
+
+def test_rank_defaults_to_the_committed_atlas_best_single_method_for_the_first_source():
+    """`rank`'s default method is the single (not learned, not reference) method with the lowest mean regret@1 on
+    the committed atlas, and the one that agrees best with TaskWeb on the tasks both share."""
+    from flows.rank import RankRequest
+    from store.results import Results
+    from transfer.advisor import BEST_RANKING_METHOD
+
+    table = pd.read_csv(ranking_quality.RESULTS / "ranking_quality.csv", index_col="method")
+    singles = table.drop(index=[m for m in (*ranking_quality.REFERENCES, *ranking_quality.LEARNED) if m in table.index])
+    assert len(singles) >= 10
+    assert singles["regret@1_mean"].idxmin() == BEST_RANKING_METHOD
+    assert singles["taskweb_spearman_mean"].idxmax() == BEST_RANKING_METHOD
+    assert RankRequest("t").methods == (BEST_RANKING_METHOD,)
+    assert Results.recommend_sources.__defaults__[-1] == BEST_RANKING_METHOD

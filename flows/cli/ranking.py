@@ -75,13 +75,15 @@ def rank(
     target: Annotated[str, typer.Argument(help="Target task.")],
     top: Annotated[int, typer.Option(help="Sources to show.")] = 5,
     method: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Comma-separated methods: advisor (the learned recommendation; the other methods listed become its "
             "inputs), esm-logme, direct-logme, leep, maxsim and the divergence measures (centroid-cosine, mmd, "
-            "frechet, knn-kl, ...; see the README)."
+            "frechet, knn-kl, ...; see the README). Default direct-logme: the best single ranking on the committed "
+            "atlas without measuring transfer (mean regret@1 3.8 points over 12 targets, ESM-LogME 5.5; one cached "
+            "fine-tune per source). To decide, measure: `transferscope recommend`."
         ),
-    ] = "esm-logme",
+    ] = None,
     sources: Annotated[str | None, typer.Option(help="Comma-separated sources (default: every other task).")] = None,
     recipe: Annotated[
         str | None, typer.Option(help=RECIPE_HELP + " The advisor's inputs always use the atlas's recipe.")
@@ -104,9 +106,10 @@ def rank(
     """Rank source tasks for TARGET and print the top ones per method (building missing ESMs first)."""
     from flows.rank import METHODS, RankRequest, plan_rank
     from store.catalog import list_tasks
+    from transfer.advisor import BEST_RANKING_METHOD
 
     ws = Workspace(ctx.obj["workspace"])
-    methods = tuple(method.split(","))
+    methods = tuple(method.split(",")) if method else (BEST_RANKING_METHOD,)
     source_recipe = parse_recipe(recipe, budget, scope="rank/measure")
     unknown = [m for m in methods if m not in (*METHODS, "advisor")]
     if unknown:

@@ -16,6 +16,7 @@ method's score and what measured transfer already knows. One module per role:
 from transfer.advisor.best_arm import GainPosterior, Identified, identify_best, top_two_thompson
 from transfer.advisor.evaluation import leave_one_target_out, mean_gains, seed_gains
 from transfer.advisor.features import (
+    BEST_RANKING_METHOD,
     CHEAP_INPUTS,
     DEFAULT_INPUTS,
     PairFeatures,
@@ -30,7 +31,8 @@ from transfer.advisor.learner import Advice, SourceAdvisor, advise_target, candi
 from transfer.advisor.verification import verified_ranking
 
 __all__ = [
-    "CHEAP_INPUTS", "DEFAULT_INPUTS", "Advice", "GainPosterior", "Identified", "PairFeatures", "SourceAdvisor",
+    "BEST_RANKING_METHOD", "CHEAP_INPUTS", "DEFAULT_INPUTS", "Advice", "GainPosterior", "Identified", "PairFeatures",
+    "SourceAdvisor",
     "advise_target", "candidate_learners", "cv_plus_interval", "describe_tasks", "descriptor_features",
     "identify_best", "leave_one_target_out", "mean_gains", "method_features", "nested_loto_predictions",
     "prior_features", "profile_similarity", "seed_gains", "top_two_thompson", "verified_ranking",
