@@ -14,10 +14,10 @@ the six targets shared with TaskWeb (Kim et al. 2023), each method's Spearman ag
 Resumable: rankings, ESMs and checkpoints are cached in the workspace. Writes ``reports/results/
 ranking_quality.{json,csv}`` over the atlas targets complete so far (the JSON lists them and says whether the atlas
 is complete), the per-pair scores of every method (``atlas_method_scores.parquet``, the features the advisor learns
-from) and the tasks' descriptors (``atlas_tasks.csv``). ``--quick``: the quick atlas, two cheap methods, nothing
-written. ``--stage learned``: only the learned rows (advisor, fusion) are evaluated again, from the rankings and
-evaluations the last full run stored in the atlas workspace (and its committed TaskWeb check): minutes instead of
-the full run's hour, after a change to the advisor.
+from) and the tasks' descriptors (``atlas_tasks.csv``). ``--quick``: the quick atlas, two cheap methods (LEEP on a
+seeded sample of the target's texts, `QUICK_SAMPLES`), nothing written. ``--stage learned``: only the learned rows
+(advisor, fusion) are evaluated again, from the rankings and evaluations the last full run stored in the atlas
+workspace (and its committed TaskWeb check): minutes instead of the full run's hour, after a change to the advisor.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import json
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "reports" / "results"
 TASKWEB = SHARED_TASKS.parent / "taskweb" / "taskweb_overlap.csv"
 METHODS = DEFAULT_INPUTS  # every ranking method but OTDD, which needs class labels on both sides (regression here)
 QUICK_METHODS = ("centroid-cosine", "leep")
+QUICK_SAMPLES: dict[str, Any] = {"max_target_examples": 200}  # quick: LEEP reads 200 target texts, not all 800
 REFERENCES = ("one-seed-oracle", "source-prior", "random")
 LEARNED = (
     "advisor", "advisor+verify@2", "advisor+verify@3", "advisor-cheap-inputs", "advisor-cheap-inputs+verify@2",
@@ -228,6 +229,7 @@ def run(quick: bool = False, stage: str = "all") -> None:
     from store.workspace import Workspace
 
     methods = QUICK_METHODS if quick else METHODS
+    samples = QUICK_SAMPLES if quick else {}
     if quick:
         transfer_atlas.run(quick=True)  # the quick atlas, in its own workspace
         grid = [(t, list(transfer_atlas.QUICK["sources"])) for t in transfer_atlas.QUICK["targets"]]
@@ -258,7 +260,11 @@ def run(quick: bool = False, stage: str = "all") -> None:
         for target, sources in grid:
             if target in targets:
                 import_runs(ws, atlas, target, sources, seeds)
-                rank_sources(RankRequest(target, tuple(sources), methods, recipe, device="cpu", workspace=str(ws.root)))
+                rank_sources(
+                    RankRequest(
+                        target, tuple(sources), methods, recipe, device="cpu", workspace=str(ws.root), **samples
+                    )
+                )
                 evaluate_rankings(target=target, workspace=str(ws.root))
     quality = Results(ws).method_quality()
     quality = quality[quality.target.isin(targets)]

@@ -18,13 +18,19 @@ def real_texts(shared_tasks):
     return emotion + trec
 
 
-def test_exact_mode_matches_sentence_transformers(encoder, real_texts):
+@pytest.fixture(scope="module")
+def exact_vectors(encoder, real_texts):
+    """Exact-mode embeddings of `real_texts`, computed once for the tests that compare others against them."""
+    return encoder.encode(real_texts)
+
+
+def test_exact_mode_matches_sentence_transformers(encoder, real_texts, exact_vectors):
     from sentence_transformers import SentenceTransformer
 
     reference = SentenceTransformer(str(encoder.model_path), device="cpu")
     reference.max_seq_length = encoder.max_length
     expected = reference.encode(real_texts, batch_size=64, normalize_embeddings=True)
-    ours = encoder.encode(real_texts)
+    ours = exact_vectors
     assert ours.dtype == np.float32 and ours.shape == (len(real_texts), 384)
     cosine = (ours * expected).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(expected, axis=1)
     assert cosine.min() > 0.9999
@@ -111,7 +117,7 @@ def test_local_copy_of_a_model_works_and_shares_the_fingerprint(encoder, tmp_pat
 
 
 @pytest.mark.slow
-def test_fast_mode_on_cpu_stays_close_to_exact(encoder, real_texts, shared_tasks, tmp_path, monkeypatch):
+def test_fast_mode_on_cpu_stays_close_to_exact(encoder, real_texts, exact_vectors, shared_tasks, tmp_path, monkeypatch):
     """int8 ONNX Runtime: mean cosine >= 0.99 and 1st percentile >= 0.98 against exact mode on real texts, pairs
     included; the quantized model is exported once into the cache folder."""
     monkeypatch.setenv("TRANSFERSCOPE_CACHE", str(tmp_path))
@@ -120,7 +126,7 @@ def test_fast_mode_on_cpu_stays_close_to_exact(encoder, real_texts, shared_tasks
     texts, pairs = rte.column("text").to_pylist()[:40], rte.column("text_pair").to_pylist()[:40]
     cosine = np.concatenate(
         [
-            (fast.encode(real_texts) * encoder.encode(real_texts)).sum(1),
+            (fast.encode(real_texts) * exact_vectors).sum(1),
             (fast.encode(texts, pairs) * encoder.encode(texts, pairs)).sum(1),
         ]
     )

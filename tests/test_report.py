@@ -9,6 +9,7 @@ import shutil
 import struct
 import subprocess
 import zlib
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +17,17 @@ import pandas as pd
 import pytest
 
 from store.advice import SHIPPED_ATLAS, put_advice
-from store.catalog import put_task
 from store.measured import put_transfer_gains
 from store.runs import start_run
 from store.selections import put_selection_result
-from store.task_files import load_task_dir
 from store.workspace import Workspace
 
 TASKS = ("uci_sentiment_imdb", "uci_sentiment_amazon", "tweeteval_stance_atheism")
 TARGET = "uci_sentiment_imdb"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
-# The real run behind the report (embedding ~2,000 texts, ranking, evaluating) takes about a minute on 2 busy cores,
-# like the other real-flow tests; the checks on top of it take seconds (Chromium: about 2 s).
+# The real run behind the report (five flows on 240 texts with the tiny encoder) takes seconds, most of it Prefect's;
+# the checks on top of it take seconds too (Chromium: about 2 s).
 real_run = pytest.mark.slow
 
 
@@ -48,23 +47,23 @@ def _gains(baseline: float, means: dict[str, float], std: float = 0.004) -> pd.D
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, Path]:
-    """A workspace with three real tasks, their train embeddings, a centroid-cosine/MMD ranking for TARGET, measured
-    gains for two targets and an evaluation; and its report."""
+def report(tmp_path_factory, task_workspace, prefect_harness, tiny_encoder) -> tuple[Workspace, Path]:
+    """A workspace with three real tasks (80 training rows each), their train embeddings, a centroid-cosine/MMD
+    ranking for TARGET, measured gains for two targets and an evaluation; and its report. The flows run the tiny
+    seeded encoder: the report shows what is stored, whatever a model learned."""
     from flows import advise_sources, embed_tasks, evaluate_rankings, rank_sources, select_training_subset
     from flows.rank import RankRequest
     from flows.select import SelectionRequest
     from reports.html import build_report
 
-    ws = Workspace(tmp_path_factory.mktemp("report") / "ws")
-    for name in TASKS:
-        put_task(ws, load_task_dir(shared_tasks / name))
-    embed_tasks(tasks=list(TASKS), splits=["train"], device="cpu", workspace=str(ws.root))
+    ws = task_workspace(tmp_path_factory.mktemp("report") / "ws", *TASKS)
+    embed_tasks(tasks=list(TASKS), splits=["train"], model=tiny_encoder, device="cpu", workspace=str(ws.root))
     rank_sources(
         RankRequest(
             target=TARGET,
             sources=list(TASKS[1:]),
             methods=("centroid-cosine", "mmd"),
+            model=tiny_encoder,
             device="cpu",
             workspace=str(ws.root),
         )
@@ -80,8 +79,11 @@ def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, 
     )  # with the atheism target: a source prior for both of TARGET's sources
     evaluate_rankings(target=TARGET, workspace=str(ws.root))
     select_training_subset(
-        SelectionRequest("uci_sentiment_amazon", TARGET, method="gio", budget=40, device="cpu", workspace=str(ws.root))
-    )
+        SelectionRequest(
+            "uci_sentiment_amazon", TARGET, method="gio", budget=40, model=tiny_encoder, device="cpu",
+            workspace=str(ws.root),
+        )
+    )  # fmt: skip
     measured = {("full", 1.0): (0.80, 0.90), ("random", 0.2): (0.68, 0.85), ("gio", 0.2): (0.85, 0.85)}
     for (arm, budget), values in measured.items():  # a selection-quality measurement: 2 seeds
         for seed, value in enumerate(values):
@@ -102,8 +104,8 @@ def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, 
     # The advisor with nothing measured per seed to learn from (its fused fallback) for TARGET, and stored learned
     # advice with a "don't transfer" call for the atheism target.
     advise_sources(
-        target=TARGET, sources=list(TASKS[1:]), inputs=("centroid-cosine", "mmd"), atlas="none", device="cpu",
-        workspace=str(ws.root),
+        target=TARGET, sources=list(TASKS[1:]), inputs=("centroid-cosine", "mmd"), atlas="none", model=tiny_encoder,
+        device="cpu", workspace=str(ws.root),
     )  # fmt: skip
     run_id, config = start_run(ws, "advise_sources", {})
     learned = pd.DataFrame(
@@ -118,7 +120,7 @@ def report(tmp_path_factory, shared_tasks, prefect_harness) -> tuple[Workspace, 
 
 
 @real_run
-def test_report_content(report):
+def test_report_content(report, tiny_encoder):
     ws, index = report
     assert index == ws.root / "report" / "index.html" and index.is_file()
     assert not [p for p in index.parent.iterdir() if p.name != "index.html"]  # no temporary files left behind
@@ -155,7 +157,7 @@ def test_report_content(report):
     assert "PC1 (" in scatter.group(0) and "% of variance)" in scatter.group(0)
     # 5. the stored subset, with its per-example scores
     selections = page[page.index('id="selections"') : page.index('id="selection-quality"')]
-    assert 'class="selections"' in selections and "<td>40 / 800</td>" in selections and "<td>5.0%</td>" in selections
+    assert 'class="selections"' in selections and "<td>40 / 80</td>" in selections and "<td>50.0%</td>" in selections
     assert "<td>gio</td>" in selections and "<td>40</td>" in selections and "(count)" in selections
     # 6. selection quality: shares of the full-pool score (0.85): gio (1.0, 1.0), random (0.8, 1.0)
     quality = page[page.index('id="selection-quality"') : page.index('id="reference"')]
@@ -176,7 +178,7 @@ def test_report_content(report):
     runs = page[page.index('id="runs"') :]
     for flow in ("embed_tasks", "rank_sources", "evaluate_rankings"):
         assert f"<td>{flow}</td>" in runs
-    assert "all-MiniLM-L6-v2" in runs and "torch " in runs and "python " in runs and "<td>completed" in runs
+    assert escape(tiny_encoder) in runs and "torch " in runs and "python " in runs and "<td>completed" in runs
     assert "total_s " in runs  # timings
     # offline: nothing fetched from elsewhere, no script
     assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', page) and "<script" not in page

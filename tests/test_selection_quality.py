@@ -102,9 +102,10 @@ ARMS = {"gio": {"method": "gio"}, "random": {"method": "random"}}
 
 
 @pytest.fixture(scope="module")
-def measured(tmp_path_factory, shared_tasks, prefect_harness, tiny_encoder):
-    """A 60-row real pool (30 sst2 and 30 mpqa sentences) measured for yelp with GIO and random at 50%, 2 seeds,
-    with the tiny seeded encoder (what is asserted is what is stored and resumed, not what a model learns)."""
+def measured(tmp_path_factory, shared_tasks, small_tasks, prefect_harness, tiny_encoder):
+    """A 60-row real pool (30 sst2 and 30 mpqa sentences) measured for yelp (its first 200 training sentences and 50
+    of each evaluation split) with GIO and random at 50%, 2 seeds, with the tiny seeded encoder (what is asserted is
+    what is stored and resumed, not what a model learns)."""
     from flows.measure_selection import MeasureSelectionRequest, measure_selection
 
     frames = []
@@ -116,7 +117,7 @@ def measured(tmp_path_factory, shared_tasks, prefect_harness, tiny_encoder):
             rows = task.split("train").to_pandas().head(30)
             frames.append(pd.DataFrame({"text": rows.text, "label": [task.label_names[int(i)] for i in rows.label]}))
         put_task(ws, task_from_table(pd.concat(frames, ignore_index=True), "pool", license="research use"))
-        put_task(ws, load_task_dir(shared_tasks / TARGET))
+        put_task(ws, load_task_dir(small_tasks(TARGET, 200)))
     options = {
         "arms": ARMS, "budgets": (0.5,), "recipe": RECIPE, "max_test": 80, "device": "cpu", "model": tiny_encoder
     }  # fmt: skip
@@ -144,7 +145,7 @@ def test_flow_stores_every_run_and_summarises_them(measured):
 
 
 @pytest.mark.slow
-def test_stored_score_matches_an_independent_fine_tune(measured, shared_tasks):
+def test_stored_score_matches_an_independent_fine_tune(measured, small_tasks):
     """Retrain GIO's seed-0 subset by hand and score it on the target's validation and test rows."""
     from flows.measure_selection import SUBSET_RECIPE
     from store.catalog import get_task
@@ -167,7 +168,7 @@ def test_stored_score_matches_an_independent_fine_tune(measured, shared_tasks):
         model=options["model"],
     )
     held = pd.concat(
-        [pd.read_json(shared_tasks / TARGET / f"{split}.jsonl", lines=True) for split in ("validation", "test")],
+        [pd.read_json(small_tasks(TARGET, 200) / f"{split}.jsonl", lines=True) for split in ("validation", "test")],
         ignore_index=True,
     )
     held = held.iloc[np.sort(sample_indices(len(held), 80, 0))]
@@ -238,17 +239,18 @@ def test_cli_dry_run_plans_without_training(measured):
 
 
 @pytest.mark.slow
-def test_bench_quick_runs_end_to_end(tmp_path, monkeypatch, capsys, prefect_harness):
+def test_bench_quick_runs_end_to_end(tmp_path, monkeypatch, capsys, prefect_harness, tiny_encoder):
     from bench import selection_quality
 
     committed = ROOT / "reports" / "results" / "selection_quality.json"
     before = committed.read_bytes() if committed.exists() else None
     monkeypatch.setattr(selection_quality, "WORKSPACE", tmp_path)
-    selection_quality.run(quick=True)  # what `python -m bench selection_quality --quick` calls, in this process
+    # what `python -m bench selection_quality --quick` calls, in this process, with the tiny encoder (plumbing)
+    selection_quality.run(quick=True, model=tiny_encoder)
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     arms = {r["arm"] for r in result["summary"]}
     assert arms == {"full", "gio", "icons", "vog-prune_easiest", "random"}
-    assert result["grid"]["n_pool"] == 120 and result["quick"] is True
+    assert result["grid"]["n_pool"] == 120 and result["quick"] is True and result["grid"]["model"] == tiny_encoder
     full = next(r for r in result["summary"] if r["arm"] == "full")
     assert full["share_mean"] == pytest.approx(1.0)
     after = committed.read_bytes() if committed.exists() else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
+import threading
 import time
 import warnings
 
@@ -139,12 +140,14 @@ def test_views_and_sql_see_committed_state(workspace):
     ]
     # an outside client holding the views database open (another process) never blocks a writer
     context = multiprocessing.get_context("spawn")
-    ready = context.Event()
-    reader = context.Process(target=_hold_views, args=(str(workspace.views_path), 4.0, ready))
+    ready, release = context.Event(), context.Event()
+    reader = context.Process(target=_hold_views, args=(str(workspace.views_path), ready, release))
     reader.start()
     assert ready.wait(60)
     put_task(workspace, small_task("second"))
     assert workspace.sql("SELECT count(*) AS n FROM tasks").n[0] == 2
+    assert reader.is_alive()  # the reader held the views database open through the write
+    release.set()
     reader.join(60)
     assert reader.exitcode == 0
     outside = duckdb.connect(str(workspace.views_path), read_only=True)
@@ -152,11 +155,11 @@ def test_views_and_sql_see_committed_state(workspace):
     outside.close()
 
 
-def _hold_views(path: str, seconds: float, ready) -> None:
+def _hold_views(path: str, ready, release) -> None:
     con = duckdb.connect(path, read_only=True)
     assert con.execute("SELECT count(*) FROM embedding_vectors").fetchone()[0] == 3
     ready.set()
-    time.sleep(seconds)
+    assert release.wait(120)
     con.close()
 
 
@@ -199,34 +202,39 @@ def test_concurrent_writer_processes_lose_nothing(tmp_path):
     assert frame.n.tolist() == [15, 15, 15] and frame.done.tolist() == [15, 15, 15]
 
 
-def _hold_lock(root: str, seconds: float, ready) -> None:
+def _hold_lock(root: str, conn) -> None:
+    """Hold the workspace's write lock each time ``conn`` says "hold", until it says anything else."""
     ws = Workspace(root)
-    with ws.transaction():
-        ready.set()
-        time.sleep(seconds)
-
-
-def _start_holder(root: str, seconds: float):
-    context = multiprocessing.get_context("spawn")
-    ready = context.Event()
-    holder = context.Process(target=_hold_lock, args=(root, seconds, ready))
-    holder.start()
-    assert ready.wait(60)
-    return holder
+    while conn.recv() == "hold":
+        with ws.transaction():
+            conn.send("held")
+            conn.recv()
 
 
 def test_second_writer_waits_then_gives_a_clear_error(tmp_path):
     root = str(tmp_path / "ws")
     patient, impatient = Workspace(root, lock_timeout=30), Workspace(root, lock_timeout=0.5)
-    holder = _start_holder(root, 2.0)
+    context = multiprocessing.get_context("spawn")
+    orders, conn = context.Pipe()
+    holder = context.Process(target=_hold_lock, args=(root, conn), daemon=True)  # never outlives a failed test
+    holder.start()
+
+    def hold() -> None:
+        orders.send("hold")
+        assert orders.poll(60) and orders.recv() == "held"
+
+    hold()
     started = time.monotonic()
+    threading.Timer(1.0, orders.send, ("release",)).start()  # the holder commits after 1 s
     start_run(patient, "waited", {})  # blocks until the holder commits, then writes
     assert time.monotonic() - started > 0.5
-    holder.join(60)
-    holder = _start_holder(root, 3.0)
+    hold()
     with pytest.raises(WorkspaceLockedError, match="stayed locked by another TransferScope process for 0 s"):
         start_run(impatient, "blocked", {})
+    orders.send("release")
+    orders.send("stop")
     holder.join(60)
+    assert holder.exitcode == 0
     start_run(impatient, "after", {})
     assert patient.sql("SELECT flow FROM runs ORDER BY flow").flow.tolist() == ["after", "waited"]
 
