@@ -16,7 +16,7 @@ from pathlib import Path
 BENCHMARKS = ("embed", "logme", "esm_logme", "divergence", "gio", "gradients", "finetune", "startup")
 QUALITY = (
     "ranking_quality", "selection_quality", "transfer_atlas", "atlas_targets", "recommend_simulation", "scale",
-    "rank_scale", "selection_diagnosis",
+    "rank_scale", "selection_diagnosis", "selection_generalisation",
 )  # fmt: skip
 
 

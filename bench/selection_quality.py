@@ -21,6 +21,7 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +34,7 @@ WORKSPACE = Path(os.environ.get("TRANSFERSCOPE_BENCH_WORKSPACE", "~/.cache/trans
 WORKSPACE = WORKSPACE.expanduser()
 POOL = "sentiment_pool"
 POOL_SOURCES = ("sst2", "mr", "mpqa")
+LABELS = ("negative", "positive")
 TARGETS = ("cr", "uci_sentiment_yelp", "uci_sentiment_amazon")
 ARMS = {
     "gio": {"method": "gio"},
@@ -75,23 +77,45 @@ def grid(quick: bool) -> dict:
     }
 
 
-def sentiment_pool(per_source: int, sources: tuple[str, ...] = POOL_SOURCES):
-    """The pool task: ``per_source`` seeded training rows of each of ``sources``, in that order, labels by name."""
+def sentiment_pool(
+    per_source: int,
+    sources: tuple[str, ...] = POOL_SOURCES,
+    *,
+    name: str = POOL,
+    splits: dict[str, str] | None = None,
+    distinct_from: set[str] | None = None,
+    edit: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+):
+    """The pool task ``name``: ``per_source`` seeded rows of each of ``sources``, in that order, labels by name, rows
+    labelled negative or positive only (tweeteval_sentiment's neutral is dropped). ``splits``: the split each source
+    is drawn from (default train). ``distinct_from``: texts, normalised by `store.leakage.normalise_text`, no drawn
+    row may have; when given, the drawn rows are also distinct from one another. ``edit``: applied to the drawn rows
+    (a frame with columns text and label) before the task is built."""
+    from store.leakage import normalise_text
     from store.task_files import load_task_dir, task_from_table
     from transfer.finetune import sample_indices
 
     frames, licences = [], []
-    for name in sources:
-        source = load_task_dir(SHARED_TASKS / name)
-        rows = source.split("train")
-        rows = rows.take(sample_indices(rows.num_rows, per_source, 0)).to_pandas()
-        labels = [source.label_names[int(i)] for i in rows.label]
-        frames.append(pd.DataFrame({"text": rows.text, "label": labels}))
-        licences.append(f"{name}: {source.license}")
+    seen = None if distinct_from is None else set(distinct_from)
+    for source_name in sources:
+        source = load_task_dir(SHARED_TASKS / source_name)
+        rows = source.split((splits or {}).get(source_name, "train")).to_pandas()
+        rows = pd.DataFrame({"text": rows.text, "label": [source.label_names[int(i)] for i in rows.label]})
+        keep = rows.label.isin(LABELS)
+        if seen is not None:
+            keys = rows.text.map(normalise_text)
+            keep &= ~keys.isin(seen) & ~keys.duplicated()
+        rows = rows[keep].reset_index(drop=True)
+        rows = rows.iloc[sample_indices(len(rows), per_source, 0)]
+        if seen is not None:
+            seen |= set(rows.text.map(normalise_text))
+        frames.append(rows)
+        licences.append(f"{source_name}: {source.license}")
+    table = pd.concat(frames, ignore_index=True)
     return task_from_table(
-        pd.concat(frames, ignore_index=True),
-        POOL,
-        label_names=("negative", "positive"),
+        edit(table) if edit else table,
+        name,
+        label_names=LABELS,
         source_uri="shared tasks " + ", ".join(sources),
         license="; ".join(licences),
     )

@@ -38,11 +38,13 @@ import numpy as np
 import pandas as pd
 
 from reports.svg import heatmap, line_chart, scatter
+from store.advice import SHIPPED_ATLAS
 from store.artifacts import replace_atomically
 from store.benchmarks import (
     atlas_summary,
     committed_ranking_quality,
     committed_recommend_simulation,
+    committed_selection_generalisation,
     committed_selection_quality,
 )
 from store.errors import MissingResultError
@@ -515,10 +517,11 @@ def selection_quality_section(ws: Workspace, views: set[str]) -> str:
     except LookupError:
         summary = None
     if summary is None:
-        return "".join(out) + _note(
+        no_measurement = _note(
             "No selection-quality measurement stored. Run `transferscope measure-selection POOL --target T` to "
             "fine-tune on each method's subsets and on the whole pool."
         )
+        return "".join(out) + no_measurement + held_out_selection()
     overall = summary[summary.target == "all"]
     targets = sorted(set(summary.target) - {"all"})
     out.append(
@@ -549,6 +552,43 @@ def selection_quality_section(ws: Workspace, views: set[str]) -> str:
     out.append(
         _note(f"Per-target rows: Results(workspace).selection_quality(); config {summary.attrs['config_hash'][:12]}.")
     )
+    return "".join(out) + held_out_selection()
+
+
+def held_out_selection(folder: Path = SHIPPED_ATLAS) -> str:
+    """Section 7's held-out pools (`store.benchmarks.committed_selection_generalisation`): per pool and budget, each
+    method's paired difference to random in points with its 95% interval over seeds, marked where the interval lies
+    above 0; labelled partial while the grid is incomplete."""
+    out = ["<h3>Held-out pools: where a method beats random</h3>"]
+    found = committed_selection_generalisation(folder)
+    if found is None:
+        return "".join(out) + _note(
+            "Not measured yet: `python -m bench selection_generalisation` (a campaign that resumes where it stopped)."
+        )
+    table, meta = found
+    coverage = (
+        f"all {meta['planned_seeds']} seeds"
+        if meta["complete"]
+        else "PARTIAL: " + ", ".join(f"{p} {len(s)} of {meta['planned_seeds']} seeds" for p, s in meta["seeds"].items())
+    )
+    out.append(
+        "<p class='meta'>Pools the methods were not tuned on (<code>python -m bench selection_generalisation</code>; "
+        f"{escape(coverage)}): the difference to random subsets of the same size in accuracy points, mean over seeds "
+        "(targets averaged per seed) [95% paired t-interval]; ✓ where the whole interval is above 0.</p>"
+    )
+    arms = sorted(set(table.arm) - {"full", "random"})
+    rows = []
+    for (pool, budget), group in table[table.budget < 1].groupby(["pool", "budget"], sort=False):
+        by_arm = group.set_index("arm")
+        cells = [
+            f'<td class="num">{by_arm.vs_random_points[a]:+.1f} [{_fmt(by_arm.ci95_low[a], 1)}, '
+            f"{_fmt(by_arm.ci95_high[a], 1)}]{' ✓' if by_arm.beats_random[a] else ''}</td>"
+            if a in by_arm.index
+            else "—"
+            for a in arms
+        ]
+        rows.append([_fmt(pool), f"{budget:.0%}", *cells])
+    out.append(_table(["pool", "budget", *arms], rows, css_class="selection-generalisation"))
     return "".join(out)
 
 

@@ -4,7 +4,9 @@ their own workspace's numbers against. Read-only; each reader returns None when 
 - `atlas_summary`: per atlas target, the measured gain of its best source and the spread over sources (from
   ``transfer_atlas.parquet``, `store.advice.shipped_atlas`'s recipe);
 - `committed_ranking_quality`: the method table of ``python -m bench ranking_quality`` and what it covers;
-- `committed_selection_quality`: the summary of ``python -m bench selection_quality``.
+- `committed_selection_quality`: the summary of ``python -m bench selection_quality``;
+- `committed_selection_generalisation`: ``python -m bench selection_generalisation`` on its held-out pools, complete
+  or partial.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ import pandas as pd
 
 from store.advice import ATLAS_RUNS, SHIPPED_ATLAS
 from transfer.advisor import mean_gains
+from transfer.arms import summarise_pools
+
+# ``python -m bench selection_generalisation``'s files: runs (appended per call), its grid, the summary (.csv, .json)
+GENERALISATION_RUNS = "selection_generalisation_runs.csv"
+GENERALISATION_GRID = "selection_generalisation_runs.json"
+GENERALISATION_SUMMARY = "selection_generalisation"
 
 
 def atlas_summary(folder: Path = SHIPPED_ATLAS) -> pd.DataFrame | None:
@@ -78,6 +86,25 @@ def committed_selection_quality(folder: Path = SHIPPED_ATLAS) -> pd.DataFrame | 
     """Per (arm, budget): share of the full-pool score (mean, std over seeds) and the paired difference to random."""
     path = folder / "selection_quality.csv"
     return pd.read_csv(path) if path.exists() else None
+
+
+def committed_selection_generalisation(folder: Path = SHIPPED_ATLAS) -> tuple[pd.DataFrame, dict] | None:
+    """The held-out pools of ``python -m bench selection_generalisation``: (per pool, "all held-out", arm and budget:
+    share of the full-pool score and the paired difference to random in points with its 95% interval and
+    beats_random, `transfer.arms.summarise_pools`; {complete, seeds: {pool: seeds in}, planned_seeds}). From the
+    summary once the grid is complete, else summarised from the runs measured so far; None when neither is shipped."""
+    summary = folder / f"{GENERALISATION_SUMMARY}.json"
+    if summary.exists():
+        result = json.loads(summary.read_text())
+        table = pd.DataFrame(result["summary"])
+        meta = {"complete": True, "seeds": result["seeds_in"], "planned_seeds": len(result["grid"]["seeds"])}
+        return table[table.held_out].reset_index(drop=True), meta
+    if not (folder / GENERALISATION_RUNS).exists():
+        return None
+    runs = pd.read_csv(folder / GENERALISATION_RUNS)
+    grid = json.loads((folder / GENERALISATION_GRID).read_text())
+    seeds = {str(pool): sorted(int(s) for s in set(frame.seed)) for pool, frame in runs.groupby("pool")}
+    return summarise_pools(runs), {"complete": False, "seeds": seeds, "planned_seeds": len(grid["seeds"])}
 
 
 def committed_recommend_simulation(folder: Path = SHIPPED_ATLAS) -> pd.DataFrame | None:

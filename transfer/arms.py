@@ -13,7 +13,8 @@ summarised over seeds by its mean and standard deviation. Against random selecti
 difference per seed, d(s) = mean_t [m(a, b, s, t) - m(random, b, s, t)], is summarised by its mean, standard
 deviation, the share of seeds with d > 0 and a paired t-test (`transfer.groundtruth.summarise_gains`). The same
 summaries are given per target (``target`` = the target's name) beside the average over targets (``target`` =
-``"all"``).
+``"all"``). `random_interval` adds the paired t-interval over seeds, mean(d) ± t(0.975, n − 1) · std(d) / √n, and
+`summarise_pools` gives these per pool and over pools (a benchmark with several pools).
 
 Plain numpy/pandas arithmetic on a table of runs, kept in transfer/ so that the selection side (`selection.quality`
 re-exports it) and the read side (`store.results`, which may not import selection/) share one implementation.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from transfer.errors import InputError
 from transfer.groundtruth import summarise_gains
@@ -30,6 +32,7 @@ from transfer.groundtruth import summarise_gains
 FULL = "full"
 RANDOM = "random"
 ALL_TARGETS = "all"
+ALL_POOLS = "all held-out"
 COLUMNS = (
     "target",
     "arm",
@@ -97,6 +100,43 @@ def summarise_selection(results: pd.DataFrame) -> pd.DataFrame:
             )
         rows.append(row)
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def random_interval(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` (rows of `summarise_selection` or its committed table: vs_random_mean, vs_random_std, n_seeds) with
+    the paired comparison against random in points of the primary metric (x100) added: ``vs_random_points`` and its
+    95% t-interval over seeds ``ci95_low``, ``ci95_high`` (NaN for one seed or no comparison), and ``beats_random``
+    (the interval's lower end above 0)."""
+    n = summary.n_seeds.to_numpy(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = 100 * stats.t.ppf(0.975, n - 1) * summary.vs_random_std.to_numpy(np.float64) / np.sqrt(n)
+    points = 100 * summary.vs_random_mean.to_numpy(np.float64)
+    return summary.assign(
+        vs_random_points=points, ci95_low=points - half, ci95_high=points + half, beats_random=points - half > 0
+    )
+
+
+def summarise_pools(results: pd.DataFrame) -> pd.DataFrame:
+    """`summarise_selection` averaged over targets, per pool and over every pool (``pool`` = ``ALL_POOLS``), with
+    `random_interval`. ``results``: the runs of `summarise_selection` with a ``pool`` column (one measurement per
+    pool). Over pools, each (pool, target) counts as one target (its share is of that pool's full-pool score) and
+    only the seeds every pool has are used. Returns one row per (pool, arm, budget): pool, then `COLUMNS` without
+    target, then the columns `random_interval` adds."""
+    if "pool" not in results.columns or results.empty:
+        raise InputError(
+            f"The 'results' parameter of summarise_pools must hold runs with a 'pool' column. Got "
+            f"{len(results)} rows with columns {list(results.columns)}."
+        )
+    pools = dict(list(results.groupby("pool", sort=True)))
+    parts = [summarise_selection(runs).assign(pool=pool) for pool, runs in pools.items()]
+    common = set.intersection(*(set(runs.seed) for runs in pools.values()))
+    if len(pools) > 1 and common:
+        together = results[results.seed.isin(common)]
+        together = together.assign(target=together.pool + "/" + together.target)
+        parts.append(summarise_selection(together).assign(pool=ALL_POOLS))
+    table = pd.concat(parts, ignore_index=True)
+    table = table[table.target == ALL_TARGETS]
+    return random_interval(table[["pool", *COLUMNS[1:]]].reset_index(drop=True))
 
 
 def _std(values: pd.Series) -> float:
