@@ -39,6 +39,7 @@ from store.errors import CorruptArtifactError, InputError
 from store.leakage import drop_examples, drop_leaked
 from store.rates import Rate, fine_tune_rate
 from store.runs import config_hash, recorded_run
+from store.selection_evidence import SelectionEvidence, selection_evidence
 from store.selections import budget_kind, check_same_space, find_selection, put_selection
 from store.tasks import Task
 from store.workspace import Workspace
@@ -127,7 +128,8 @@ class SelectionPlan:
     ``subset_id`` hashes everything that determines the subset (pool and target contents, method, budget,
     ``params``); ``leaked_ids`` are the pool rows the leakage guard drops (the flow drops exactly these);
     ``estimated_s`` is the rough time, with fine-tuning costed at ``rate`` (the workspace's measured rate);
-    ``catalog``: the stored tasks it was made against (`store.catalog.catalog_digest`)."""
+    ``catalog``: the stored tasks it was made against (`store.catalog.catalog_digest`); ``evidence``: what measured
+    data says about the method against random (`store.selection_evidence`; None for random itself)."""
 
     request: SelectionRequest
     catalog: str
@@ -142,6 +144,23 @@ class SelectionPlan:
     estimated_s: float
     rate: str
     params: dict[str, Any]
+    evidence: SelectionEvidence | None
+
+
+def arm_names(method: str, method_params: dict[str, Any]) -> tuple[str, ...]:
+    """The names a measurement gives the arm of ``method`` with ``method_params``, most specific first (the
+    benchmarks': ``icons-stratified``, ``vog-prune_easiest``; `transferscope measure-selection --method M`: ``M``
+    for the method's defaults)."""
+    if method not in ("icons", "vog"):
+        return (method,)
+    settings = method_settings(method, method_params)
+    defaults = settings == method_settings(method, {})
+    specific = (
+        ("icons-stratified" if settings["stratify"] else "icons")
+        if method == "icons"
+        else f"vog-{settings['strategy']}"
+    )
+    return (specific, method) if defaults and specific != method else (specific,)
 
 
 def plan_selection(request: SelectionRequest) -> SelectionPlan:
@@ -225,6 +244,11 @@ def plan_selection(request: SelectionRequest) -> SelectionPlan:
         estimated_s=round(_estimate_s(r, n_pool, count, n_target, use_quantized, to_embed, rate), 1),
         rate=rate.basis,
         params=params,
+        evidence=None
+        if r.method == "random"
+        else selection_evidence(
+            ws, r.pool, arm_names(r.method, r.method_params), None if count is None else count / n_pool
+        ),
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from flows.cli.common import app, console, print_frame, with_runner
 from store.workspace import Workspace
@@ -55,7 +56,9 @@ def select(
             help="gio, icons, vog or random. No method beat random on a pool of mixed review domains (20%: random "
             "98.1% of the full pool's score, GIO 98.2%, stratified ICONS 89.9%, ICONS 81.0%); on a binary task ICONS "
             "picks one class (stratify=true: the rows a warm-up model already gets right), which helped only at "
-            "10% of one benchmark pool (96% vs random's 83%). Check on your pool: measure-selection."
+            "10% of one benchmark pool (96% vs random's 83%). The plan says what measured data (this pool's "
+            "measure-selection, else the held-out pools of bench selection_generalisation) shows against random, "
+            "and when nothing shows the method beating it, that random is as good and cheap."
         ),
     ] = "gio",
     budget: Annotated[str, typer.Option(help=SELECT_BUDGET_HELP)] = "0.2",
@@ -110,6 +113,8 @@ def select(
         f"{', quantised' if plan.quantize else ''}; embed {embeds}; about {plan.estimated_s:.0f} s"
         + (" (already stored)" if plan.stored else f" (fine-tuning at {plan.rate})")
     )
+    if plan.evidence is not None:
+        console.print(f"evidence: {escape(plan.evidence.message)}", soft_wrap=True)
     if dry_run:
         return
     summary = with_runner(ctx, select_training_subset)(plan)

@@ -1,0 +1,107 @@
+"""What `select`'s plan says about a method against random (issue #31 part 3): this pool's own measurement first,
+else the committed held-out pools, else that nothing is measured; hand-worked paired t-intervals over seeds."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from store.selection_evidence import selection_evidence
+from store.selections import put_selection_result
+from store.workspace import Workspace
+
+T_975_2 = 4.302652729911275  # t(0.975, 2): three seeds
+RANDOM = [0.70, 0.72, 0.74]
+
+
+def committed_folder(folder):
+    """Runs of a partial benchmark: pools p1 and p2, one target, seeds 0-2 of 5 planned. GIO minus random per seed:
+    p1 +2, +3, +4 points; p2 +1, -1, 0; ICONS -5 points everywhere."""
+    folder.mkdir()
+    rows = []
+    for pool, gio in (("p1", (0.02, 0.03, 0.04)), ("p2", (0.01, -0.01, 0.0))):
+        for seed in range(3):
+            arms = {("full", 1.0): 0.8, ("random", 0.2): RANDOM[seed], ("gio", 0.2): RANDOM[seed] + gio[seed]}
+            arms[("icons", 0.2)] = RANDOM[seed] - 0.05
+            for (arm, budget), value in arms.items():
+                rows.append(
+                    {"pool": pool, "held_out": True, "arm": arm, "budget": budget, "seed": seed, "target": "t",
+                     "n_train": int(2000 * budget), "value": value, "config_hash": pool}
+                )  # fmt: skip
+    pd.DataFrame(rows).to_csv(folder / "selection_generalisation_runs.csv", index=False)
+    (folder / "selection_generalisation_runs.json").write_text(json.dumps({"seeds": [0, 1, 2, 3, 4]}))
+    return folder
+
+
+def test_held_out_pools_answer_when_this_pool_was_not_measured(tmp_path):
+    folder = committed_folder(tmp_path / "results")
+    ws = Workspace(tmp_path / "ws")
+    gio = selection_evidence(ws, "mine", ("gio",), 0.25, folder=folder)
+    # over both pools, targets averaged per seed: +1.5, +1.0, +2.0 points; sd 0.5
+    half = T_975_2 * 0.5 / 3**0.5
+    assert gio.basis == "held-out pools" and gio.budget == 0.2 and gio.seeds == 3 and gio.partial
+    assert gio.points == pytest.approx(1.5) and gio.low == pytest.approx(1.5 - half) and gio.low > 0 and gio.beats_random
+    assert (gio.pools_beaten, gio.pools) == (1, 2)  # p1's interval (+3 ± 2.48) clears 0, p2's (0 ± 2.48) does not
+    assert "beat random on 1 of 2 pools" in gio.message and "partial benchmark" in gio.message
+    assert "It beat random there." in gio.message
+    icons = selection_evidence(ws, "mine", ("icons",), None, folder=folder)
+    assert icons.points == pytest.approx(-5.0) and not icons.beats_random and icons.pools_beaten == 0
+    assert "random selection is as good there, and cheap (--method random)" in icons.message
+
+
+def test_this_pools_measurement_comes_first_at_the_nearest_budget(tmp_path):
+    folder = committed_folder(tmp_path / "results")
+    ws = Workspace(tmp_path / "ws")
+    gains = {0.1: (-0.01, -0.02, 0.0), 0.2: (0.05, 0.06, 0.07)}  # icons-stratified minus random, per seed
+    for seed in range(3):
+        arms = {("full", 1.0): 0.8}
+        for budget, gain in gains.items():
+            arms[("random", budget)] = RANDOM[seed]
+            arms[("icons-stratified", budget)] = RANDOM[seed] + gain[seed]
+        for (arm, budget), value in arms.items():
+            put_selection_result(
+                ws, "c", pool="mine", arm=arm, method="random" if arm in ("full", "random") else "icons",
+                budget=budget, seed=seed, subset_id=f"{arm}-{budget}-{seed}", n_train=int(1000 * budget),
+                train_seconds=1.0, metrics={"t": {"primary": value}}, run_id="r",
+            )  # fmt: skip
+    low = selection_evidence(ws, "mine", ("icons-stratified",), 0.12, folder=folder)
+    half = T_975_2 * 1.0 / 3**0.5
+    assert low.basis == "this pool" and low.budget == 0.1 and low.pools is None and not low.partial
+    assert low.points == pytest.approx(-1.0) and low.high == pytest.approx(-1.0 + half) and not low.beats_random
+    assert "on this pool (measured in this workspace)" in low.message
+    high = selection_evidence(ws, "mine", ("icons-stratified",), 0.3, folder=folder)
+    assert high.budget == 0.2 and high.points == pytest.approx(6.0) and high.beats_random
+    other = selection_evidence(ws, "other", ("icons-stratified",), 0.2, folder=folder)
+    assert other.basis == "none"  # another pool; the benchmark never measured stratified ICONS in this folder
+
+
+def test_nothing_measured_says_so_and_how_to_check(tmp_path):
+    evidence = selection_evidence(Workspace(tmp_path / "ws"), "pool_task", ("vog-keep_hardest",), 0.2, tmp_path)
+    assert evidence.basis == "none" and not evidence.beats_random and evidence.points is None
+    assert "transferscope measure-selection pool_task --target T --method vog --method random" in evidence.message
+
+
+def test_arm_names_follow_the_benchmarks_and_the_cli():
+    from flows.select import arm_names
+
+    assert arm_names("gio", {}) == ("gio",)
+    assert arm_names("icons", {}) == ("icons",) == arm_names("icons", {"stratify": False})
+    assert arm_names("icons", {"stratify": True}) == ("icons-stratified",)
+    assert arm_names("vog", {}) == ("vog-prune_easiest", "vog")
+    assert arm_names("vog", {"strategy": "keep_hardest"}) == ("vog-keep_hardest",)
+    assert arm_names("vog", {"n_checkpoints": 3}) == ("vog-prune_easiest",)  # not the CLI's default arm
+
+
+def test_the_plan_carries_the_evidence(tmp_path, task_workspace, tiny_encoder):
+    from flows.select import SelectionRequest, plan_selection
+
+    ws = task_workspace(tmp_path / "ws", "uci_sentiment_amazon", "uci_sentiment_imdb")
+    options = {"budget": 0.2, "model": tiny_encoder, "device": "cpu", "workspace": str(ws.root)}
+    assert (
+        plan_selection(SelectionRequest("uci_sentiment_amazon", "uci_sentiment_imdb", "random", **options)).evidence
+        is None
+    )
+    plan = plan_selection(SelectionRequest("uci_sentiment_amazon", "uci_sentiment_imdb", "gio", **options))
+    assert plan.evidence is not None and plan.evidence.arm == "gio" and plan.evidence.basis != "this pool"
