@@ -29,8 +29,10 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# One pytest worker per core, each file on one worker (its module fixtures built once); conftest gives each worker
+# one torch thread.
 test: lint
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=25
 
 $(PEERS)/.installed: bench/peers-requirements.txt
 	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
