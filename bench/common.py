@@ -20,6 +20,19 @@ RESERVED_TARGETS = frozenset(
 )
 
 
+def machine_provenance() -> dict[str, str]:
+    """The host (name and cores) and library versions a run was measured with, for its stored rows."""
+    import os
+    import platform
+
+    from store.runs import library_versions
+
+    return {
+        "host": f"{platform.node()} ({os.cpu_count()} cores)",
+        "versions": json.dumps(library_versions(), sort_keys=True),
+    }
+
+
 def check_targets(bench: str, targets: tuple[str, ...] | list[str]) -> None:
     """Refuse a transfer or ranking grid whose targets include a reserved task (`RESERVED_TARGETS`)."""
     reserved = sorted(set(targets) & RESERVED_TARGETS)

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 import warnings
 from datetime import datetime, timezone
@@ -57,7 +56,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.common import SHARED_TASKS
+from bench.common import SHARED_TASKS, machine_provenance
 from bench.selection_quality import ARMS as TUNED_ARMS
 from bench.selection_quality import QUICK_ARMS as TUNED_QUICK_ARMS
 from bench.selection_quality import RESULTS, sentiment_pool
@@ -160,13 +159,10 @@ def build_pool(pool: str, n_rows: int, exclude: set[str]) -> Any:
 
 def provenance(model: str) -> dict[str, Any]:
     """Who measured a run (stored on its rows): model, device, host, library versions, when it was appended."""
-    from store.runs import library_versions
-
     return {
         "model": model,
         "device": "cpu",
-        "host": f"{platform.node()} ({os.cpu_count()} cores)",
-        "versions": json.dumps(library_versions(), sort_keys=True),
+        **machine_provenance(),
         "appended_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.common import SHARED_TASKS, check_targets
+from bench.common import SHARED_TASKS, check_targets, machine_provenance
 
 RESULTS = Path(__file__).resolve().parents[1] / "reports" / "results"
 ATLAS = RESULTS / "transfer_atlas.parquet"
@@ -110,15 +109,14 @@ def provenance(device: str) -> dict[str, Any]:
     """Where and with what a run was measured (stored on every row)."""
     import torch
 
-    from store.runs import library_versions
-
     name = torch.cuda.get_device_name() if device != "cpu" and torch.cuda.is_available() else "cpu"
+    machine = machine_provenance()
     return {
         "device": name,
-        "host": f"{platform.node()} ({os.cpu_count()} cores)",
+        "host": machine["host"],
         "weights_dtype": "float32",
         "optimizer": "AdamW fused",  # the 7 rte rows measured before the fused kernel say "AdamW foreach"
-        "versions": json.dumps(library_versions(), sort_keys=True),
+        "versions": machine["versions"],
     }
 
 

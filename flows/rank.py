@@ -135,7 +135,7 @@ class RankRequest:
     deprecated name).
     ``prefilter="centroid-cosine:10"`` keeps the 10 best sources by a cheap measure before the other methods run.
     ``fuse="rrf"`` (or ``"borda"``) also stores the fused ranking of ``methods`` as method ``fused-rrf``, with
-    ``fuse_weights``. With ``build_missing=False`` a source without a stored ESM is an error."""
+    ``fuse_weights``. With ``build_missing=False`` a source without a stored ESM is an error (``esm-logme`` only)."""
 
     target: str
     sources: tuple[str, ...] | None = None

@@ -128,8 +128,8 @@ class SelectionPlan:
     ``subset_id`` hashes everything that determines the subset (pool and target contents, method, budget,
     ``params``); ``leaked_ids`` are the pool rows the leakage guard drops (the flow drops exactly these);
     ``estimated_s`` is the rough time, with fine-tuning costed at ``rate`` (the workspace's measured rate);
-    ``catalog``: the stored tasks it was made against (`store.catalog.catalog_digest`); ``evidence``: what measured
-    data says about the method against random (`store.selection_evidence`; None for random itself)."""
+    ``catalog``: the stored tasks it was made against (`store.catalog.catalog_digest`). `evidence` reads what
+    measured data says about the method against random."""
 
     request: SelectionRequest
     catalog: str
@@ -144,23 +144,35 @@ class SelectionPlan:
     estimated_s: float
     rate: str
     params: dict[str, Any]
-    evidence: SelectionEvidence | None
+
+    def evidence(self) -> SelectionEvidence | None:
+        """What measured data says about this method against random (`store.selection_evidence`: this pool's own
+        measurement, else the benchmark's held-out pools), read when asked; None for random itself."""
+        r = self.request
+        if r.method == "random":
+            return None
+        fraction = None if self.n_budget is None else self.n_budget / self.n_pool
+        spec = {"method": r.method, "params": r.method_params}
+        return selection_evidence(Workspace(r.workspace), r.pool, arm_names(r.method, r.method_params), fraction, spec)
 
 
 def arm_names(method: str, method_params: dict[str, Any]) -> tuple[str, ...]:
     """The names a measurement gives the arm of ``method`` with ``method_params``, most specific first (the
     benchmarks': ``icons-stratified``, ``vog-prune_easiest``; `transferscope measure-selection --method M`: ``M``
-    for the method's defaults)."""
+    for the method's defaults). Other parameters than those arms' (any GIO parameter; for ICONS and VoG any but
+    ``stratify`` and ``strategy``) give one name, "<arm> (custom parameters)", that no measurement holds."""
     if method not in ("icons", "vog"):
-        return (method,)
-    settings = method_settings(method, method_params)
-    defaults = settings == method_settings(method, {})
+        return (f"{method} (custom parameters)",) if method_params else (method,)
+    settings, defaults = method_settings(method, method_params), method_settings(method, {})
+    named = "stratify" if method == "icons" else "strategy"
     specific = (
         ("icons-stratified" if settings["stratify"] else "icons")
         if method == "icons"
         else f"vog-{settings['strategy']}"
     )
-    return (specific, method) if defaults and specific != method else (specific,)
+    if {k: v for k, v in settings.items() if k != named} != {k: v for k, v in defaults.items() if k != named}:
+        return (f"{specific} (custom parameters)",)
+    return (specific, method) if settings == defaults and specific != method else (specific,)
 
 
 def plan_selection(request: SelectionRequest) -> SelectionPlan:
@@ -244,11 +256,6 @@ def plan_selection(request: SelectionRequest) -> SelectionPlan:
         estimated_s=round(_estimate_s(r, n_pool, count, n_target, use_quantized, to_embed, rate), 1),
         rate=rate.basis,
         params=params,
-        evidence=None
-        if r.method == "random"
-        else selection_evidence(
-            ws, r.pool, arm_names(r.method, r.method_params), None if count is None else count / n_pool
-        ),
     )
 
 

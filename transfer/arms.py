@@ -43,6 +43,7 @@ COLUMNS = (
     "score_std",
     "share_mean",
     "share_std",
+    "vs_random_n",
     "vs_random_mean",
     "vs_random_std",
     "vs_random_positive_share",
@@ -57,7 +58,8 @@ def summarise_selection(results: pd.DataFrame) -> pd.DataFrame:
     (the primary metric). It must hold the ``"full"`` arm (the whole pool) for every target. Returns one row per
     (target, arm, budget) — ``target`` ``"all"`` averages the targets per seed first — with the columns of
     ``COLUMNS``: ``score_*`` in metric units, ``share_*`` as fractions of the full-pool score, ``vs_random_*`` in
-    metric units over the seeds both arms share (NaN for random itself and where random was not run)."""
+    metric units over the ``vs_random_n`` seeds both arms share (NaN, and 0 seeds, for random itself and where random
+    was not run)."""
     missing = {"arm", "budget", "seed", "target", "n_train", "value"} - set(results.columns)
     if missing:
         raise InputError(f"The 'results' parameter of summarise_selection lacks the columns {sorted(missing)}.")
@@ -85,6 +87,7 @@ def summarise_selection(results: pd.DataFrame) -> pd.DataFrame:
             "vs_random_std": np.nan,
             "vs_random_positive_share": np.nan,
             "vs_random_p_value": np.nan,
+            "vs_random_n": 0,
         }
         baseline = frame[(frame.target == target) & (frame.arm == RANDOM) & (frame.budget == budget)]
         seeds = sorted(set(by_seed.index) & set(baseline.seed))
@@ -93,6 +96,7 @@ def summarise_selection(results: pd.DataFrame) -> pd.DataFrame:
                 by_seed.value.loc[seeds].to_numpy(), baseline.set_index("seed").value.loc[seeds].to_numpy()
             )
             row.update(
+                vs_random_n=len(seeds),
                 vs_random_mean=gain.mean_gain,
                 vs_random_std=gain.std_gain,
                 vs_random_positive_share=gain.positive_share,
@@ -103,11 +107,12 @@ def summarise_selection(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def random_interval(summary: pd.DataFrame) -> pd.DataFrame:
-    """``summary`` (rows of `summarise_selection` or its committed table: vs_random_mean, vs_random_std, n_seeds) with
+    """``summary`` (rows of `summarise_selection` or its committed table: vs_random_mean, vs_random_std and the paired
+    seeds ``vs_random_n``; a table written before that column counts ``n_seeds``, which every arm shared then) with
     the paired comparison against random in points of the primary metric (x100) added: ``vs_random_points`` and its
-    95% t-interval over seeds ``ci95_low``, ``ci95_high`` (NaN for one seed or no comparison), and ``beats_random``
-    (the interval's lower end above 0)."""
-    n = summary.n_seeds.to_numpy(np.float64)
+    95% t-interval over the paired seeds ``ci95_low``, ``ci95_high`` (NaN for one seed or no comparison), and
+    ``beats_random`` (the interval's lower end above 0)."""
+    n = (summary.vs_random_n if "vs_random_n" in summary else summary.n_seeds).to_numpy(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         half = 100 * stats.t.ppf(0.975, n - 1) * summary.vs_random_std.to_numpy(np.float64) / np.sqrt(n)
     points = 100 * summary.vs_random_mean.to_numpy(np.float64)

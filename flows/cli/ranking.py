@@ -103,7 +103,8 @@ def rank(
     ] = 0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be computed.")] = False,
 ) -> None:
-    """Rank source tasks for TARGET and print the top ones per method (building missing ESMs first)."""
+    """Rank source tasks for TARGET and print the top ones per method (fine-tuning missing source checkpoints
+    first)."""
     from flows.rank import METHODS, RankRequest, plan_rank
     from store.catalog import list_tasks
     from transfer.advisor import BEST_RANKING_METHOD

@@ -113,8 +113,9 @@ def select(
         f"{', quantised' if plan.quantize else ''}; embed {embeds}; about {plan.estimated_s:.0f} s"
         + (" (already stored)" if plan.stored else f" (fine-tuning at {plan.rate})")
     )
-    if plan.evidence is not None:
-        console.print(f"evidence: {escape(plan.evidence.message)}", soft_wrap=True)
+    evidence = plan.evidence()
+    if evidence is not None:
+        console.print(f"evidence: {escape(evidence.message)}", soft_wrap=True)
     if dry_run:
         return
     summary = with_runner(ctx, select_training_subset)(plan)
