@@ -2,16 +2,15 @@
 quality benchmarks take hours on CPU and resume across sessions: run them by name). ``python -m bench gpu`` is the
 GPU-path check (`bench.gpu`; ``--prepare`` writes its kit, ``--out``, ``--only``, ``--cpu``); it exits 1 when a check
 fails. ``python -m bench atlas_device`` measures the rest of the transfer atlas on a GPU machine (`bench.atlas_device`:
-``--prepare`` writes its kit here, ``--shard I/N --deadline S --out DIR --device cuda`` measures there, ``--merge DIR``
-appends what came back)."""
+``--prepare [--stage grid|grid2]`` writes its kit here, ``--processes P --deadline S --out DIR --device cuda``
+measures there, ``--compare K`` times batched against one model per run there, ``--merge DIR`` appends what came
+back)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-from pathlib import Path
 
 BENCHMARKS = ("embed", "logme", "esm_logme", "divergence", "gio", "gradients", "finetune", "startup")
 QUALITY = (
@@ -29,7 +28,8 @@ def main() -> None:
         choices=("all", "recipe", "grid", "pilot", "grid2", "learned", "committed"),
         default="all",
         help="transfer_atlas: recipe, grid, pilot (screens the v2 candidate targets) or grid2 (the pilots that "
-        "passed); ranking_quality: learned "
+        "passed); atlas_device --prepare: grid (v1) or grid2 (passed pilots, then unscreened candidates; default "
+        "both); ranking_quality: learned "
         "(re-evaluate the learned rows only) or committed (every row again from the committed atlas and method "
         "scores, no workspace)",
     )
@@ -39,12 +39,21 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="atlas_device only: I/N, this process's share of the runs")
     parser.add_argument("--deadline", type=float, default=480.0, help="atlas_device only: start no run after S s")
     parser.add_argument("--merge", help="atlas_device only: append the rows in this folder to the atlas")
+    parser.add_argument("--kit", help="atlas_device only: the kit folder (default atlas-kit/ in the repository)")
+    parser.add_argument(
+        "--batch", type=int, help="atlas_device only: runs per batched model (default: a whole group on cuda, else 1)"
+    )
+    parser.add_argument("--processes", type=int, default=1, help="atlas_device only: P processes share the device")
+    parser.add_argument("--limit", type=int, help="atlas_device only: measure only the kit's first K runs")
+    parser.add_argument("--compare", type=int, help="atlas_device only: time the first K runs batched and not")
+    parser.add_argument("--checkpoints", action="store_true", help="atlas_device only: only make source checkpoints")
     parser.add_argument("--only", help="gpu only: comma-separated sections to run (environment always runs)")
     parser.add_argument("--cpu", action="store_true", help="gpu only: run the CPU fallback even where CUDA is present")
     args = parser.parse_args()
     stages = {
         "transfer_atlas": ("all", "recipe", "grid", "pilot", "grid2"),
         "ranking_quality": ("all", "learned", "committed"),
+        "atlas_device": ("all", "grid", "grid2"),
     }
     if args.stage != "all" and args.stage not in stages.get(args.name, ()):
         parser.error(f"--stage {args.stage} does not apply to {args.name}")
@@ -56,14 +65,7 @@ def main() -> None:
     if args.name == "atlas_device":
         from bench import atlas_device
 
-        if args.prepare:
-            print(atlas_device.prepare())
-        elif args.merge:
-            print(f"{atlas_device.merge(Path(args.merge))} rows added to {atlas_device.ATLAS}")
-        else:
-            shard, n_shards = (int(x) for x in args.shard.split("/"))
-            out = Path(args.out or os.environ.get("OUT", "."))
-            print(atlas_device.measure(atlas_device.KIT, out, shard, n_shards, args.deadline, args.device))
+        atlas_device.cli(args)
         return
     for name in BENCHMARKS if args.name == "all" else (args.name,):
         options = {

@@ -228,13 +228,18 @@ def pilot_sources(target: str) -> tuple[str, ...]:
     return tuple("trec" if source == target else source for source in PILOT_SOURCES)
 
 
-def passed_pilots() -> list[tuple[str, str]]:
-    """(recipe name, target) of every pilot that passed (its baseline learns on every seed), by
-    `bench.atlas_targets` (its committed ``atlas_targets.csv``, which ``python -m bench atlas_targets`` refreshes
-    from the atlas)."""
+def pilot_verdicts() -> dict[tuple[str, str], bool]:
+    """{(recipe name, target): whether its pilot passed (its baseline learns on every seed)} for every finished
+    pilot, by `bench.atlas_targets` (its committed ``atlas_targets.csv``, which ``python -m bench atlas_targets``
+    refreshes from the atlas)."""
     table = pd.read_csv(RESULTS / "atlas_targets.csv")
-    passed = table[(table.stage == "pilot") & table.passes]
-    return sorted(zip(passed.recipe, passed.target, strict=True))
+    pilots = table[table.stage == "pilot"]
+    return dict(zip(zip(pilots.recipe, pilots.target, strict=True), pilots.passes.astype(bool), strict=True))
+
+
+def passed_pilots() -> list[tuple[str, str]]:
+    """(recipe name, target) of every pilot that passed (`pilot_verdicts`)."""
+    return sorted(key for key, passed in pilot_verdicts().items() if passed)
 
 
 def plan(quick: bool, stage: str) -> list[tuple[str, dict, str, str, int]]:

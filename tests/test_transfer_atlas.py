@@ -87,15 +87,17 @@ def test_quick_atlas_appends_every_run_and_resumes(copy_quick_atlas, capsys):
 
 
 @pytest.mark.slow
-def test_device_kit_reproduces_the_flow_and_merges_back(tmp_path, copy_quick_atlas):
+def test_device_kit_reproduces_the_flow_and_merges_back(tmp_path, copy_quick_atlas, monkeypatch):
     """`bench.atlas_device` on CPU with float32 weights: the same rows, recipes and seeds as `measure_transfer`, so
-    the same values; merged back, the rows it measured are restored, with where they ran."""
+    the same values (one model per run; the batched path's dropout masks differ, so its values are only plausible);
+    merged back, the rows it measured are restored, with where they ran. ``compare`` times both paths on them."""
     from bench import atlas_device
 
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kit's shared checkpoints
     _, path, _ = copy_quick_atlas
     flow = transfer_atlas.read_atlas(path)
     target, source = transfer_atlas.QUICK["targets"][0], transfer_atlas.QUICK["sources"][1]
-    runs = [(target, "", 1), (target, source, 1)]
+    runs = [("quick", target, "", 1), ("quick", target, source, 1)]
     kit = atlas_device.prepare(tmp_path / "kit", weights="float32", path=path, runs=runs, quick=True)
     assert atlas_device.measure(kit, tmp_path / "out", 0, 1, deadline=3600, device="cpu") == 2
     lines = (tmp_path / "out" / "atlas-shard-0.jsonl").read_text().splitlines()
@@ -103,6 +105,16 @@ def test_device_kit_reproduces_the_flow_and_merges_back(tmp_path, copy_quick_atl
     merged = device.merge(flow, on=transfer_atlas.KEY, suffixes=("", "_flow"))
     assert len(merged) == 2 and (merged.weights_dtype == "float32 (carried), float32 (trained)").all()
     np.testing.assert_allclose(merged.value, merged.value_flow, rtol=0, atol=1e-9)
+    for column in ("source_recipe", "target_recipe", "max_test", "metrics"):
+        assert [json.loads(str(v)).keys() if column == "metrics" else v for v in merged[column]] == [
+            json.loads(str(v)).keys() if column == "metrics" else v for v in merged[f"{column}_flow"]
+        ]
+    assert set(device.columns) == set(flow.columns)
+    result = atlas_device.compare(kit, tmp_path / "compare", "cpu", processes=1, batch=2, limit=2)
+    assert result["single"]["rows"] == result["batched"]["rows"] == 2 and result["ratio"] > 0
+    lines = (tmp_path / "compare" / "compare-batch2" / "atlas-shard-0.jsonl").read_text().splitlines()
+    batched = pd.DataFrame([json.loads(line) for line in lines]).merge(flow[transfer_atlas.KEY])
+    assert len(batched) == 2 and batched.value.between(0, 1).all() and batched.host.str.contains("up to 2 runs").all()
     kept = flow[~((flow.seed == 1) & flow.source.isin(["", source]))]
     kept.to_parquet(path, index=False)
     assert atlas_device.merge(tmp_path / "out", path) == 2
@@ -119,10 +131,12 @@ def test_missing_runs_count_only_the_atlas_recipe(tmp_path):
     path = tmp_path / "atlas.parquet"
     row = {"config_hash": "c", "target": "rte", "source": "", "seed": 0, "value": 0.5}
     transfer_atlas.append_rows(path, [{**row, "recipe": "small"}])
-    assert ("rte", "", 0) in atlas_device.missing_runs(path)
-    transfer_atlas.append_rows(path, [{**row, "recipe": transfer_atlas.ATLAS_RECIPE}])
-    missing = atlas_device.missing_runs(path)
-    assert ("rte", "", 0) not in missing and ("rte", "", 1) in missing and missing[0][2] == 0  # seed by seed
+    medium = transfer_atlas.ATLAS_RECIPE
+    assert (medium, "rte", "", 0) in atlas_device.missing_runs(path, "grid")
+    transfer_atlas.append_rows(path, [{**row, "recipe": medium}])
+    missing = atlas_device.missing_runs(path, "grid")
+    assert (medium, "rte", "", 0) not in missing and (medium, "rte", "", 1) in missing
+    assert missing[0][3] == 0 and missing[-1][3] == transfer_atlas.SEEDS[-1]  # seed by seed
     with pytest.raises(ValueError, match="'runs' parameter of prepare"):
         atlas_device.prepare(tmp_path / "kit", quick=True)
 
@@ -146,3 +160,46 @@ def test_the_v2_grid_measures_the_pilots_that_passed(tmp_path, monkeypatch):
     assert "sst2" not in {r[3] for r in sst2} and {r[4] for r in sst2} == set(transfer_atlas.V2_SEEDS)
     cola = [r for r in runs if r[2] == "cola"]
     assert len(cola) == (len(transfer_atlas.SOURCES) - 1) * 3 and cola[0][1] == transfer_atlas.SOURCE_RECIPES["medium"]
+
+
+def test_device_kit_lists_the_v2_grid_in_priority_order(tmp_path, monkeypatch):
+    """The v2 grid of the device kit: passed pilots first, then the candidates not screened yet (a failed pilot gets
+    none), seed by seed within each, every (recipe, target, seed) with its baseline first and every atlas source but
+    the target, under the recipe it was piloted with; runs already in the atlas under that recipe are left out."""
+    from bench import atlas_device
+    from bench.common import RESERVED_TARGETS
+
+    pd.DataFrame(
+        {
+            "target": ["sst2", "sst5", "cola", "mr"],
+            "recipe": ["medium", "medium", "medium+t1000", "medium"],
+            "stage": ["pilot", "pilot", "pilot", "grid"],
+            "passes": [True, False, True, True],
+        }
+    ).to_csv(tmp_path / "atlas_targets.csv", index=False)
+    monkeypatch.setattr(transfer_atlas, "RESULTS", tmp_path)
+    path = tmp_path / "atlas.parquet"
+    done = {"config_hash": "c", "target": "sst2", "seed": 0, "value": 0.8}
+    transfer_atlas.append_rows(path, [{**done, "recipe": "medium", "source": s} for s in ("", "ag_news")])
+    transfer_atlas.append_rows(path, [{**done, "recipe": "medium+t1000", "target": "subj", "source": "trec"}])
+    runs = atlas_device.missing_runs(path, "grid2")
+    assert ("medium", "sst2", "", 0) not in runs and ("medium", "sst2", "ag_news", 0) not in runs
+    assert ("medium", "subj", "trec", 0) in runs  # a run under another recipe does not count
+    screens = list(dict.fromkeys((r[0], r[1]) for r in runs))
+    piloted = {("medium", "sst2"), ("medium", "sst5"), ("medium+t1000", "cola")}
+    unscreened = [(n, t) for n, _, t, _, _ in transfer_atlas.plan(False, "pilot") if (n, t) not in piloted]
+    assert screens[:2] == [("medium", "sst2"), ("medium+t1000", "cola")]
+    assert screens[2:] == list(dict.fromkeys(unscreened)) and ("medium", "sst5") not in screens
+    assert ("medium+t1000", "wic") in screens and not {t for _, t in screens} & RESERVED_TARGETS
+    passed = len([r for r in runs if (r[0], r[1]) in screens[:2]])
+    # sst2 and cola are atlas sources: a baseline and 16 sources each, per seed; 2 sst2 runs are in the atlas
+    assert passed == 2 * len(transfer_atlas.SOURCES) * len(transfer_atlas.V2_SEEDS) - 2
+    assert [r[3] for r in runs[:passed]] == sorted(r[3] for r in runs[:passed])  # seed by seed
+    assert [r[3] for r in runs[passed:]] == sorted(r[3] for r in runs[passed:])
+    first = [r for r in runs if r[:2] == ("medium+t1000", "cola") and r[3] == 0]
+    assert first[0][2] == "" and len(first) == len(transfer_atlas.SOURCES)  # baseline, every source but cola
+    assert "cola" not in {r[2] for r in first}
+    assert atlas_device.missing_runs(path)[: len(runs)] != runs  # "all": the v1 grid first
+    assert atlas_device.missing_runs(path)[-len(runs) :] == runs
+    with pytest.raises(ValueError, match="'stage' parameter of missing_runs"):
+        atlas_device.missing_runs(path, "pilot")

@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,7 @@ class FineTuned:
 # MiniLM's 11.7M-parameter word-embedding matrix was about a quarter of a small target's fine-tune.
 FUSED_ADAMW_DEVICES = ("cpu", "cuda")
 BUCKET_BATCHES = 8  # batches per length-sorted window (Recipe.length_buckets)
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")  # parameters AdamW does not decay
 
 
 def epoch_batches(
@@ -151,6 +152,37 @@ def epoch_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def training_order(
+    chosen: np.ndarray, lengths: np.ndarray | None, recipe: Recipe, rng: np.random.Generator
+) -> Iterator[np.ndarray]:
+    """Every optimiser step's example indices, epoch after epoch: `epoch_batches` of a fresh shuffle of ``chosen``
+    [n] per epoch (``rng``: the run's seeded generator, used for nothing else)."""
+    for _ in range(recipe.epochs):
+        order = chosen[rng.permutation(len(chosen))]
+        yield from epoch_batches(order, lengths, recipe.batch_size, rng)
+
+
+def lr_schedule(recipe: Recipe, n_examples: int) -> tuple[int, Callable[[int], float]]:
+    """(optimiser steps of a run on ``n_examples`` rows, the LR factor of step k): linear warm-up to 1, then linear
+    decay to 0."""
+    total = -(-n_examples // recipe.batch_size) * recipe.epochs
+    warmup = int(round(recipe.warmup_ratio * total))
+
+    def lr_factor(step: int) -> float:
+        return (step + 1) / max(1, warmup) if step < warmup else max(0.0, (total - step) / max(1, total - warmup))
+
+    return total, lr_factor
+
+
+def decay_groups(named: Iterable[tuple[str, torch.Tensor]], weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups of (name, parameter) pairs: ``weight_decay`` on all but biases and LayerNorm weights."""
+    named = list(named)
+    return [
+        {"params": [p for n, p in named if not n.endswith(NO_DECAY)], "weight_decay": weight_decay},
+        {"params": [p for n, p in named if n.endswith(NO_DECAY)], "weight_decay": 0.0},
+    ]
+
+
 def token_lengths(
     tokenizer: Any, texts: Sequence[str], text_pairs: Sequence[str] | None, max_length: int
 ) -> np.ndarray:
@@ -168,7 +200,10 @@ def sample_indices(n: int, max_examples: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 1]).choice(n, size=max_examples, replace=False))
 
 
-def _check_inputs(texts: Sequence[str], labels: Sequence[float] | np.ndarray, text_pairs: Sequence[str] | None) -> None:
+def check_training_rows(
+    texts: Sequence[str], labels: Sequence[float] | np.ndarray, text_pairs: Sequence[str] | None, n_classes: int | None
+) -> torch.Tensor:
+    """The labels of `fine_tune`'s rows as a float64 tensor [n], after checking the rows and ``n_classes``."""
     if len(texts) == 0:
         raise InputError("The 'texts' parameter of fine_tune must hold at least one text. Got 0.")
     if len(labels) != len(texts) or (text_pairs is not None and len(text_pairs) != len(texts)):
@@ -176,6 +211,12 @@ def _check_inputs(texts: Sequence[str], labels: Sequence[float] | np.ndarray, te
             f"The 'labels' (and 'text_pairs') parameters of fine_tune must have one entry per text ({len(texts)}). "
             f"Got {len(labels)} labels" + ("" if text_pairs is None else f" and {len(text_pairs)} pairs") + "."
         )
+    if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 2):
+        raise InputError(f"The 'n_classes' parameter of fine_tune must be an int >= 2 or None. Got {n_classes!r}.")
+    target = torch.as_tensor(np.array(labels, dtype=np.float64))
+    if n_classes is not None and (target.min() < 0 or target.max() >= n_classes or (target != target.round()).any()):
+        raise InputError(f"The 'labels' parameter of fine_tune must be class indices in [0, {n_classes}).")
+    return target
 
 
 def load_base(model: str | os.PathLike[str] | None, n_outputs: int, pooling: str, seed: int) -> tuple[Any, Any]:
@@ -228,33 +269,15 @@ def fine_tune(
     a caller that keeps checkpoints copies ``network.state_dict()`` there (`selection.vog` does, at its chosen steps).
     It runs inside the seeded RNG context: one that draws torch random numbers changes the rest of the run.
     """
-    _check_inputs(texts, labels, text_pairs)
-    if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 2):
-        raise InputError(f"The 'n_classes' parameter of fine_tune must be an int >= 2 or None. Got {n_classes!r}.")
-    target = torch.as_tensor(np.array(labels, dtype=np.float64))
-    if n_classes is not None and (target.min() < 0 or target.max() >= n_classes or (target != target.round()).any()):
-        raise InputError(f"The 'labels' parameter of fine_tune must be class indices in [0, {n_classes}).")
+    target = check_training_rows(texts, labels, text_pairs, n_classes)
     resolved = resolve_device(device)
     rng = np.random.default_rng(seed)
     chosen = sample_indices(len(texts), recipe.max_examples, seed)
     network, tokenizer = load_base(model, n_classes or 1, recipe.pooling, seed)
     network.to(resolved).train()
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {
-            "params": [p for n, p in network.named_parameters() if not n.endswith(no_decay)],
-            "weight_decay": recipe.weight_decay,
-        },
-        {"params": [p for n, p in network.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
+    groups = decay_groups(network.named_parameters(), recipe.weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=recipe.lr, fused=resolved.type in FUSED_ADAMW_DEVICES)
-    steps_per_epoch = -(-len(chosen) // recipe.batch_size)
-    total = steps_per_epoch * recipe.epochs
-    warmup = int(round(recipe.warmup_ratio * total))
-
-    def lr_factor(step: int) -> float:  # linear warm-up to 1, then linear decay to 0
-        return (step + 1) / max(1, warmup) if step < warmup else max(0.0, (total - step) / max(1, total - warmup))
-
+    total, lr_factor = lr_schedule(recipe, len(chosen))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     loss_fn: nn.Module = nn.CrossEntropyLoss() if n_classes is not None else nn.MSELoss()
     lengths = token_lengths(tokenizer, texts, text_pairs, recipe.max_length) if recipe.length_buckets else None
@@ -262,29 +285,27 @@ def fine_tune(
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[resolved.index or 0] if resolved.type == "cuda" else []):
         torch.manual_seed(seed)
-        for _ in range(recipe.epochs):
-            order = chosen[rng.permutation(len(chosen))]
-            for index in epoch_batches(order, lengths, recipe.batch_size, rng):
-                batch = tokenize_batch(
-                    tokenizer,
-                    [texts[i] for i in index],
-                    [text_pairs[i] for i in index] if text_pairs is not None else None,
-                    recipe.max_length,
-                    resolved,
-                )
-                output = network(batch)
-                y = target[index].to(resolved)
-                loss = loss_fn(output, y.long()) if n_classes is not None else loss_fn(output[:, 0], y.float())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(network.parameters(), recipe.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                losses.append(float(loss.detach()))
-                if progress is not None:
-                    progress(len(index))
-                if on_step is not None:
-                    on_step(len(losses), network)
+        for index in training_order(chosen, lengths, recipe, rng):
+            batch = tokenize_batch(
+                tokenizer,
+                [texts[i] for i in index],
+                [text_pairs[i] for i in index] if text_pairs is not None else None,
+                recipe.max_length,
+                resolved,
+            )
+            output = network(batch)
+            y = target[index].to(resolved)
+            loss = loss_fn(output, y.long()) if n_classes is not None else loss_fn(output[:, 0], y.float())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(network.parameters(), recipe.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            if progress is not None:
+                progress(len(index))
+            if on_step is not None:
+                on_step(len(losses), network)
     network.eval()
     return FineTuned(
         model=network,
