@@ -141,9 +141,9 @@ def test_missing_runs_count_only_the_atlas_recipe(tmp_path):
         atlas_device.prepare(tmp_path / "kit", quick=True)
 
 
-def test_the_v2_grid_measures_the_pilots_that_passed(tmp_path, monkeypatch):
-    """Only a pilot that passed (its baseline learns on every seed) gets the grid (every atlas source but itself x
-    `V2_SEEDS`), under the recipe it was piloted with; a failed pilot and a grid row get none."""
+def pilot_verdicts(folder, monkeypatch) -> None:
+    """Verdicts in ``folder`` (made the results folder): sst2 passed, sst5 failed, cola passed under the 1,000-example
+    recipe, mr is a grid target."""
     pd.DataFrame(
         {
             "target": ["sst2", "sst5", "cola", "mr"],
@@ -151,8 +151,14 @@ def test_the_v2_grid_measures_the_pilots_that_passed(tmp_path, monkeypatch):
             "stage": ["pilot", "pilot", "pilot", "grid"],
             "passes": [True, False, True, True],
         }
-    ).to_csv(tmp_path / "atlas_targets.csv", index=False)
-    monkeypatch.setattr(transfer_atlas, "RESULTS", tmp_path)
+    ).to_csv(folder / "atlas_targets.csv", index=False)
+    monkeypatch.setattr(transfer_atlas, "RESULTS", folder)
+
+
+def test_the_v2_grid_measures_the_pilots_that_passed(tmp_path, monkeypatch):
+    """Only a pilot that passed (its baseline learns on every seed) gets the grid (every atlas source but itself x
+    `V2_SEEDS`), under the recipe it was piloted with; a failed pilot and a grid row get none."""
+    pilot_verdicts(tmp_path, monkeypatch)
     runs = transfer_atlas.plan(False, "grid2")
     assert sorted({(r[0], r[2]) for r in runs}) == [("medium", "sst2"), ("medium+t1000", "cola")]
     sst2 = [r for r in runs if r[2] == "sst2"]
@@ -169,15 +175,7 @@ def test_device_kit_lists_the_v2_grid_in_priority_order(tmp_path, monkeypatch):
     from bench import atlas_device
     from bench.common import RESERVED_TARGETS
 
-    pd.DataFrame(
-        {
-            "target": ["sst2", "sst5", "cola", "mr"],
-            "recipe": ["medium", "medium", "medium+t1000", "medium"],
-            "stage": ["pilot", "pilot", "pilot", "grid"],
-            "passes": [True, False, True, True],
-        }
-    ).to_csv(tmp_path / "atlas_targets.csv", index=False)
-    monkeypatch.setattr(transfer_atlas, "RESULTS", tmp_path)
+    pilot_verdicts(tmp_path, monkeypatch)
     path = tmp_path / "atlas.parquet"
     done = {"config_hash": "c", "target": "sst2", "seed": 0, "value": 0.8}
     transfer_atlas.append_rows(path, [{**done, "recipe": "medium", "source": s} for s in ("", "ag_news")])
