@@ -228,18 +228,27 @@ def pilot_sources(target: str) -> tuple[str, ...]:
     return tuple("trec" if source == target else source for source in PILOT_SOURCES)
 
 
+def pilot_table() -> pd.DataFrame:
+    """The finished pilots' rows of `bench.atlas_targets` (its committed ``atlas_targets.csv``, which ``python -m
+    bench atlas_targets`` refreshes from the atlas)."""
+    table = pd.read_csv(RESULTS / "atlas_targets.csv")
+    return table[table.stage == "pilot"]
+
+
 def pilot_verdicts() -> dict[tuple[str, str], bool]:
     """{(recipe name, target): whether its pilot passed (its baseline learns on every seed)} for every finished
-    pilot, by `bench.atlas_targets` (its committed ``atlas_targets.csv``, which ``python -m bench atlas_targets``
-    refreshes from the atlas)."""
-    table = pd.read_csv(RESULTS / "atlas_targets.csv")
-    pilots = table[table.stage == "pilot"]
+    pilot (`pilot_table`)."""
+    pilots = pilot_table()
     return dict(zip(zip(pilots.recipe, pilots.target, strict=True), pilots.passes.astype(bool), strict=True))
 
 
 def passed_pilots() -> list[tuple[str, str]]:
-    """(recipe name, target) of every pilot that passed (`pilot_verdicts`)."""
-    return sorted(key for key, passed in pilot_verdicts().items() if passed)
+    """(recipe name, target) of every pilot that passed (`pilot_table`), most promising first: by the pilot's
+    block-ANOVA p-value over its 3 sources (the evidence, weak at 2 seeds, that the source matters there; a grid on
+    a target whose sources do not differ is not informative), then by name."""
+    pilots = pilot_table()
+    passed = pilots[pilots.passes.astype(bool)].sort_values(["anova_p", "recipe", "target"], na_position="last")
+    return list(zip(passed.recipe, passed.target, strict=True))
 
 
 def plan(quick: bool, stage: str) -> list[tuple[str, dict, str, str, int]]:
