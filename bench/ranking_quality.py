@@ -1,7 +1,8 @@
 """``python -m bench ranking_quality``: how well each ranking method predicts measured intermediate-task transfer,
 judged on the transfer atlas (`bench.transfer_atlas`, committed as ``reports/results/transfer_atlas.parquet``).
 
-For every atlas target whose grid is complete (every source, every seed): the atlas runs are put into the atlas
+For every atlas target whose grid is complete (every source, every seed: the v1 grid's 5, the v2 grid's 3;
+`atlas_grid`): the atlas runs are put into the atlas
 workspace (so the product's flows read them; nothing is measured again) and summarised over the seeds; every
 method ranks the target's atlas sources (`rank_sources`, the atlas's source recipe and seed 0, so the checkpoints
 of measured transfer are reused by direct LogME and LEEP); `evaluate_rankings` scores each method and the reference
@@ -61,10 +62,27 @@ DEFINITIONS = {  # written into the JSON beside the numbers
 }
 
 
-def complete_targets(atlas: pd.DataFrame, grid: list[tuple[str, list[str]]], seeds: tuple[int, ...]) -> list[str]:
-    """Targets whose runs (every source and the baseline, every seed) are all in the atlas."""
+Grid = list[tuple[str, list[str], tuple[int, ...]]]  # (target, its sources, its seeds)
+
+
+def atlas_grid() -> Grid:
+    """The atlas targets under `bench.transfer_atlas.ATLAS_RECIPE`: the v1 grid's (every atlas source but the
+    target x `SEEDS`) and the v2 grid's (`passed_pilots` under that recipe x `V2_SEEDS`). A pilot passed under
+    another target recipe (``medium+t1000``) is a different atlas target of the same task, and the workspace keys
+    measured transfer by task, so it is not ranked here."""
+    sources = transfer_atlas.SOURCES
+    v2 = [t for name, t in transfer_atlas.passed_pilots() if name == transfer_atlas.ATLAS_RECIPE]
+    return [
+        *((t, [s for s in sources if s != t], transfer_atlas.SEEDS) for t in transfer_atlas.TARGETS),
+        *((t, [s for s in sources if s != t], transfer_atlas.V2_SEEDS) for t in v2),
+    ]
+
+
+def complete_targets(atlas: pd.DataFrame, grid: Grid) -> list[str]:
+    """Targets of ``grid`` whose runs (every source and the baseline, each of the target's seeds) are all in the
+    atlas."""
     have = set(zip(atlas.target, atlas.source, atlas.seed.astype(int), strict=True))
-    return [t for t, sources in grid if all((t, s, seed) in have for s in ["", *sources] for seed in seeds)]
+    return [t for t, sources, seeds in grid if all((t, s, seed) in have for s in ["", *sources] for seed in seeds)]
 
 
 def import_runs(ws: Workspace, atlas: pd.DataFrame, target: str, sources: list[str], seeds: tuple[int, ...]) -> None:
@@ -232,24 +250,25 @@ def run(quick: bool = False, stage: str = "all") -> None:
     samples = QUICK_SAMPLES if quick else {}
     if quick:
         transfer_atlas.run(quick=True)  # the quick atlas, in its own workspace
-        grid = [(t, list(transfer_atlas.QUICK["sources"])) for t in transfer_atlas.QUICK["targets"]]
-        seeds, recipe = transfer_atlas.QUICK["seeds"], transfer_atlas.QUICK["recipe"]
+        quick_seeds = tuple(transfer_atlas.QUICK["seeds"])
+        grid = [(t, list(transfer_atlas.QUICK["sources"]), quick_seeds) for t in transfer_atlas.QUICK["targets"]]
+        recipe = transfer_atlas.QUICK["recipe"]
         workspace = transfer_atlas.WORKSPACE / "quick"
         atlas = transfer_atlas.read_atlas(workspace / "transfer_atlas.parquet")
     else:
-        grid = [(t, [s for s in transfer_atlas.SOURCES if s != t]) for t in transfer_atlas.TARGETS]
-        seeds, recipe = transfer_atlas.SEEDS, transfer_atlas.SOURCE_RECIPES[transfer_atlas.ATLAS_RECIPE]
+        grid = atlas_grid()
+        recipe = transfer_atlas.SOURCE_RECIPES[transfer_atlas.ATLAS_RECIPE]
         workspace = transfer_atlas.WORKSPACE / "full"
         atlas = transfer_atlas.read_atlas()
         atlas = atlas[atlas.recipe == transfer_atlas.ATLAS_RECIPE]
-    check_targets("ranking_quality", [t for t, _ in grid])
+    check_targets("ranking_quality", [t for t, _, _ in grid])
     ws = Workspace(workspace)
     taskweb_tasks = sorted(set(pd.read_csv(TASKWEB).target)) if not quick else []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name in sorted({t for t, s in grid} | {s for _, s in grid for s in s} | set(taskweb_tasks)):
+        for name in sorted({t for t, _, _ in grid} | {s for _, s, _ in grid for s in s} | set(taskweb_tasks)):
             put_task(ws, load_task_dir(SHARED_TASKS / name))
-    targets = complete_targets(atlas, grid, seeds)
+    targets = complete_targets(atlas, grid)
     started = time.perf_counter()
     if stage == "learned":  # the rankings, their evaluations and the TaskWeb check of the last full run stand
         external = pd.DataFrame(
@@ -257,7 +276,7 @@ def run(quick: bool = False, stage: str = "all") -> None:
         )
     else:
         external = taskweb_spearman(ws, [t for t in targets if t in taskweb_tasks], methods, recipe)
-        for target, sources in grid:
+        for target, sources, seeds in grid:
             if target in targets:
                 import_runs(ws, atlas, target, sources, seeds)
                 rank_sources(
@@ -276,7 +295,7 @@ def run(quick: bool = False, stage: str = "all") -> None:
     result.update(
         quick=quick,
         complete=len(targets) == len(grid),
-        targets_missing=[t for t, _ in grid if t not in targets],
+        targets_missing=[t for t, _, _ in grid if t not in targets],
         methods=list(methods),
         atlas_recipe=recipe,
         seconds=round(time.perf_counter() - started, 1),

@@ -34,6 +34,30 @@ def test_summary_table_pairs_methods_with_the_best_single_method():
     assert table.loc["random", "spearman_mean"] == 0.0
 
 
+def test_the_atlas_grid_adds_the_v2_targets_with_their_seeds(tmp_path, monkeypatch):
+    """The v1 targets need `SEEDS`, a passed pilot under the atlas's recipe `V2_SEEDS`; a pilot passed under the
+    1,000-example recipe and a failed one are not ranked; a target is complete when each of its own seeds is in."""
+    pd.DataFrame(
+        {
+            "target": ["sst2", "sst5", "cola"],
+            "recipe": ["medium", "medium", "medium+t1000"],
+            "stage": "pilot",
+            "passes": [True, False, True],
+            "anova_p": 0.1,
+        }
+    ).to_csv(tmp_path / "atlas_targets.csv", index=False)
+    monkeypatch.setattr(transfer_atlas, "RESULTS", tmp_path)
+    grid = ranking_quality.atlas_grid()
+    seeds = {target: target_seeds for target, _, target_seeds in grid}
+    assert list(seeds) == [*transfer_atlas.TARGETS, "sst2"] and seeds["sst2"] == transfer_atlas.V2_SEEDS
+    assert seeds["mr"] == transfer_atlas.SEEDS and "sst2" not in dict((t, s) for t, s, _ in grid)["sst2"]
+    sources = [s for s in transfer_atlas.SOURCES if s != "sst2"]
+    runs = [("sst2", source, seed) for source in ["", *sources] for seed in transfer_atlas.V2_SEEDS]
+    atlas = pd.DataFrame(runs, columns=["target", "source", "seed"])
+    assert ranking_quality.complete_targets(atlas, grid) == ["sst2"]
+    assert ranking_quality.complete_targets(atlas.iloc[1:], grid) == []
+
+
 @pytest.mark.slow
 def test_quick_ranking_quality_imports_the_atlas_and_evaluates_every_method(
     tmp_path, monkeypatch, capsys, copy_quick_atlas
