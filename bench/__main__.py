@@ -25,13 +25,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small inputs, for CI and smoke runs")
     parser.add_argument(
         "--stage",
-        choices=("all", "recipe", "grid", "pilot", "grid2", "learned", "committed"),
+        choices=("all", "recipe", "grid", "pilot", "grid2", "learned", "committed", "new"),
         default="all",
         help="transfer_atlas: recipe, grid, pilot (screens the v2 candidate targets) or grid2 (the pilots that "
         "passed); atlas_device --prepare: grid (v1) or grid2 (passed pilots, then unscreened candidates; default "
         "both); ranking_quality: learned "
-        "(re-evaluate the learned rows only) or committed (every row again from the committed atlas and method "
-        "scores, no workspace)",
+        "(re-evaluate the learned rows only), committed (every row again from the committed atlas and method "
+        "scores, no workspace) or new (rank only the complete targets the committed scores lack, then committed)",
     )
     parser.add_argument("--device", default="cpu", help="transfer_atlas and atlas_device: cpu, cuda or auto")
     parser.add_argument("--out", help="gpu: where the JSON goes (default $OUT/gpu.json); atlas_device: rows folder")
@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     stages = {
         "transfer_atlas": ("all", "recipe", "grid", "pilot", "grid2"),
-        "ranking_quality": ("all", "learned", "committed"),
+        "ranking_quality": ("all", "learned", "committed", "new"),
         "atlas_device": ("all", "grid", "grid2"),
     }
     if args.stage != "all" and args.stage not in stages.get(args.name, ()):

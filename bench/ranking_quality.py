@@ -19,6 +19,9 @@ from) and the tasks' descriptors (``atlas_tasks.csv``). ``--quick``: the quick a
 seeded sample of the target's texts, `QUICK_SAMPLES`), nothing written. ``--stage learned``: only the learned rows
 (advisor, fusion) are evaluated again, from the rankings and evaluations the last full run stored in the atlas
 workspace (and its committed TaskWeb check): minutes instead of the full run's hour, after a change to the advisor.
+``--stage new``: ranks only the complete targets that the committed method scores lack (a v2 target whose grid
+just finished), adds their scores to ``atlas_method_scores.parquet``, then recomputes every row from the committed
+files like ``--stage committed``.
 """
 
 from __future__ import annotations
@@ -234,13 +237,13 @@ def committed_quality(atlas: pd.DataFrame, scores: pd.DataFrame, targets: list[s
 
 def run(quick: bool = False, stage: str = "all") -> None:
     """``stage``: ``all`` (rank every target with every method, evaluate, learn), ``learned`` (the learned rows
-    again, from the rankings the last full run stored in the atlas workspace) or ``committed`` (every row again
-    from the committed atlas, method scores and TaskWeb check: no workspace, no ranking)."""
+    again, from the rankings the last full run stored in the atlas workspace), ``committed`` (every row again
+    from the committed atlas, method scores and TaskWeb check: no workspace, no ranking) or ``new`` (rank only the
+    complete targets the committed method scores lack, add their scores, then ``committed``)."""
     if stage == "committed":
         run_committed()
         return
     from flows import evaluate_rankings
-    from flows.rank import RankRequest, rank_sources
     from store.catalog import put_task
     from store.results import Results
     from store.task_files import load_task_dir
@@ -270,6 +273,10 @@ def run(quick: bool = False, stage: str = "all") -> None:
             put_task(ws, load_task_dir(SHARED_TASKS / name))
     targets = complete_targets(atlas, grid)
     started = time.perf_counter()
+    if stage == "new":
+        add_new_targets(ws, atlas, grid, targets, recipe, methods, samples)
+        run_committed()
+        return
     if stage == "learned":  # the rankings, their evaluations and the TaskWeb check of the last full run stand
         external = pd.DataFrame(
             json.loads((RESULTS / "ranking_quality.json").read_text())["taskweb"] if not quick else []
@@ -278,18 +285,11 @@ def run(quick: bool = False, stage: str = "all") -> None:
         external = taskweb_spearman(ws, [t for t in targets if t in taskweb_tasks], methods, recipe)
         for target, sources, seeds in grid:
             if target in targets:
-                import_runs(ws, atlas, target, sources, seeds)
-                rank_sources(
-                    RankRequest(
-                        target, tuple(sources), methods, recipe, device="cpu", workspace=str(ws.root), **samples
-                    )
-                )
+                rank_target(ws, atlas, target, sources, seeds, methods, recipe, samples)
                 evaluate_rankings(target=target, workspace=str(ws.root))
     quality = Results(ws).method_quality()
     quality = quality[quality.target.isin(targets)]
-    scores = pd.concat(
-        [ws.read("latest_rankings_all_methods", {"target": t}).assign(target=t) for t in targets] or [pd.DataFrame()]
-    )
+    scores = stored_scores(ws, targets)
     tasks = ws.read("list_tasks").set_index("name")
     result, table = summarise(quality, scores, atlas[atlas.target.isin(targets)], tasks, external, targets)
     result.update(
@@ -305,8 +305,56 @@ def run(quick: bool = False, stage: str = "all") -> None:
     print(json.dumps(result))
 
 
+def rank_target(
+    ws: Workspace,
+    atlas: pd.DataFrame,
+    target: str,
+    sources: list[str],
+    seeds: tuple[int, ...],
+    methods: tuple[str, ...],
+    recipe: dict,
+    samples: dict[str, Any],
+) -> None:
+    """Import ``target``'s atlas runs into ``ws`` (`import_runs`) and rank its ``sources`` with every method."""
+    from flows.rank import RankRequest, rank_sources
+
+    import_runs(ws, atlas, target, sources, seeds)
+    rank_sources(RankRequest(target, tuple(sources), methods, recipe, device="cpu", workspace=str(ws.root), **samples))
+
+
+def stored_scores(ws: Workspace, targets: list[str]) -> pd.DataFrame:
+    """Every method's latest scores of each target's sources in ``ws``, with a ``target`` column."""
+    frames = [ws.read("latest_rankings_all_methods", {"target": t}).assign(target=t) for t in targets]
+    return pd.concat(frames or [pd.DataFrame()])
+
+
+def add_new_targets(
+    ws: Workspace,
+    atlas: pd.DataFrame,
+    grid: Grid,
+    targets: list[str],
+    recipe: dict,
+    methods: tuple[str, ...],
+    samples: dict[str, Any],
+) -> None:
+    """Rank the complete ``targets`` that the committed method scores (``atlas_method_scores.parquet``) lack, with
+    ``methods`` in ``ws`` (`rank_target`), and write their scores beside the committed ones and every task's
+    descriptors (`write_results`, each file to a temporary file, then renamed); committed rows are kept as they
+    are."""
+    from store.advice import ATLAS_SCORES
+
+    committed = pd.read_parquet(RESULTS / ATLAS_SCORES)
+    new = [(t, s, seeds) for t, s, seeds in grid if t in targets and t not in set(committed.target)]
+    for target, sources, seeds in new:
+        rank_target(ws, atlas, target, sources, seeds, methods, recipe, samples)
+    if new:
+        added = stored_scores(ws, [t for t, _, _ in new]).assign(recipe=transfer_atlas.ATLAS_RECIPE)
+        write_results(scores=pd.concat([committed, added], ignore_index=True), tasks=ws.read("list_tasks"))
+
+
 def run_committed() -> None:
-    """Every row of the table again from the committed files (`run`, stage ``committed``)."""
+    """Every row of the table again from the committed files (`run`, stage ``committed``): the complete atlas targets
+    (`atlas_grid`) that the committed method scores cover."""
     from store.advice import ATLAS_SCORES, ATLAS_TASKS
 
     started = time.perf_counter()
@@ -314,14 +362,18 @@ def run_committed() -> None:
     atlas = transfer_atlas.read_atlas()
     atlas = atlas[atlas.recipe == transfer_atlas.ATLAS_RECIPE]
     scores = pd.read_parquet(RESULTS / ATLAS_SCORES)
-    targets = sorted(set(previous["targets"]) & set(scores.target))
+    grid = atlas_grid()
+    complete = complete_targets(atlas, grid)
+    targets = [t for t in complete if t in set(scores.target)]
     check_targets("ranking_quality", targets)
     atlas = atlas[atlas.target.isin(targets)]
     quality = committed_quality(atlas, scores, targets)
     tasks = pd.read_csv(RESULTS / ATLAS_TASKS, index_col="name")
     result, table = summarise(quality, scores, atlas, tasks, pd.DataFrame(previous["taskweb"]), targets)
     result.update(
-        {k: previous[k] for k in ("quick", "complete", "targets_missing", "methods", "atlas_recipe")},
+        {k: previous[k] for k in ("quick", "methods", "atlas_recipe")},
+        complete=len(targets) == len(grid),
+        targets_missing=[t for t, _, _ in grid if t not in targets],
         stage="committed",
         seconds=round(time.perf_counter() - started, 1),
     )
@@ -378,21 +430,26 @@ def informative_targets() -> list[str]:
 
 
 def write_results(
-    result: dict, table: pd.DataFrame, scores: pd.DataFrame | None = None, tasks: pd.DataFrame | None = None
+    result: dict | None = None,
+    table: pd.DataFrame | None = None,
+    scores: pd.DataFrame | None = None,
+    tasks: pd.DataFrame | None = None,
 ) -> None:
-    """The committed results (each to a temporary file, then renamed): the table (``ranking_quality.{json,csv}``)
-    and, from a run that ranked (``scores``, ``tasks``), what the advisor ships with (`store.advice`): every method's
-    scores of the complete targets' pairs (``atlas_method_scores.parquet``) and the tasks' descriptors
-    (``atlas_tasks.csv``)."""
+    """The committed results given (each to a temporary file, then renamed): the table (``ranking_quality.{json,
+    csv}``) and, from a run that ranked, what the advisor ships with (`store.advice`): every method's ``scores`` of
+    the complete targets' pairs (``atlas_method_scores.parquet``) and the ``tasks``' descriptors (``atlas_tasks.
+    csv``)."""
     from store.advice import ATLAS_SCORES, ATLAS_TASKS, TASK_COLUMNS
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    writes = {
-        "ranking_quality.json": lambda path: path.write_text(json.dumps(result, indent=1) + "\n"),
-        "ranking_quality.csv": lambda path: table.round(4).to_csv(path),
-    }
-    if scores is not None and tasks is not None:
-        writes[ATLAS_SCORES] = lambda path: scores.drop(columns="run_id").to_parquet(path, index=False)
+    writes: dict[str, Any] = {}
+    if result is not None:
+        writes["ranking_quality.json"] = lambda path: path.write_text(json.dumps(result, indent=1) + "\n")
+    if table is not None:
+        writes["ranking_quality.csv"] = lambda path: table.round(4).to_csv(path)
+    if scores is not None:
+        writes[ATLAS_SCORES] = lambda path: scores.drop(columns="run_id", errors="ignore").to_parquet(path, index=False)
+    if tasks is not None:
         writes[ATLAS_TASKS] = lambda path: tasks.set_index("name")[TASK_COLUMNS].to_csv(path)
     for name, write in writes.items():
         temporary = RESULTS / f".{name}.tmp"

@@ -86,6 +86,29 @@ def test_quick_ranking_quality_imports_the_atlas_and_evaluates_every_method(
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ws.sql("SELECT count(DISTINCT run_id) AS n FROM pair_scores").n.iloc[0] == rankings
     assert again["table"] == result["table"]
+    # stage new: the complete targets the committed scores lack are ranked and added; the committed rows are kept
+    # as they were
+    from store.advice import ATLAS_SCORES
+
+    (tmp_path / "results").mkdir()
+    committed = pd.DataFrame(
+        {"source": ["a", "b"], "method": "leep", "score": [1.0, 2.0], "higher_is_better": True, "target": "earlier"}
+    ).assign(recipe=transfer_atlas.ATLAS_RECIPE)
+    committed.to_parquet(tmp_path / "results" / ATLAS_SCORES, index=False)
+    (target,) = transfer_atlas.QUICK["targets"]
+    grid = [(target, list(transfer_atlas.QUICK["sources"]), tuple(transfer_atlas.QUICK["seeds"]))]
+    quick_recipe = transfer_atlas.QUICK["recipe"]
+    samples = ranking_quality.QUICK_SAMPLES
+    ranking_quality.add_new_targets(ws, atlas, grid, [target], quick_recipe, ranking_quality.QUICK_METHODS, samples)
+    written = pd.read_parquet(tmp_path / "results" / ATLAS_SCORES)
+    pd.testing.assert_frame_equal(written[written.target == "earlier"][committed.columns], committed)
+    added = written[written.target == target]
+    assert set(added.method) == set(ranking_quality.QUICK_METHODS) and len(added) == len(grid[0][1]) * 2
+    stored = ws.read("latest_rankings_all_methods", {"target": target})
+    assert sorted(added.score) == pytest.approx(sorted(stored.score))
+    assert target in set(pd.read_csv(tmp_path / "results" / "atlas_tasks.csv").name)
+    ranking_quality.add_new_targets(ws, atlas, grid, [target], quick_recipe, ranking_quality.QUICK_METHODS, samples)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results" / ATLAS_SCORES), written)  # nothing new
 
 
 def test_learned_rows_evaluate_the_advisor_and_fusion_per_target():
